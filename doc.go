@@ -1,0 +1,45 @@
+// Package mailedge is an embeddable library of mail-protocol proxy primitives:
+// the pieces an application needs to put TLS in front of SMTP (RFC 5321,
+// RFC 3207), IMAP (RFC 9051, RFC 3501) and POP3 (RFC 1939, RFC 2595) servers,
+// the way an ADC, Traefik, HAProxy or nginx's mail module does, as Go packages
+// that a custom gateway wires into its own listeners.
+//
+// The root package holds only this overview. The work is done by one package
+// per concern:
+//
+//   - sni: the certificate store. Selects a certificate by SNI name (exact,
+//     then one-label wildcard), with a default or a strict refusal; loads
+//     cert/key pairs, Let's Encrypt folders and Postfix SNI maps; reloads
+//     atomically; lists expiry; builds a *tls.Config with the TLS policy
+//     (TLS 1.2 minimum, mail ALPN ids only, against ALPACA).
+//   - starttls: the SMTP, IMAP and POP3 dialogues up to the TLS switch,
+//     toward clients (Server) and toward STARTTLS-only backends (Client), and
+//     the handover that synchronises the two conversations.
+//   - backend: reaching a mail server. A Dialer per member (plain = offload,
+//     TLS or STARTTLS = bridging) that tells the backend the real client
+//     address (PROXY v1/v2, XCLIENT, IMAP ID), and a Pool with balancing,
+//     failover, health marks and draining.
+//   - bridge: after both ends are ready, the two-way copy with half-close,
+//     idle and session timeouts, counters, and an SMTP line inspector.
+//   - monitor: protocol health probes (SMTP, IMAP, POP3, TLS certificate,
+//     greeting) and the Checker that turns them into up/down state.
+//   - ratelimit: admission per source address: access lists, trusted
+//     networks, in-flight connections, connection, message and recipient
+//     rates, refusals in each protocol's own words.
+//
+// A connection travels through them in this order:
+//
+//	net.Listener.Accept
+//	  -> ratelimit.Limiter.Admit(src)           refuse in the protocol's words
+//	  -> client side: tls.Server with sni's *tls.Config (993/465/995), or
+//	     starttls.Server.Serve (143/587/25/110) until TLS is on
+//	  -> backend.Pool.Dial(ctx, client)         healthy member, PROXY/XCLIENT
+//	  -> starttls.Handover                      greeting and capabilities
+//	  -> bridge.Join                            copy both ways until done
+//
+// No package keeps global mutable state; every blocking call takes a
+// context.Context; every goroutine a package starts ends when its owner's
+// Close or context ends. The programs in examples/ wire the packages together:
+// examples/gateway runs a complete multi-domain mail TLS gateway with demo
+// backends and no setup.
+package mailedge
