@@ -1,0 +1,316 @@
+package starttls
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Backend is the backend side at handover time.
+type Backend struct {
+	// Conn is ready for protocol bytes: plain, TLS, or after Client.Upgrade.
+	// It may be a wrapper that holds buffered bytes internally.
+	Conn net.Conn
+	// Greeting is the greeting already read from Conn, complete lines with
+	// their terminators. If empty, Handover reads the greeting from Conn.
+	Greeting []byte
+	// Upgraded reports that Greeting was read before a STARTTLS upgrade, so
+	// it is stale and untrusted: an IMAP greeting is replayed without its
+	// response code ([CAPABILITY ...] or any other).
+	Upgraded bool
+}
+
+// maxHandoverLine bounds each line Handover parses, from either side. A
+// longer first client command is forwarded unparsed; a longer backend line
+// in a reply Handover must filter is an error.
+const maxHandoverLine = 8192
+
+// Handover synchronises the client session and the backend conversation so
+// that from then on bytes can be copied both ways unchanged. It returns the
+// two conns to copy between; either may be a wrapper that first yields bytes
+// already read. It implements the handover table of DESIGN.md:
+//
+//   - s.Implicit (the client has not been greeted): the backend greeting is
+//     passed on, IMAP [CAPABILITY] codes without STARTTLS and LOGINDISABLED,
+//     or without any code if b.Upgraded.
+//   - s.TLS after STARTTLS with the proxy: the backend greeting is swallowed.
+//   - s.TLS false (a plain client that declined STARTTLS): the greeting is
+//     swallowed and, for SMTP, "s.HeloVerb s.Helo" is replayed to the backend
+//     and its 250 reply swallowed.
+//
+// In every case s.Pending is forwarded first, in order. The client's first
+// command (read from s.Pending or, when the client is on TLS, from s.Conn)
+// is forwarded with everything pipelined after it, and if it asks for
+// capabilities (EHLO, CAPABILITY, CAPA) the backend's answer reaches the
+// client without STARTTLS, STLS and LOGINDISABLED. A plain session only has
+// its answer filtered when s.Pending holds the whole command: Handover never
+// waits for a plain client.
+//
+// A backend greeting that refuses service (SMTP other than 220, IMAP * BYE,
+// POP3 -ERR) or an IMAP * PREAUTH is answered to the client with the
+// protocol's own refusal (see Unavailable) and ErrRefused.
+//
+// Deadlines from ctx apply to both conns during the handover and are cleared
+// before it returns. On error Handover closes both conns; on success the
+// caller owns the returned ones.
+func Handover(ctx context.Context, s *Session, b Backend) (client, server net.Conn, err error) {
+	if s == nil || s.Conn == nil || b.Conn == nil {
+		return nil, nil, fmt.Errorf("%w: Handover needs a session conn and a backend conn", ErrConfig)
+	}
+	releaseC := guardDeadline(ctx, s.Conn, time.Time{})
+	releaseB := guardDeadline(ctx, b.Conn, time.Time{})
+	h := &handover{s: s, b: b, br: bufio.NewReader(b.Conn)}
+	defer func() {
+		releaseC()
+		releaseB()
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (%w)", err, ctx.Err())
+			}
+			s.Conn.Close()
+			b.Conn.Close()
+		}
+	}()
+	if err := h.run(); err != nil {
+		return nil, nil, fmt.Errorf("starttls: %s handover: %w", s.Protocol, err)
+	}
+	return s.Conn, h.serverConn(), nil
+}
+
+// handover is the state of one Handover call.
+type handover struct {
+	s  *Session
+	b  Backend
+	br *bufio.Reader // over b.Conn; what it still holds goes to the client
+}
+
+// run performs the handover steps in order.
+func (h *handover) run() error {
+	greeting, err := h.greeting()
+	if err != nil {
+		return h.refuse(err)
+	}
+	switch {
+	case h.s.Implicit:
+		if err := h.toClient(h.replayGreeting(greeting)); err != nil {
+			return err
+		}
+	case !h.s.TLS && h.s.Protocol == SMTP:
+		if err := h.replayHelo(); err != nil {
+			return err
+		}
+	}
+	return h.firstCommand(h.s.TLS || h.s.Implicit)
+}
+
+// refuse tells the client the service is unavailable and returns err.
+func (h *handover) refuse(err error) error {
+	host := h.s.ServerName
+	if _, werr := h.s.Conn.Write(Unavailable(h.s.Protocol, host, "")); werr != nil {
+		return fmt.Errorf("%w (refusal not delivered: %w)", err, werr)
+	}
+	return err
+}
+
+// backendLine reads one raw line from the backend.
+func (h *handover) backendLine() ([]byte, error) {
+	return readRawLine(h.br, maxHandoverLine)
+}
+
+func (h *handover) toClient(p []byte) error {
+	_, err := h.s.Conn.Write(p)
+	return err
+}
+
+func (h *handover) toBackend(p []byte) error {
+	_, err := h.b.Conn.Write(p)
+	return err
+}
+
+// greeting returns the backend greeting, from b.Greeting or read from the
+// backend, after checking that it accepts the session.
+func (h *handover) greeting() ([]byte, error) {
+	next := h.backendLine
+	var gr *bufio.Reader
+	if len(h.b.Greeting) > 0 {
+		gr = bufio.NewReader(bytes.NewReader(h.b.Greeting))
+		next = func() ([]byte, error) { return readRawLine(gr, maxHandoverLine) }
+	}
+	raw, err := readGreeting(h.s.Protocol, next)
+	if err != nil {
+		return nil, err
+	}
+	if gr != nil && gr.Buffered() > 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the saved greeting", ErrBadResponse, gr.Buffered())
+	}
+	return raw, nil
+}
+
+// readGreeting reads and judges a greeting: ErrRefused for a refusal or
+// PREAUTH, ErrBadResponse for anything that is not a greeting.
+func readGreeting(p Protocol, next func() ([]byte, error)) ([]byte, error) {
+	switch p {
+	case SMTP:
+		r, err := readSMTPReply(next)
+		if err != nil {
+			return nil, fmt.Errorf("greeting: %w", err)
+		}
+		if r.code != 220 {
+			return nil, fmt.Errorf("%w: greeting %s", ErrRefused, r.text())
+		}
+		return r.raw, nil
+	case IMAP:
+		raw, err := next()
+		if err != nil {
+			return nil, fmt.Errorf("greeting: %w", err)
+		}
+		g, err := parseIMAPLine(trimEOL(raw))
+		if err != nil {
+			return nil, fmt.Errorf("greeting: %w", err)
+		}
+		err = imapGreetingOK(g, raw)
+		switch {
+		case errors.Is(err, ErrPreAuth):
+			return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+		case g.tag == "*" && g.kind == "OK":
+			// [ALERT] and [REFERRAL] from a plain or implicit-TLS backend
+			// are its own words; after an upgrade every code is stripped.
+			return raw, nil
+		}
+		return nil, err
+	case POP3:
+		raw, err := next()
+		if err != nil {
+			return nil, fmt.Errorf("greeting: %w", err)
+		}
+		switch pop3Status(trimEOL(raw)) {
+		case -1:
+			return nil, fmt.Errorf("%w: greeting %q", ErrRefused, trimEOL(raw))
+		case 0:
+			return nil, fmt.Errorf("%w: greeting %q", ErrBadResponse, trimEOL(raw))
+		}
+		return raw, nil
+	}
+	return nil, fmt.Errorf("%w: unknown protocol %d", ErrConfig, int(p))
+}
+
+// replayGreeting returns the greeting to send to a client that has not been
+// greeted, with the IMAP capability code made true for the proxied session.
+func (h *handover) replayGreeting(raw []byte) []byte {
+	if h.s.Protocol != IMAP {
+		return raw
+	}
+	if h.b.Upgraded {
+		return stripIMAPCode(raw)
+	}
+	return filterIMAPLine(raw)
+}
+
+// replayHelo repeats a plain SMTP client's EHLO or HELO to the backend and
+// swallows the reply, which the client already had from the proxy.
+func (h *handover) replayHelo() error {
+	if h.s.HeloVerb == "" {
+		return nil
+	}
+	verb := strings.ToUpper(h.s.HeloVerb)
+	if verb != "EHLO" && verb != "HELO" || strings.ContainsAny(h.s.Helo, "\r\n") {
+		return fmt.Errorf("%w: cannot replay %q %q", ErrConfig, h.s.HeloVerb, h.s.Helo)
+	}
+	if err := h.toBackend([]byte(verb + " " + h.s.Helo + "\r\n")); err != nil {
+		return err
+	}
+	r, err := readSMTPReply(h.backendLine)
+	if err != nil {
+		return fmt.Errorf("reply to replayed %s: %w", verb, err)
+	}
+	if r.code != 250 {
+		return h.refuse(fmt.Errorf("%w: replayed %s answered %s", ErrRefused, verb, r.text()))
+	}
+	return nil
+}
+
+// serverConn returns the backend conn, wrapped if the handover read bytes
+// from it that belong to the client.
+func (h *handover) serverConn() net.Conn {
+	n := h.br.Buffered()
+	if n == 0 {
+		return h.b.Conn
+	}
+	buf, _ := h.br.Peek(n)
+	return &prefixConn{Conn: h.b.Conn, buf: bytes.Clone(buf)}
+}
+
+// prefixConn is a net.Conn whose reads first yield bytes already read from
+// the underlying conn, then read from it. Writes, deadlines and Close go
+// straight to the underlying conn.
+type prefixConn struct {
+	net.Conn
+	mu  sync.Mutex
+	buf []byte
+}
+
+var _ net.Conn = (*prefixConn)(nil)
+
+// Read returns buffered bytes first.
+func (c *prefixConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the underlying conn if it supports it (TCP, TLS),
+// so that a bridge can propagate an end of stream.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return fmt.Errorf("starttls: %T cannot half-close", c.Conn)
+}
+
+// Unavailable returns the protocol's own "service not available" refusal,
+// valid at any point of a session: SMTP "421 4.3.2 hostname text" (RFC 5321
+// section 3.8, RFC 3463), IMAP "* BYE [UNAVAILABLE] text" (RFC 5530), POP3
+// "-ERR [SYS/TEMP] text" (RFC 3206). hostname is used by SMTP only; if
+// empty, "localhost". If text is empty a standard phrase is used. CR, LF
+// and other control characters in hostname and text become spaces, so the
+// result is always exactly one line. For an unknown protocol it is nil.
+func Unavailable(p Protocol, hostname, text string) []byte {
+	hostname, text = singleLine(hostname), singleLine(text)
+	if text == "" {
+		text = "Service not available"
+	}
+	switch p {
+	case SMTP:
+		if hostname == "" {
+			hostname = clientDefaultHostname
+		}
+		return []byte("421 4.3.2 " + hostname + " " + text + "\r\n")
+	case IMAP:
+		return []byte("* BYE [UNAVAILABLE] " + text + "\r\n")
+	case POP3:
+		return []byte("-ERR [SYS/TEMP] " + text + "\r\n")
+	}
+	return nil
+}
+
+// singleLine replaces control characters with spaces and trims the result.
+func singleLine(s string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s))
+}

@@ -1,0 +1,168 @@
+package starttls
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// maxFilteredLines bounds the responses Handover relays while it waits for
+// the end of an IMAP CAPABILITY answer.
+const maxFilteredLines = 4096
+
+// firstCommand forwards s.Pending and the client's first command with what
+// was pipelined after it, then filters the answer if that command asks for
+// capabilities. With block false it only looks at s.Pending.
+func (h *handover) firstCommand(block bool) error {
+	line, rest, err := h.clientFirstLine(block)
+	if err != nil {
+		return fmt.Errorf("reading the client's first command: %w", err)
+	}
+	if err := h.toBackend(joinParts(line, rest)); err != nil {
+		return err
+	}
+	if line == nil {
+		return nil
+	}
+	switch h.s.Protocol {
+	case SMTP:
+		if strings.EqualFold(verbOf(string(trimEOL(line))), "EHLO") {
+			return h.filterSMTP()
+		}
+	case IMAP:
+		if tag, ok := imapCapabilityCommand(trimEOL(line)); ok {
+			return h.filterIMAP(tag)
+		}
+	case POP3:
+		if strings.EqualFold(string(trimEOL(line)), "CAPA") {
+			return h.filterPOP3()
+		}
+	}
+	return nil
+}
+
+// clientFirstLine splits off the client's first command line (terminator
+// included) and returns everything read after it. line is nil when there is
+// no complete line to look at: s.Pending has none and block is false, or
+// the line is longer than maxHandoverLine; rest then holds all bytes read.
+func (h *handover) clientFirstLine(block bool) (line, rest []byte, err error) {
+	p := h.s.Pending
+	if i := bytes.IndexByte(p, '\n'); i >= 0 {
+		return p[:i+1], p[i+1:], nil
+	}
+	if !block {
+		return nil, p, nil
+	}
+	pr := bytes.NewReader(p)
+	cr := bufio.NewReaderSize(io.MultiReader(pr, h.s.Conn), maxHandoverLine)
+	frag, err := cr.ReadSlice('\n')
+	switch {
+	case err == nil:
+		line = bytes.Clone(frag)
+	case errors.Is(err, bufio.ErrBufferFull):
+		rest = bytes.Clone(frag)
+	default:
+		return nil, nil, err
+	}
+	// Bytes in cr's buffer come before any of s.Pending it has not read.
+	buffered, _ := cr.Peek(cr.Buffered())
+	rest = append(rest, buffered...)
+	unread, _ := io.ReadAll(pr)
+	return line, append(rest, unread...), nil
+}
+
+// imapCapabilityCommand reports whether line is "tag CAPABILITY" and returns
+// the tag.
+func imapCapabilityCommand(line []byte) (string, bool) {
+	tag, cmd, ok := strings.Cut(string(line), " ")
+	if !ok || tag == "" || strings.ContainsAny(tag, "*+(){%\"\\]") {
+		return "", false
+	}
+	return tag, strings.EqualFold(cmd, "CAPABILITY")
+}
+
+// filterSMTP relays the EHLO reply without STARTTLS.
+func (h *handover) filterSMTP() error {
+	r, err := readSMTPReply(h.backendLine)
+	if err != nil {
+		return fmt.Errorf("EHLO reply: %w", err)
+	}
+	return h.toClient(filterEHLO(r))
+}
+
+// filterIMAP relays responses up to the tagged answer to tag, with STARTTLS
+// and LOGINDISABLED dropped from capability lists. Literals are copied
+// through unparsed, and the line that continues a response after a literal
+// is never mistaken for a new response.
+func (h *handover) filterIMAP(tag string) error {
+	continued := false
+	for n := 0; n < maxFilteredLines; n++ {
+		raw, err := h.backendLine()
+		if err != nil {
+			return fmt.Errorf("CAPABILITY answer: %w", err)
+		}
+		out := raw
+		if !continued {
+			out = filterIMAPLine(raw)
+		}
+		if err := h.toClient(out); err != nil {
+			return err
+		}
+		size, ok := literalAnnounced(trimEOL(raw))
+		if ok {
+			if _, err := io.CopyN(h.s.Conn, h.br, size); err != nil {
+				return fmt.Errorf("CAPABILITY answer literal: %w", err)
+			}
+			continued = true
+			continue
+		}
+		if !continued {
+			if r, err := parseIMAPLine(trimEOL(raw)); err == nil && r.tag == tag {
+				return nil
+			}
+		}
+		continued = false
+	}
+	return fmt.Errorf("%w: more than %d responses to CAPABILITY", ErrBadResponse, maxFilteredLines)
+}
+
+// literalAnnounced returns n if line ends with an IMAP literal announcement
+// "{n}" or "{n+}" (RFC 9051 section 4.3, RFC 7888).
+func literalAnnounced(line []byte) (int64, bool) {
+	if len(line) < 3 || line[len(line)-1] != '}' {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(line, '{')
+	if i < 0 {
+		return 0, false
+	}
+	digits := bytes.TrimSuffix(line[i+1:len(line)-1], []byte("+"))
+	n, err := strconv.ParseInt(string(digits), 10, 64)
+	if err != nil || n < 0 || len(digits) == 0 || digits[0] == '+' {
+		return 0, false
+	}
+	return n, true
+}
+
+// filterPOP3 relays the CAPA answer without STLS.
+func (h *handover) filterPOP3() error {
+	status, err := h.backendLine()
+	if err != nil {
+		return fmt.Errorf("CAPA answer: %w", err)
+	}
+	if err := h.toClient(status); err != nil {
+		return err
+	}
+	if pop3Status(trimEOL(status)) != 1 {
+		return nil
+	}
+	raw, _, err := readPOP3Multi(h.backendLine)
+	if err != nil {
+		return fmt.Errorf("CAPA list: %w", err)
+	}
+	return h.toClient(filterCAPA(raw))
+}
