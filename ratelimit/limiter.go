@@ -1,0 +1,263 @@
+package ratelimit
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// defaultUnit is anvil_rate_time_unit's default.
+const defaultUnit = 60 * time.Second
+
+// defaultIPv6Prefix aggregates IPv6 clients by /64, the usual end-site
+// subnet, so one host cannot dodge the limits by walking its own /64.
+const defaultIPv6Prefix = 64
+
+// Limits are the per-source limits. A zero field means no limit.
+type Limits struct {
+	// InFlight is the most connections a source may have open at once
+	// (Traefik InFlightConn "amount", Postfix
+	// smtpd_client_connection_count_limit). If zero, unlimited.
+	InFlight int
+	// ConnRate is the most connection attempts a source may make per Unit
+	// (smtpd_client_connection_rate_limit). Refused attempts count too.
+	// If zero, unlimited.
+	ConnRate int
+	// MessageRate is the most MAIL FROM commands a source may send per Unit
+	// (smtpd_client_message_rate_limit). If zero, unlimited.
+	MessageRate int
+	// RecipientRate is the most RCPT TO commands a source may send per Unit
+	// (smtpd_client_recipient_rate_limit). If zero, unlimited.
+	RecipientRate int
+	// Unit is the rate time unit (anvil_rate_time_unit). If zero or
+	// negative, 60 seconds.
+	Unit time.Duration
+}
+
+func (l *Limits) unit() time.Duration {
+	if l.Unit <= 0 {
+		return defaultUnit
+	}
+	return l.Unit
+}
+
+// Limiter admits connections, messages and recipients per source address.
+// The zero Limiter admits everything (no limits, ACL allows all) while
+// still keeping statistics; it is safe for concurrent use. Set the fields
+// before first use and do not change them afterwards; a Limiter must not
+// be copied after first use.
+type Limiter struct {
+	// Limits are the per-source limits.
+	Limits Limits
+	// Trusted networks are exempt from all limits and never tracked
+	// (Postfix mynetworks / smtpd_client_event_limit_exceptions). The ACL
+	// still applies to them. If nil, no source is trusted.
+	Trusted []netip.Prefix
+	// ACL is applied before anything else; a denied source is refused with
+	// ErrDenied and not tracked. If zero, every address is allowed.
+	ACL ACL
+	// IPv6Prefix is the prefix length IPv6 clients are aggregated by. If
+	// zero, or outside 1..128, 64. IPv4 clients are counted per address.
+	IPv6Prefix int
+	// MaxSources caps the sources the default in-memory store tracks. If
+	// zero, 100,000. Ignored when Store is set.
+	MaxSources int
+	// Store keeps the counters. If nil, an in-memory MemoryStore.
+	Store Store
+
+	once   sync.Once
+	mem    MemoryStore
+	leases sync.Pool
+	stats  stats
+}
+
+func (l *Limiter) store() Store {
+	if l.Store != nil {
+		return l.Store
+	}
+	l.once.Do(func() { l.mem.MaxSources = l.MaxSources })
+	return &l.mem
+}
+
+func (l *Limiter) ipv6Prefix() int {
+	if l.IPv6Prefix <= 0 || l.IPv6Prefix > 128 {
+		return defaultIPv6Prefix
+	}
+	return l.IPv6Prefix
+}
+
+// SourceOf returns the key addr is counted under: addr/32 for IPv4
+// (including IPv4-mapped IPv6), the masked IPv6 prefix for IPv6 (zone
+// dropped), and the zero Prefix for an invalid address. All clients
+// without an IP address (Unix sockets, net.Pipe) share that one key: they
+// are local plumbing, limited together and subject to the ACL's Default.
+func (l *Limiter) SourceOf(addr netip.Addr) netip.Prefix {
+	return l.sourceOf(normalize(addr))
+}
+
+func (l *Limiter) sourceOf(a netip.Addr) netip.Prefix {
+	switch {
+	case !a.IsValid():
+		return netip.Prefix{}
+	case a.Is4():
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(l.ipv6Prefix())
+	return p
+}
+
+// Lease is an admitted connection. Call Release (or ReleaseAt) once the
+// connection is closed; releasing twice, or through a copy, is a no-op, so
+// it is safe to defer. The zero Lease, returned for trusted sources and
+// refusals, releases nothing. A Lease is a small value: obtaining and
+// releasing one does not allocate.
+type Lease struct {
+	t   *ticket
+	gen uint64
+}
+
+// ticket is the pooled, shared half of a Lease; gen advances on release so
+// stale copies of a Lease cannot release a recycled ticket.
+type ticket struct {
+	gen  atomic.Uint64
+	lim  *Limiter
+	key  netip.Prefix
+	unit time.Duration
+}
+
+// Release ends the admitted connection now.
+func (ls Lease) Release() { ls.ReleaseAt(time.Now()) }
+
+// ReleaseAt ends the admitted connection at the given time, which starts
+// the source's idle expiry when it was the last one.
+func (ls Lease) ReleaseAt(now time.Time) {
+	t := ls.t
+	if t == nil || !t.gen.CompareAndSwap(ls.gen, ls.gen+1) {
+		return
+	}
+	lim, r := t.lim, Request{Key: t.key, Event: Disconnect, Now: now, Unit: t.unit}
+	t.lim = nil
+	lim.leases.Put(t)
+	// A failing shared store cannot be helped here; its entries expire.
+	_, _ = lim.store().Record(r)
+}
+
+// Admit is AdmitAt at time.Now().
+func (l *Limiter) Admit(src netip.Addr) (Lease, error) {
+	return l.AdmitAt(src, time.Now())
+}
+
+// AdmitAt decides whether a new connection from src may proceed at now.
+// The checks run in this order: the ACL (ErrDenied), trusted networks
+// (admitted, not counted), then the connection is counted and refused if
+// the source now has more than Limits.InFlight connections in flight or
+// more than Limits.ConnRate attempts in the current window, or if the
+// store cannot track the source (Kind Capacity). Refusals are
+// *LimitError values wrapping ErrLimited or ErrDenied; a failing Store's
+// error is returned wrapped as is. On success the caller must release the
+// returned Lease when the connection ends.
+func (l *Limiter) AdmitAt(src netip.Addr, now time.Time) (Lease, error) {
+	a := normalize(src)
+	if l.ACL.action(a) == Deny {
+		return Lease{}, l.refuse(&LimitError{Kind: Denied, Addr: a})
+	}
+	if containsAny(l.Trusted, a) {
+		l.stats.trusted.Add(1)
+		return Lease{}, nil
+	}
+	key, unit := l.sourceOf(a), l.Limits.unit()
+	st := l.store()
+	c, err := st.Record(Request{Key: key, Event: Connect, Now: now, Unit: unit})
+	if err != nil {
+		return Lease{}, l.storeError(err, a, key)
+	}
+	l.stats.observe(key, c, now)
+	e := &LimitError{Addr: a, Source: key}
+	switch lim := l.Limits; {
+	case lim.InFlight > 0 && c.InFlight > lim.InFlight:
+		e.Kind, e.Limit, e.Count = InFlight, lim.InFlight, c.InFlight
+	case lim.ConnRate > 0 && c.ConnRate > lim.ConnRate:
+		e.Kind, e.Limit, e.Count = ConnRate, lim.ConnRate, c.ConnRate
+	default:
+		l.stats.admitted.Add(1)
+		return l.lease(key, unit), nil
+	}
+	_, _ = st.Record(Request{Key: key, Event: ConnectRefused, Now: now, Unit: unit})
+	return Lease{}, l.refuse(e)
+}
+
+func (l *Limiter) lease(key netip.Prefix, unit time.Duration) Lease {
+	t, _ := l.leases.Get().(*ticket)
+	if t == nil {
+		t = new(ticket)
+	}
+	t.lim, t.key, t.unit = l, key, unit
+	return Lease{t: t, gen: t.gen.Load()}
+}
+
+// AllowMessage is AllowMessageAt at time.Now().
+func (l *Limiter) AllowMessage(src netip.Addr) error {
+	return l.AllowMessageAt(src, time.Now())
+}
+
+// AllowMessageAt counts a MAIL FROM from src at now and refuses it if the
+// source has sent more than Limits.MessageRate in the current window.
+// Refused commands count too, as in anvil. The ACL and trusted networks
+// apply as in AdmitAt.
+func (l *Limiter) AllowMessageAt(src netip.Addr, now time.Time) error {
+	return l.allow(src, now, Message)
+}
+
+// AllowRecipient is AllowRecipientAt at time.Now().
+func (l *Limiter) AllowRecipient(src netip.Addr) error {
+	return l.AllowRecipientAt(src, time.Now())
+}
+
+// AllowRecipientAt counts a RCPT TO from src at now and refuses it if the
+// source has sent more than Limits.RecipientRate in the current window.
+// Refused commands count too, as in anvil. The ACL and trusted networks
+// apply as in AdmitAt.
+func (l *Limiter) AllowRecipientAt(src netip.Addr, now time.Time) error {
+	return l.allow(src, now, Recipient)
+}
+
+func (l *Limiter) allow(src netip.Addr, now time.Time, ev Event) error {
+	a := normalize(src)
+	if l.ACL.action(a) == Deny {
+		return l.refuse(&LimitError{Kind: Denied, Addr: a})
+	}
+	if containsAny(l.Trusted, a) {
+		return nil
+	}
+	key, unit := l.sourceOf(a), l.Limits.unit()
+	c, err := l.store().Record(Request{Key: key, Event: ev, Now: now, Unit: unit})
+	if err != nil {
+		return l.storeError(err, a, key)
+	}
+	l.stats.observe(key, c, now)
+	kind, limit, count := MessageRate, l.Limits.MessageRate, c.MessageRate
+	if ev == Recipient {
+		kind, limit, count = RecipientRate, l.Limits.RecipientRate, c.RecipientRate
+	}
+	if limit <= 0 || count <= limit {
+		l.stats.allowed[ev-Message].Add(1)
+		return nil
+	}
+	_, _ = l.store().Record(Request{Key: key, Event: Refused, Now: now, Unit: unit})
+	return l.refuse(&LimitError{Kind: kind, Addr: a, Source: key, Limit: limit, Count: count})
+}
+
+func (l *Limiter) refuse(e *LimitError) error {
+	l.stats.refused[e.Kind].Add(1)
+	return e
+}
+
+func (l *Limiter) storeError(err error, a netip.Addr, key netip.Prefix) error {
+	if errors.Is(err, ErrFull) {
+		return l.refuse(&LimitError{Kind: Capacity, Addr: a, Source: key})
+	}
+	return fmt.Errorf("ratelimit: store: %w", err)
+}

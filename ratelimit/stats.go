@@ -1,0 +1,125 @@
+package ratelimit
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Totals are a Limiter's statistics since it was first used: what anvil(8)
+// logs ("max connection rate", "max connection count", "max message rate",
+// "max recipient rate", "max cache size"), plus admission and refusal
+// counts.
+type Totals struct {
+	// Admitted counts connections admitted and counted (not trusted).
+	Admitted uint64
+	// Trusted counts connections admitted from trusted networks, uncounted.
+	Trusted uint64
+	// Messages and Recipients count MAIL FROM and RCPT TO commands allowed
+	// from untrusted sources.
+	Messages, Recipients uint64
+	// Refused counts refusals by Kind; Refused[Denied] counts ACL denials.
+	Refused map[Kind]uint64
+	// Sources is the number of tracked sources, or -1 if the Store does not
+	// implement Inspector.
+	Sources int
+	// MaxInFlight, MaxConnRate, MaxMessageRate and MaxRecipientRate are the
+	// highest values any source reached, which source, and when.
+	MaxInFlight, MaxConnRate, MaxMessageRate, MaxRecipientRate Peak
+}
+
+// Peak is the highest value a counter reached.
+type Peak struct {
+	// Value is the peak; zero if nothing was counted.
+	Value int
+	// Source is the source that reached it.
+	Source netip.Prefix
+	// When is the time of the event that reached it.
+	When time.Time
+}
+
+// stats are the Limiter's counters. Counters are atomics; a peak is
+// checked with one atomic load and locked only when it rises, which is
+// rare, so the hot path stays uncontended.
+type stats struct {
+	admitted, trusted atomic.Uint64
+	allowed           [2]atomic.Uint64 // Message, Recipient
+	refused           [numKinds]atomic.Uint64
+	inFlight, conn    peak
+	mail, rcpt        peak
+}
+
+type peak struct {
+	v    atomic.Int64
+	mu   sync.Mutex
+	src  netip.Prefix
+	when time.Time
+}
+
+func (p *peak) update(v int, src netip.Prefix, now time.Time) {
+	if int64(v) <= p.v.Load() {
+		return
+	}
+	p.mu.Lock()
+	if int64(v) > p.v.Load() {
+		p.v.Store(int64(v))
+		p.src, p.when = src, now
+	}
+	p.mu.Unlock()
+}
+
+func (p *peak) get() Peak {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Peak{Value: int(p.v.Load()), Source: p.src, When: p.when}
+}
+
+func (s *stats) observe(key netip.Prefix, c Counts, now time.Time) {
+	s.inFlight.update(c.InFlight, key, now)
+	s.conn.update(c.ConnRate, key, now)
+	s.mail.update(c.MessageRate, key, now)
+	s.rcpt.update(c.RecipientRate, key, now)
+}
+
+// Stats returns the Limiter's totals. It is safe to call at any time.
+func (l *Limiter) Stats() Totals {
+	t := Totals{
+		Admitted:         l.stats.admitted.Load(),
+		Trusted:          l.stats.trusted.Load(),
+		Messages:         l.stats.allowed[0].Load(),
+		Recipients:       l.stats.allowed[1].Load(),
+		Refused:          make(map[Kind]uint64),
+		Sources:          -1,
+		MaxInFlight:      l.stats.inFlight.get(),
+		MaxConnRate:      l.stats.conn.get(),
+		MaxMessageRate:   l.stats.mail.get(),
+		MaxRecipientRate: l.stats.rcpt.get(),
+	}
+	for k := Denied; k < numKinds; k++ {
+		if n := l.stats.refused[k].Load(); n > 0 {
+			t.Refused[k] = n
+		}
+	}
+	if in, ok := l.store().(Inspector); ok {
+		t.Sources = in.Len()
+	}
+	return t
+}
+
+// Source is SourceAt at time.Now().
+func (l *Limiter) Source(addr netip.Addr) (SourceStats, bool) {
+	return l.SourceAt(addr, time.Now())
+}
+
+// SourceAt returns the statistics of the source addr is counted under, as
+// of now. It reports false if the source is not tracked (trusted, denied,
+// idle for more than a time unit, evicted) or if the Store does not
+// implement Inspector.
+func (l *Limiter) SourceAt(addr netip.Addr, now time.Time) (SourceStats, bool) {
+	in, ok := l.store().(Inspector)
+	if !ok {
+		return SourceStats{}, false
+	}
+	return in.Lookup(l.SourceOf(addr), now, l.Limits.unit())
+}
