@@ -1,0 +1,54 @@
+// Package demo is an in-process mail system for the example gateway and for
+// tests: IMAP (RFC 9051, RFC 3501), SMTP submission with AUTH (RFC 6409,
+// RFC 4954), MX-style SMTP (RFC 5321) and POP3 (RFC 1939, RFC 2449, STLS
+// from RFC 2595) over one set of shared mailboxes, with optional PROXY
+// protocol headers on every listener.
+//
+// Typical usage:
+//
+//	sys, err := demo.New(demo.Options{}) // demo@example.com / demo
+//	if err != nil { ... }
+//	defer sys.Close()
+//	addrs, err := sys.Start(ctx) // 127.0.0.1:0 for each service
+//	// submit to addrs.Submission with AUTH PLAIN, read over addrs.IMAP
+//	// or addrs.POP3; or serve your own listeners with sys.ServeIMAP(l) etc.
+//
+// The mailboxes live in go-imap's imapmemserver. SMTP delivery appends to
+// the recipient's INBOX through its API. The POP3 server is written here
+// and reads the same INBOX as an IMAP client of the same server, over an
+// in-process net.Pipe: a POP3 session logs in, snapshots the INBOX's UIDs
+// and sizes, fetches on RETR/TOP and, at QUIT, expunges what it deleted
+// with UID EXPUNGE. That keeps one store with one set of rules, so IMAP
+// sees POP3's deletions and POP3 never serves what IMAP expunged, with no
+// second message store to keep in step. Messages (for tests) reads the
+// same way. A POP3 maildrop is locked per user while a session holds it
+// (RFC 1939 §8).
+//
+// Behaviour, on purpose like a small real mail system:
+//   - Submission requires AUTH (PLAIN or LOGIN) before MAIL ("530 5.7.0
+//     Authentication required"). It delivers to local accounts, and accepts
+//     foreign recipients from authenticated users; those are logged as
+//     "relayed" and dropped, as the demo has no outbound queue.
+//   - MX offers no AUTH, accepts mail for the local domains only, and
+//     refuses any other domain with Postfix's "554 5.7.1 <rcpt>: Relay access
+//     denied" (seed 004's open-relay check). Unknown local users get
+//     "550 5.1.1".
+//   - Both SMTP servers need EHLO/HELO before MAIL; go-smtp enforces that
+//     itself and answers "502 5.5.1 Please introduce yourself first."
+//     (Postfix says 503 5.5.1; go-smtp's code is kept). Messages over the
+//     size limit get "552 5.3.4". Each delivery gets Return-Path and
+//     Received header fields; the Received field names the client address,
+//     which is the real one when a PROXY header was accepted.
+//   - Backend trust: the servers allow LOGIN and AUTH without TLS
+//     (imapserver InsecureAuth, go-smtp AllowInsecureAuth), the way seed
+//     000's Dovecot trusted the internal network once the ADC in front had
+//     terminated TLS. Never expose these listeners beyond loopback.
+//
+// Connection ownership and concurrency: the System owns every listener
+// passed to a Serve method and every connection accepted from one; Close
+// closes them all, and returns only after every goroutine the System
+// started has ended and every accepted connection has been closed by its
+// server. Serve methods block, may run concurrently, and return ErrClosed
+// after Close. Start owns its goroutines and also stops on ctx end. All
+// methods are safe for concurrent use.
+package demo
