@@ -1,0 +1,322 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors Join returns; callers branch on them with errors.Is.
+var (
+	// ErrIdleTimeout reports a session ended because no byte moved in
+	// either direction for Options.IdleTimeout.
+	ErrIdleTimeout = errors.New("bridge: idle timeout")
+	// ErrMaxDuration reports a session ended by Options.MaxDuration.
+	ErrMaxDuration = errors.New("bridge: maximum session duration reached")
+)
+
+// defaultIdleTimeout is the idle timeout when Options.IdleTimeout is zero:
+// RFC 5321 §4.5.3.2 asks SMTP servers to wait 10 minutes for DATA, the
+// longest of the SMTP timers; IMAP callers should pass 30 minutes or more.
+const defaultIdleTimeout = 10 * time.Minute
+
+// Options configure one Join. The zero value copies both ways with a
+// 10-minute idle timeout, no session cap and no inspection.
+type Options struct {
+	// IdleTimeout ends the session when no byte has moved in either
+	// direction for this long. If zero, 10 minutes. If negative, disabled.
+	IdleTimeout time.Duration
+	// MaxDuration ends the session this long after Join starts, whatever
+	// the traffic. If zero or negative, there is no cap.
+	MaxDuration time.Duration
+	// SMTP, if non-nil, parses the client-to-server bytes as SMTP
+	// commands and checks them (see SMTPInspector). If nil, bytes are
+	// copied without looking at them and, when both conns are plain TCP,
+	// by splice(2) on Linux.
+	SMTP *SMTPInspector
+	// Hooks report events as they happen. If zero, nothing is reported.
+	Hooks Hooks
+}
+
+// Hooks are optional callbacks for metrics and logs. Each may be nil. They
+// run on the copier goroutines, so they must be quick and safe for
+// concurrent use.
+type Hooks struct {
+	// HalfClose is called when the reading side of dir reached end of
+	// file and the write side of the other conn was shut down.
+	HalfClose func(dir Direction)
+	// End is called once, just before Join returns, with its results.
+	End func(Stats, error)
+}
+
+// idleTimeout returns the effective idle timeout; zero means disabled.
+func (o *Options) idleTimeout() time.Duration {
+	switch {
+	case o.IdleTimeout == 0:
+		return defaultIdleTimeout
+	case o.IdleTimeout < 0:
+		return 0
+	}
+	return o.IdleTimeout
+}
+
+// Direction names one half of a session.
+type Direction int
+
+const (
+	// ClientToServer is the direction from the client conn to the server conn.
+	ClientToServer Direction = iota
+	// ServerToClient is the direction from the server conn to the client conn.
+	ServerToClient
+)
+
+// String returns "client->server" or "server->client".
+func (d Direction) String() string {
+	if d == ServerToClient {
+		return "server->client"
+	}
+	return "client->server"
+}
+
+// End tells how a session ended.
+type End int
+
+const (
+	// EndClientClosed means the client finished sending first (end of
+	// file), and the server then finished too.
+	EndClientClosed End = iota + 1
+	// EndServerClosed means the server finished sending first, and the
+	// client then finished too.
+	EndServerClosed
+	// EndIdle means nothing moved for Options.IdleTimeout.
+	EndIdle
+	// EndMaxDuration means Options.MaxDuration elapsed.
+	EndMaxDuration
+	// EndCanceled means the context passed to Join was done.
+	EndCanceled
+	// EndError means a read or write failed (a reset, a TLS error).
+	EndError
+)
+
+// String returns a short lower-case name such as "client closed".
+func (e End) String() string {
+	switch e {
+	case EndClientClosed:
+		return "client closed"
+	case EndServerClosed:
+		return "server closed"
+	case EndIdle:
+		return "idle timeout"
+	case EndMaxDuration:
+		return "max duration"
+	case EndCanceled:
+		return "canceled"
+	case EndError:
+		return "error"
+	}
+	return "unknown"
+}
+
+// Stats describe a finished session.
+type Stats struct {
+	// ClientToServer is the number of bytes read from the client.
+	ClientToServer int64
+	// ServerToClient is the number of bytes read from the server.
+	ServerToClient int64
+	// Duration is the time from the start of Join to its return.
+	Duration time.Duration
+	// End tells how the session ended.
+	End End
+	// SMTP holds the inspector's counters; zero when Options.SMTP is nil.
+	SMTP SMTPStats
+}
+
+// Join copies bytes between client and server in both directions until
+// both directions have reached end of file, one fails, the idle timeout or
+// maximum duration passes, or ctx is done. When one side's read reaches end
+// of file, the write side of the other conn is shut down (CloseWrite, on
+// *net.TCPConn, *net.UnixConn, *tls.Conn and any conn that has it) so the
+// half-close reaches the other peer.
+//
+// Join owns both conns: they are closed, and both copier goroutines have
+// returned, when Join returns, on every path. The error is nil when both
+// sides closed cleanly; otherwise it wraps ErrIdleTimeout, ErrMaxDuration,
+// ctx.Err() or the I/O error, and Stats.End says which.
+func Join(ctx context.Context, client, server net.Conn, opt Options) (Stats, error) {
+	s := newSession(client, server, &opt)
+	stopCtx := context.AfterFunc(ctx, func() { s.abort(EndCanceled) })
+	s.startTimers()
+
+	results := make(chan copyResult, 2)
+	go s.copier(s.dirs[0], results) // client->server
+	go s.copier(s.dirs[1], results) // server->client
+	first := <-results
+	if first.err != nil {
+		s.abort(EndError)
+	}
+	second := <-results
+
+	stopCtx()
+	s.stopTimers()
+	s.closeBoth(false)
+	st, err := s.result(ctx, first, second)
+	if opt.Hooks.End != nil {
+		opt.Hooks.End(st, err)
+	}
+	return st, err
+}
+
+// copyResult is what a copier reports when it returns.
+type copyResult struct {
+	dir Direction
+	err error // nil at a clean end of file
+}
+
+// session is the shared state of one Join.
+type session struct {
+	client, server net.Conn
+	opt            *Options
+	start          time.Time
+	idle           time.Duration
+	last           atomic.Int64 // nanoseconds since start of the last activity
+	reason         atomic.Int32 // End chosen by abort; 0 while none
+	done           chan struct{}
+	closeOnce      sync.Once
+	dirs           [2]*direction
+	smtp           *smtpSession
+
+	timerMu   sync.Mutex
+	stopped   bool
+	idleTimer *time.Timer
+	maxTimer  *time.Timer
+}
+
+func newSession(client, server net.Conn, opt *Options) *session {
+	s := &session{
+		client: client,
+		server: server,
+		opt:    opt,
+		start:  time.Now(),
+		idle:   opt.idleTimeout(),
+		done:   make(chan struct{}),
+	}
+	s.dirs[0] = &direction{dir: ClientToServer, src: client, dst: server}
+	s.dirs[1] = &direction{dir: ServerToClient, src: server, dst: client}
+	if opt.SMTP != nil {
+		s.smtp = newSMTPSession(opt.SMTP, client, server, s.done)
+		s.dirs[0].filter = s.smtp.commands
+		s.dirs[1].filter = s.smtp.replies
+	}
+	return s
+}
+
+// touch records activity now; one atomic store, no deadline change.
+func (s *session) touch() {
+	s.last.Store(int64(time.Since(s.start)))
+}
+
+// startTimers arms the idle and maximum-duration timers. Neither starts a
+// goroutine until it fires.
+func (s *session) startTimers() {
+	if s.idle > 0 {
+		s.idleTimer = time.AfterFunc(s.idle, s.checkIdle)
+	}
+	if d := s.opt.MaxDuration; d > 0 {
+		s.maxTimer = time.AfterFunc(d, func() { s.abort(EndMaxDuration) })
+	}
+}
+
+// checkIdle runs when the idle timer fires: it ends the session if nothing
+// moved for the idle timeout and otherwise re-arms the timer for the rest.
+func (s *session) checkIdle() {
+	s.timerMu.Lock()
+	if s.stopped {
+		s.timerMu.Unlock()
+		return
+	}
+	quiet := time.Since(s.start) - time.Duration(s.last.Load())
+	if quiet < s.idle {
+		s.idleTimer.Reset(s.idle - quiet)
+		s.timerMu.Unlock()
+		return
+	}
+	s.timerMu.Unlock()
+	s.abort(EndIdle)
+}
+
+func (s *session) stopTimers() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	s.stopped = true
+	if s.idleTimer != nil {
+		s.idleTimer.Stop()
+	}
+	if s.maxTimer != nil {
+		s.maxTimer.Stop()
+	}
+}
+
+// abort ends the session for reason: the first reason wins, and both conns
+// are closed at once so blocked reads and writes return.
+func (s *session) abort(reason End) {
+	s.reason.CompareAndSwap(0, int32(reason))
+	s.closeBoth(true)
+}
+
+// closeBoth closes both conns once. With hard set, a *tls.Conn's socket is
+// closed first so that Close does not wait to send close_notify to a peer
+// that is not reading.
+func (s *session) closeBoth(hard bool) {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		for _, c := range []net.Conn{s.client, s.server} {
+			if hard {
+				if u := underlying(c); u != nil {
+					u.Close()
+				}
+			}
+			c.Close()
+		}
+	})
+}
+
+// result builds the Stats and error of a finished session.
+func (s *session) result(ctx context.Context, first, second copyResult) (Stats, error) {
+	st := Stats{
+		ClientToServer: s.dirs[0].n.Load(),
+		ServerToClient: s.dirs[1].n.Load(),
+		Duration:       time.Since(s.start),
+	}
+	if s.smtp != nil {
+		st.SMTP = s.smtp.stats()
+	}
+	var err error
+	switch st.End = End(s.reason.Load()); st.End {
+	case EndIdle:
+		err = ErrIdleTimeout
+	case EndMaxDuration:
+		err = ErrMaxDuration
+	case EndCanceled:
+		err = fmt.Errorf("bridge: %w", context.Cause(ctx))
+	case EndError:
+		r := first
+		if r.err == nil {
+			r = second
+		}
+		err = fmt.Errorf("bridge: %s: %w", r.dir, r.err)
+	default:
+		st.End = EndClientClosed
+		if first.dir == ServerToClient {
+			st.End = EndServerClosed
+		}
+		if second.err != nil { // the later direction failed after a clean half
+			st.End = EndError
+			err = fmt.Errorf("bridge: %s: %w", second.dir, second.err)
+		}
+	}
+	return st, err
+}

@@ -1,0 +1,31 @@
+// Package bridge joins a client conn and a backend conn once both are ready
+// (after the TLS and STARTTLS handover) and copies bytes both ways, with
+// TCP half-close, idle and session timeouts, cancellation and byte
+// counters, and an optional SMTP command inspector (RFC 5321, RFC 2920
+// PIPELINING, RFC 3030 CHUNKING) that ratelimit uses for message and
+// recipient rates.
+//
+// Typical usage:
+//
+//	st, err := bridge.Join(ctx, clientConn, backendConn, bridge.Options{
+//		IdleTimeout: 30 * time.Minute, // IMAP: RFC 9051 autologout
+//	})
+//	log.Printf("%d bytes up, %d down, ended by %s: %v",
+//		st.ClientToServer, st.ServerToClient, st.End, err)
+//
+// Join takes ownership of both conns: it closes them, and both of its copier
+// goroutines have returned, before it returns, whatever ended the session.
+// Cancelling ctx, the idle timer and the MaxDuration timer close both conns
+// to unblock the copiers; none of them starts a goroutine until it fires.
+// Hooks and SMTPInspector callbacks run on the copier goroutines and must be
+// safe for concurrent use. An SMTPInspector and an Options value may be
+// shared by any number of concurrent Joins.
+//
+// Memory: an idle session holds no copy buffer. On Linux a plain TCP or Unix
+// socket is waited on for readability without a buffer, and a 32 KiB buffer
+// is taken from a shared pool only for the bytes already queued; between
+// two plain *net.TCPConn the bytes go through splice(2) and never enter user
+// space. Other conns (a *tls.Conn, wrappers) block in a one-byte read and
+// take a pooled buffer for the rest of what arrived; *tls.Conn keeps its own
+// record buffers, which this package does not control.
+package bridge

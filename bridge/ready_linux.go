@@ -1,0 +1,53 @@
+package bridge
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// readinessSupported reports that waitReadable works on this platform.
+const readinessSupported = true
+
+// fionread is the Linux ioctl that returns the bytes queued on a socket
+// (FIONREAD, alias SIOCINQ).
+const fionread = 0x541B
+
+// waitReadable blocks, holding no buffer, until the socket behind rc has
+// bytes or has reached end of file, and returns the number of bytes queued
+// (0 at end of file). It uses the runtime's poller through RawConn.Read, so
+// closing the conn or a deadline ends the wait.
+func waitReadable(rc syscall.RawConn) (int, error) {
+	var avail int
+	var serr error
+	err := rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		for {
+			n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			switch errno {
+			case 0:
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // not ready: let the poller wait
+			default:
+				serr = errno
+				return true
+			}
+			if n == 0 {
+				avail = 0 // end of file
+				return true
+			}
+			var q int32
+			if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, fionread, uintptr(unsafe.Pointer(&q))); errno != 0 || q < 1 {
+				q = 1
+			}
+			avail = int(q)
+			return true
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	return avail, serr
+}

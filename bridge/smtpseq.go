@@ -1,0 +1,287 @@
+package bridge
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// maxPending bounds the replies an inspected session may owe the client;
+// a client that pipelines further waits until some arrive.
+const maxPending = 1024
+
+// entry is one reply the client is owed, in command order: either the
+// server's reply to a forwarded command or a local reply.
+type entry struct {
+	local []byte      // the local reply; nil for a forwarded command
+	cmd   SMTPCommand // the command, for SMTPInspector.Reply
+	rcpt  bool        // count a recipient on 2xx
+	end   bool        // count a message on 2xx
+	gate  chan int    // if non-nil, receives the reply code
+}
+
+// smtpSession is the inspector state of one Join, shared by the two
+// copiers: the client-to-server side pushes entries, the server-to-client
+// side pops them as complete replies arrive.
+type smtpSession struct {
+	ins            *SMTPInspector
+	client, server io.Writer
+	done           <-chan struct{} // closed when the session is torn down
+
+	mu          sync.Mutex // guards fifo and repliesDone
+	fifo        []*entry
+	repliesDone bool
+	noReplies   chan struct{} // closed when the server side ends
+	space       chan struct{} // signalled when fifo shrinks
+
+	// wmu serialises writes to the client. Entries are popped and their
+	// replies written while it is held, so replies leave in FIFO order.
+	wmu      sync.Mutex
+	midReply bool // a server reply is partly written; guarded by wmu
+
+	commands *commandFilter
+	replies  *replyFilter
+
+	nCommands, nMessages, nRecipients, nRefused atomic.Int64
+
+	beforeWait func() // test hook: runs before waiting for a gated reply
+}
+
+func newSMTPSession(ins *SMTPInspector, client, server io.Writer, done <-chan struct{}) *smtpSession {
+	s := &smtpSession{
+		ins: ins, client: client, server: server, done: done,
+		noReplies: make(chan struct{}),
+		space:     make(chan struct{}, 1),
+	}
+	s.commands = &commandFilter{s: s, max: ins.maxLine()}
+	s.replies = &replyFilter{s: s}
+	return s
+}
+
+func (s *smtpSession) stats() SMTPStats {
+	return SMTPStats{
+		Commands:   s.nCommands.Load(),
+		Messages:   s.nMessages.Load(),
+		Recipients: s.nRecipients.Load(),
+		Refused:    s.nRefused.Load(),
+	}
+}
+
+// push appends e, waiting while maxPending replies are owed. It reports
+// false when the session or the server side ended meanwhile.
+func (s *smtpSession) push(e *entry) bool {
+	s.mu.Lock()
+	for len(s.fifo) >= maxPending && !s.repliesDone {
+		s.mu.Unlock()
+		select {
+		case <-s.space:
+		case <-s.noReplies:
+		case <-s.done:
+			return false
+		}
+		s.mu.Lock()
+	}
+	s.fifo = append(s.fifo, e)
+	s.mu.Unlock()
+	return true
+}
+
+// local queues a reply of the inspector's own and writes it at once if no
+// server reply is owed before it.
+func (s *smtpSession) local(reply []byte) error {
+	s.nRefused.Add(1)
+	if !s.push(&entry{local: reply}) {
+		return net.ErrClosed
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.midReply {
+		return nil // the server side flushes it at the reply's end
+	}
+	return s.writeLocals(s.popLocals())
+}
+
+// popLocals removes the local replies at the head of the FIFO. The caller
+// holds wmu and writes them before releasing it.
+func (s *smtpSession) popLocals() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out [][]byte
+	for len(s.fifo) > 0 && s.fifo[0].local != nil && !s.repliesDone {
+		out = append(out, s.fifo[0].local)
+		s.fifo[0] = nil
+		s.fifo = s.fifo[1:]
+	}
+	if len(out) > 0 {
+		s.signalSpace()
+	}
+	return out
+}
+
+// popForwarded removes the head entry if it waits for a server reply, and
+// returns nil for an unsolicited reply (a greeting, a 421 shutdown notice).
+func (s *smtpSession) popForwarded() *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.fifo) == 0 || s.fifo[0].local != nil {
+		return nil
+	}
+	e := s.fifo[0]
+	s.fifo[0] = nil
+	s.fifo = s.fifo[1:]
+	s.signalSpace()
+	return e
+}
+
+func (s *smtpSession) signalSpace() {
+	select {
+	case s.space <- struct{}{}:
+	default:
+	}
+}
+
+func (s *smtpSession) writeLocals(locals [][]byte) error {
+	for _, r := range locals {
+		if _, err := s.client.Write(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// answered records the server's reply code for a forwarded command.
+func (s *smtpSession) answered(e *entry, code int) {
+	if code >= 200 && code < 300 {
+		if e.rcpt {
+			s.nRecipients.Add(1)
+		}
+		if e.end {
+			s.nMessages.Add(1)
+		}
+	}
+	if e.gate != nil {
+		e.gate <- code
+	}
+	if s.ins.Reply != nil {
+		s.ins.Reply(e.cmd, code)
+	}
+}
+
+// await waits for the reply code of a gated entry: 0 if the server side
+// ended first, and an error if the session is torn down.
+func (s *smtpSession) await(e *entry) (int, error) {
+	if s.beforeWait != nil {
+		s.beforeWait()
+	}
+	select {
+	case code := <-e.gate:
+		return code, nil
+	case <-s.noReplies:
+		select {
+		case code := <-e.gate:
+			return code, nil
+		default:
+			return 0, nil
+		}
+	case <-s.done:
+		return 0, net.ErrClosed
+	}
+}
+
+// serverEnded is called once when the server-to-client side stops: owed
+// replies will never come, and local replies queued behind them are dropped.
+func (s *smtpSession) serverEnded() {
+	s.mu.Lock()
+	pending := s.fifo
+	s.fifo = nil
+	s.repliesDone = true
+	s.mu.Unlock()
+	close(s.noReplies)
+	for _, e := range pending {
+		if e.local == nil && s.ins.Reply != nil {
+			s.ins.Reply(e.cmd, 0)
+		}
+	}
+}
+
+// replyFilter is the server-to-client side: it passes replies through and
+// finds where each complete reply ends (the line whose code is followed by
+// a space rather than "-"), so local replies are written exactly there.
+type replyFilter struct {
+	s       *smtpSession
+	lineLen int  // bytes seen of the current line
+	code    int  // reply code from the line's first three bytes
+	sep     byte // the fourth byte of the line
+	open    bool // the last complete line was a continuation ("250-")
+}
+
+func (f *replyFilter) write(p []byte) error {
+	s := f.s
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	start := 0
+	for i := 0; i < len(p); {
+		j := indexLF(p[i:])
+		if j < 0 {
+			f.see(p[i:])
+			break
+		}
+		f.see(p[i : i+j])
+		i += j + 1
+		final := f.lineLen < 4 || f.sep != '-'
+		code := max(f.code, 0)
+		f.lineLen, f.code, f.sep = 0, 0, 0
+		f.open = !final
+		if !final {
+			continue
+		}
+		e := s.popForwarded()
+		locals := s.popLocals()
+		if len(locals) > 0 {
+			if _, err := s.client.Write(p[start:i]); err != nil {
+				return err
+			}
+			start = i
+			if err := s.writeLocals(locals); err != nil {
+				return err
+			}
+		}
+		if e != nil {
+			s.answered(e, code)
+		}
+	}
+	s.midReply = f.lineLen > 0 || f.open
+	if start < len(p) {
+		_, err := s.client.Write(p[start:])
+		return err
+	}
+	return nil
+}
+
+// see records the bytes b of the current line (without its line feed);
+// only the first four bytes of a line matter.
+func (f *replyFilter) see(b []byte) {
+	for _, c := range b {
+		if f.lineLen >= 4 {
+			return
+		}
+		switch {
+		case f.lineLen < 3 && c >= '0' && c <= '9' && f.code >= 0:
+			f.code = f.code*10 + int(c-'0')
+		case f.lineLen < 3:
+			f.code = -1 // not a reply code
+		default:
+			f.sep = c
+		}
+		f.lineLen++
+	}
+}
+
+func (f *replyFilter) closed() { f.s.serverEnded() }
+
+var _ filter = (*replyFilter)(nil)
+
+// errSessionDone stops the inspector when the session is torn down while
+// it waits.
+var errSessionDone = net.ErrClosed
