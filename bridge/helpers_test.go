@@ -73,7 +73,7 @@ func startJoin(t testing.TB, ctx context.Context, useTLS bool, opt Options) *leg
 	var client, proxyC, proxyS, backend net.Conn
 	if useTLS {
 		srv, cli := tlsConfigs(t)
-		client, proxyC = tlsPair(t, srv, cli) // TLS ends at the proxy
+		client, proxyC = tlsPair(t, srv, cli)  // TLS ends at the proxy
 		proxyS, backend = tlsPair(t, srv, cli) // and starts again
 	} else {
 		client, proxyC = tcpPair(t)
