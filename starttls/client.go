@@ -142,8 +142,8 @@ func (c *Client) Upgrade(ctx context.Context, conn net.Conn) (up *Upgraded, err 
 	defer func() {
 		release()
 		if err != nil {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%w)", err, ctx.Err())
+			if cerr := ctxErr(ctx); cerr != nil {
+				err = fmt.Errorf("%w (%w)", err, cerr)
 			}
 			conn.Close()
 		}
@@ -230,6 +230,19 @@ func guardDeadline(ctx context.Context, conn net.Conn, limit time.Time) (release
 		mu.Unlock()
 		conn.SetDeadline(time.Time{})
 	}
+}
+
+// ctxErr returns ctx's error, or DeadlineExceeded once its deadline has
+// passed: the conn deadline copied from it can fire a moment before the
+// context's own timer marks it done.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // expiredDeadline is a deadline in the past that makes pending I/O fail now.

@@ -70,8 +70,8 @@ func Handover(ctx context.Context, s *Session, b Backend) (client, server net.Co
 		releaseC()
 		releaseB()
 		if err != nil {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%w)", err, ctx.Err())
+			if cerr := ctxErr(ctx); cerr != nil {
+				err = fmt.Errorf("%w (%w)", err, cerr)
 			}
 			s.Conn.Close()
 			b.Conn.Close()
