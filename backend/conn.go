@@ -1,0 +1,103 @@
+package backend
+
+import (
+	"errors"
+	"net"
+	"sync"
+
+	"github.com/mailedge/mailedge/starttls"
+)
+
+// Conn is a backend connection in the state its Dialer promises: the
+// greeting read (and checked), PROXY header or XCLIENT/ID sent, TLS on if
+// the Dialer's Security asks for it, no deadline set. The next bytes on it
+// are protocol bytes for the client's first command.
+//
+// Read through the Conn itself, not the embedded net.Conn, unless Buffered
+// reports 0: bytes the backend sent after its greeting were already read
+// into a buffer and only Conn.Read returns them.
+type Conn struct {
+	// Conn is the connection: a *net.TCPConn for Plain, a *tls.Conn for
+	// TLS and STARTTLS.
+	net.Conn
+	// Greeting is the backend's greeting as read, every line with its
+	// terminator. After XCLIENT it is the 220 reply to XCLIENT, which Postfix
+	// sends as the new greeting. After STARTTLS it is the greeting sent
+	// before TLS (an IMAP one may carry a stale [CAPABILITY] code).
+	Greeting []byte
+	// Upgraded reports that the Dialer did STARTTLS: the backend has seen
+	// EHLO/CAPABILITY/CAPA and STARTTLS/STLS, and waits for the first
+	// command over TLS.
+	Upgraded bool
+	// Member names the pool member (its Name, or the Dialer's Addr).
+	Member string
+
+	mu      sync.Mutex
+	pending []byte // read past the greeting; served first by Read
+
+	closeOnce sync.Once
+	closeErr  error
+	release   func() // pool bookkeeping, run once on Close
+}
+
+// Compile-time checks of the interfaces the bridge relies on.
+var (
+	_ net.Conn    = (*Conn)(nil)
+	_ closeWriter = (*Conn)(nil)
+)
+
+// closeWriter is implemented by *net.TCPConn and *tls.Conn.
+type closeWriter interface{ CloseWrite() error }
+
+// Read returns bytes buffered past the greeting first, then reads from the
+// connection. It is safe to call concurrently with the other methods.
+func (c *Conn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Read(p)
+}
+
+// Buffered returns how many bytes Read will return without reading from the
+// network.
+func (c *Conn) Buffered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}
+
+// Close closes the connection and, the first time only, tells the pool the
+// connection is gone, so least-connections counts stay exact however often
+// Close is called.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.closeErr = c.Conn.Close()
+		if c.release != nil {
+			c.release()
+		}
+	})
+	return c.closeErr
+}
+
+// CloseWrite shuts down the writing side, so a bridge can pass a
+// half-close on: a TCP FIN on a plain connection, a TLS close_notify alert
+// on a TLS one (crypto/tls leaves the TCP connection open).
+func (c *Conn) CloseWrite() error {
+	cw, ok := c.Conn.(closeWriter)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	return cw.CloseWrite()
+}
+
+// Backend returns c in the form starttls.Handover takes: c itself as the
+// conn (so bytes buffered past the greeting are not lost), its greeting,
+// and whether that greeting predates a STARTTLS upgrade.
+func (c *Conn) Backend() starttls.Backend {
+	return starttls.Backend{Conn: c, Greeting: c.Greeting, Upgraded: c.Upgraded}
+}

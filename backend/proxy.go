@@ -1,0 +1,192 @@
+package backend
+
+import (
+	"crypto/tls"
+	"net"
+	"net/netip"
+
+	"github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
+)
+
+// ProxyProtocol selects the PROXY protocol header (HAProxy's
+// proxy-protocol.txt) a Dialer writes before anything else on a backend
+// connection, so the backend sees the client's address.
+type ProxyProtocol int
+
+const (
+	// NoProxy writes no header: the zero value.
+	NoProxy ProxyProtocol = iota
+	// ProxyV1 writes the text header ("PROXY TCP4 ...\r\n"). It carries
+	// addresses only.
+	ProxyV1
+	// ProxyV2 writes the binary header with TLVs: PP2_TYPE_AUTHORITY (the
+	// SNI name), PP2_TYPE_ALPN, and PP2_TYPE_SSL with the client's TLS
+	// version, cipher and certificate common name.
+	ProxyV2
+)
+
+// String returns "none", "v1" or "v2".
+func (p ProxyProtocol) String() string {
+	switch p {
+	case NoProxy:
+		return "none"
+	case ProxyV1:
+		return "v1"
+	case ProxyV2:
+		return "v2"
+	}
+	return "unknown"
+}
+
+// proxyHeader builds the header for ci. An unknown source (nil, or an
+// address that is not IP:port) gives "PROXY UNKNOWN" in v1 and the LOCAL
+// command in v2, which tells the backend to use the connection's own
+// addresses. A known source with an unknown destination is sent with the
+// unspecified address of the same family and port 0, so the source, the
+// part that matters, is not lost.
+func proxyHeader(v ProxyProtocol, ci ClientInfo) (*proxyproto.Header, error) {
+	version := byte(1)
+	if v == ProxyV2 {
+		version = 2
+	}
+	src, dst := tcpAddr(ci.Src), tcpAddr(ci.Dst)
+	if src != nil && dst == nil {
+		dst = &net.TCPAddr{IP: net.IPv4zero}
+		if src.IP.To4() == nil {
+			dst.IP = net.IPv6unspecified
+		}
+	}
+	var h *proxyproto.Header
+	if src == nil {
+		h = proxyproto.HeaderProxyFromAddrs(version, nil, nil)
+	} else {
+		h = proxyproto.HeaderProxyFromAddrs(version, src, dst)
+	}
+	if version == 2 {
+		if err := h.SetTLVs(proxyTLVs(ci)); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// tcpAddr converts a to a *net.TCPAddr with IPv4-mapped IPv6 addresses
+// unmapped (so a dual-stack listener still yields TCP4), or nil when a is
+// nil or not an IP:port address.
+func tcpAddr(a net.Addr) *net.TCPAddr {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case nil:
+		return nil
+	case *net.TCPAddr:
+		if a == nil {
+			return nil
+		}
+		ap = a.AddrPort()
+	default:
+		var err error
+		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
+			return nil
+		}
+	}
+	if !ap.Addr().IsValid() {
+		return nil
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	return &net.TCPAddr{IP: ip.AsSlice(), Port: int(ap.Port())}
+}
+
+// proxyTLVs returns the v2 TLVs describing the client side.
+func proxyTLVs(ci ClientInfo) []proxyproto.TLV {
+	var tlvs []proxyproto.TLV
+	name := ci.ServerName
+	if name == "" && ci.TLS != nil {
+		name = ci.TLS.ServerName
+	}
+	if name != "" {
+		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(name)})
+	}
+	if ci.TLS == nil {
+		return tlvs
+	}
+	if p := ci.TLS.NegotiatedProtocol; p != "" {
+		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(p)})
+	}
+	if ssl, err := sslTLV(ci.TLS).Marshal(); err == nil {
+		tlvs = append(tlvs, ssl)
+	}
+	return tlvs
+}
+
+// sslTLV describes a client TLS connection as PP2_TYPE_SSL does: the
+// client bit, the certificate bits, verify 0 only for a verified client
+// certificate, and the version and cipher names in OpenSSL's spelling, as
+// HAProxy sends them.
+func sslTLV(cs *tls.ConnectionState) tlvparse.PP2SSL {
+	ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL, Verify: 1}
+	if len(cs.PeerCertificates) > 0 {
+		ssl.Client |= tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN | tlvparse.PP2_BITFIELD_CLIENT_CERT_SESS
+		if len(cs.VerifiedChains) > 0 {
+			ssl.Verify = 0
+		}
+	}
+	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsVersionName(cs.Version))})
+	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(cipherName(cs.CipherSuite))})
+	if len(cs.PeerCertificates) > 0 && cs.PeerCertificates[0].Subject.CommonName != "" {
+		ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte(cs.PeerCertificates[0].Subject.CommonName)})
+	}
+	return ssl
+}
+
+// tlsVersionName spells versions as OpenSSL's SSL_get_version does.
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return tls.VersionName(v)
+}
+
+// cipherName returns the OpenSSL name of the TLS 1.2 suites crypto/tls
+// implements, as HAProxy sends them, and the IANA name otherwise (TLS 1.3
+// suites have the same name in both spellings).
+func cipherName(id uint16) string {
+	switch id {
+	case tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:
+		return "ECDHE-ECDSA-AES128-GCM-SHA256"
+	case tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384:
+		return "ECDHE-ECDSA-AES256-GCM-SHA384"
+	case tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
+		return "ECDHE-ECDSA-CHACHA20-POLY1305"
+	case tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256:
+		return "ECDHE-RSA-AES128-GCM-SHA256"
+	case tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
+		return "ECDHE-RSA-AES256-GCM-SHA384"
+	case tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256:
+		return "ECDHE-RSA-CHACHA20-POLY1305"
+	case tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA:
+		return "ECDHE-ECDSA-AES128-SHA"
+	case tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA:
+		return "ECDHE-ECDSA-AES256-SHA"
+	case tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA:
+		return "ECDHE-RSA-AES128-SHA"
+	case tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA:
+		return "ECDHE-RSA-AES256-SHA"
+	case tls.TLS_RSA_WITH_AES_128_GCM_SHA256:
+		return "AES128-GCM-SHA256"
+	case tls.TLS_RSA_WITH_AES_256_GCM_SHA384:
+		return "AES256-GCM-SHA384"
+	case tls.TLS_RSA_WITH_AES_128_CBC_SHA:
+		return "AES128-SHA"
+	case tls.TLS_RSA_WITH_AES_256_CBC_SHA:
+		return "AES256-SHA"
+	}
+	return tls.CipherSuiteName(id)
+}

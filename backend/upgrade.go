@@ -1,0 +1,65 @@
+package backend
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mailedge/mailedge/starttls"
+)
+
+// startTLS reads and checks the greeting itself, so a refusal is the same
+// *GreetingError whatever the Security, then lets starttls.Client replay it
+// and do EHLO/CAPABILITY/CAPA, STARTTLS/STLS and the handshake. Any bytes
+// the backend sent past its greeting are replayed too, so the Client's
+// response-injection check still sees them.
+func (d *Dialer) startTLS(ctx context.Context, c *Conn, deadline time.Time) error {
+	br := bufio.NewReader(c.Conn)
+	g, err := readGreeting(br, d.Protocol, d.maxLineLength())
+	if err != nil {
+		return err
+	}
+	replay := append([]byte(nil), g...)
+	if n := br.Buffered(); n > 0 {
+		rest, _ := br.Peek(n)
+		replay = append(replay, rest...)
+	}
+	cl := starttls.Client{
+		Protocol:      d.Protocol,
+		TLSConfig:     d.tlsConfig(),
+		Hostname:      d.hostname(),
+		Timeout:       time.Until(deadline),
+		MaxLineLength: d.maxLineLength(),
+	}
+	up, err := cl.Upgrade(ctx, &replayConn{Conn: c.Conn, replay: replay})
+	if err != nil {
+		return err
+	}
+	// Upgrade clears the deadline it set; the rest of Dial still needs one.
+	if err := up.Conn.SetDeadline(deadline); err != nil {
+		return err
+	}
+	c.Conn, c.Greeting, c.Upgraded = up.Conn, g, true
+	return nil
+}
+
+// replayConn returns replay before reading from Conn.
+type replayConn struct {
+	net.Conn
+	mu     sync.Mutex
+	replay []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	if len(r.replay) > 0 {
+		n := copy(p, r.replay)
+		r.replay = r.replay[n:]
+		r.mu.Unlock()
+		return n, nil
+	}
+	r.mu.Unlock()
+	return r.Conn.Read(p)
+}
