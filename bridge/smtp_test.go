@@ -212,7 +212,7 @@ func TestSMTPBDAT(t *testing.T) {
 		return refuseTo("x@evil")(c)
 	}}
 	chunk1 := "RCPT TO:<x@evil>\r\nDATA\r\n\r\n" // 26 bytes of command-like text
-	chunk2 := "QUIT\r\n."                    // refused, discarded
+	chunk2 := "QUIT\r\n."                        // refused, discarded
 	chunk3 := "\r\n.\r\nMAIL\r\n"
 	script := "MAIL FROM:<a@b>\r\nBDAT 26\r\n" + chunk1 + "BDAT 7\r\n" + chunk2 +
 		fmt.Sprintf("BDAT %d LAST\r\n", len(chunk3)) + chunk3 + "QUIT\r\n"
