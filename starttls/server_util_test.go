@@ -55,6 +55,12 @@ type pipeResult struct {
 // after Serve returns. A plain session's conn is closed too.
 func runPipe(t *testing.T, s *Server, input string) pipeResult {
 	t.Helper()
+	return runPipeCtx(t, context.Background(), s, input)
+}
+
+// runPipeCtx is runPipe with a context for Serve.
+func runPipeCtx(t *testing.T, ctx context.Context, s *Server, input string) pipeResult {
+	t.Helper()
 	if s.Timeout == 0 {
 		s.Timeout = srvSafety
 	}
@@ -71,7 +77,7 @@ func runPipe(t *testing.T, s *Server, input string) pipeResult {
 		defer wg.Done()
 		out, _ = io.ReadAll(client)
 	}()
-	sess, err := s.Serve(context.Background(), counted)
+	sess, err := s.Serve(ctx, counted)
 	server.Close()
 	wg.Wait()
 	client.Close()
