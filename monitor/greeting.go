@@ -1,0 +1,186 @@
+package monitor
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/mailedge/mailedge/internal/pop3client"
+)
+
+// maxLine bounds every line a probe reads before handing the connection to
+// a library: twice RFC 5321's 1000 octets, as go-smtp's client does.
+const maxLine = 2000
+
+// maxReplyLines bounds a multi-line SMTP reply or the untagged lines before
+// an IMAP tagged reply.
+const maxReplyLines = 100
+
+// errMalformed marks a line that is not the protocol's.
+var errMalformed = errors.New("malformed reply")
+
+// Greeting is the cheapest probe, what NetScaler's nssmtp.pl does: connect,
+// read the greeting, say goodbye, close. A greeting that refuses service
+// (SMTP 421/554, IMAP * BYE, POP3 -ERR), an IMAP * PREAUTH (a proxy must not
+// hand out pre-authenticated sessions) and anything that is not the
+// protocol fail the probe.
+type Greeting struct {
+	// Protocol is the protocol whose greeting is expected. If zero, SMTP.
+	Protocol Protocol
+	// Security is Plain or TLS. StartTLS is probed like Plain: the
+	// greeting comes before the upgrade, and this probe stops there. If
+	// zero, Plain.
+	Security Security
+	// TLSConfig is used with Security TLS. If nil, TLS 1.2 or later with
+	// the system roots and the host of the address as server name.
+	TLSConfig *tls.Config
+}
+
+// Probe connects to addr and checks the greeting.
+func (g Greeting) Probe(ctx context.Context, addr string) Result {
+	s := begin(ctx)
+	return s.end(g.run(s, addr))
+}
+
+func (g Greeting) run(s *session, addr string) *Error {
+	if e := s.dial(addr); e != nil {
+		return e
+	}
+	if g.Security == TLS {
+		if e := s.handshake(s.tlsConfig(g.TLSConfig, addr, g.Protocol)); e != nil {
+			return e
+		}
+	}
+	br := bufio.NewReaderSize(s.conn, maxLine)
+	if _, e := s.greet(br, g.Protocol); e != nil {
+		return e
+	}
+	// Say goodbye so the server logs a clean session, but do not wait for
+	// the answer: the probe has what it came for.
+	_, _ = io.WriteString(s.conn, goodbye(g.Protocol))
+	return nil
+}
+
+// goodbye is each protocol's polite close.
+func goodbye(p Protocol) string {
+	if p == ProtocolIMAP {
+		return "m0 LOGOUT\r\n"
+	}
+	return "QUIT\r\n"
+}
+
+// greet reads and checks the greeting of p. It returns the greeting line to
+// replay to a client library, CRLF included.
+func (s *session) greet(br *bufio.Reader, p Protocol) (string, *Error) {
+	switch p {
+	case ProtocolIMAP:
+		return s.greetIMAP(br)
+	case ProtocolPOP3:
+		return s.greetPOP3(br)
+	}
+	return s.greetSMTP(br)
+}
+
+func (s *session) greetSMTP(br *bufio.Reader) (string, *Error) {
+	code, lines, err := readSMTPReply(br)
+	switch {
+	case errors.Is(err, errMalformed):
+		return "", fail(ErrGreeting, err, "wrong greeting: not SMTP")
+	case err != nil:
+		return "", s.greetFail(err)
+	case code != 220:
+		return "", &Error{Kind: ErrGreeting, Reason: fmt.Sprintf("wrong greeting: %d %s", code, lines[0])}
+	}
+	return "220 " + lines[0] + "\r\n", nil
+}
+
+func (s *session) greetIMAP(br *bufio.Reader) (string, *Error) {
+	line, err := readLine(br)
+	if err != nil {
+		return "", s.greetFail(err)
+	}
+	kind, text, _ := strings.Cut(strings.TrimPrefix(line, "* "), " ")
+	if !strings.HasPrefix(line, "* ") {
+		kind = ""
+	}
+	switch strings.ToUpper(kind) {
+	case "OK":
+		return line + "\r\n", nil
+	case "PREAUTH":
+		return "", &Error{Kind: ErrGreeting, Reason: "unexpected PREAUTH greeting: " + text}
+	case "BYE":
+		return "", &Error{Kind: ErrGreeting, Reason: "server said BYE: " + text}
+	}
+	return "", &Error{Kind: ErrGreeting, Reason: fmt.Sprintf("wrong greeting: not IMAP: %q", clip(line))}
+}
+
+func (s *session) greetPOP3(br *bufio.Reader) (string, *Error) {
+	line, err := readLine(br)
+	if err != nil {
+		return "", s.greetFail(err)
+	}
+	_, err = pop3client.ParseStatus(line)
+	var perr *pop3client.Error
+	switch {
+	case errors.As(err, &perr):
+		return "", &Error{Kind: ErrGreeting, Reason: "wrong greeting: " + line, Err: err}
+	case err != nil:
+		return "", &Error{Kind: ErrGreeting, Reason: fmt.Sprintf("wrong greeting: not POP3: %q", clip(line)), Err: err}
+	}
+	return line + "\r\n", nil
+}
+
+// readLine reads one line without its CRLF; br's size bounds its length.
+func readLine(br *bufio.Reader) (string, error) {
+	b, err := br.ReadSlice('\n')
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		return "", fmt.Errorf("%w: line longer than %d bytes", errMalformed, br.Size())
+	case errors.Is(err, io.EOF) && len(b) > 0:
+		return "", io.ErrUnexpectedEOF
+	case err != nil:
+		return "", err
+	}
+	return strings.TrimSuffix(string(b[:len(b)-1]), "\r"), nil
+}
+
+// readSMTPReply reads a reply of one or more lines ("250-a", "250 b") and
+// returns its code and the text of each line.
+func readSMTPReply(br *bufio.Reader) (int, []string, error) {
+	var code int
+	var lines []string
+	for len(lines) < maxReplyLines {
+		line, err := readLine(br)
+		if err != nil {
+			return 0, nil, err
+		}
+		c, err := strconv.Atoi(line[:min(3, len(line))])
+		if err != nil || len(line) < 3 || c < 100 || (len(line) > 3 && line[3] != ' ' && line[3] != '-') ||
+			(code != 0 && c != code) {
+			return 0, nil, fmt.Errorf("%w: %q", errMalformed, clip(line))
+		}
+		code = c
+		text := ""
+		if len(line) > 4 {
+			text = line[4:]
+		}
+		lines = append(lines, text)
+		if len(line) == 3 || line[3] == ' ' {
+			return code, lines, nil
+		}
+	}
+	return 0, nil, fmt.Errorf("%w: more than %d lines", errMalformed, maxReplyLines)
+}
+
+// clip shortens what a misbehaving server sent, for a reason string.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
