@@ -46,9 +46,12 @@
 //
 // Connection ownership and concurrency: the System owns every listener
 // passed to a Serve method and every connection accepted from one; Close
-// closes them all, and returns only after every goroutine the System
-// started has ended and every accepted connection has been closed by its
-// server. Serve methods block, may run concurrently, and return ErrClosed
-// after Close. Start owns its goroutines and also stops on ctx end. All
-// methods are safe for concurrent use.
+// closes them all, and returns only after every goroutine the System itself
+// started (Start's accept loops, POP3 sessions, the in-process IMAP
+// listener) has ended and every accepted connection has been closed. The
+// per-connection goroutines inside go-imap and go-smtp, which those
+// libraries do not let a caller wait for, end as their connection closes.
+// Serve methods block, may run concurrently, and return ErrClosed after
+// Close. Start also stops everything when its ctx ends. All methods are
+// safe for concurrent use.
 package demo

@@ -49,7 +49,8 @@ const (
 // example.com, example.net and example.org.
 type Options struct {
 	// Users maps a full address (the login name) to its password. If nil,
-	// the single account demo@example.com / demo.
+	// the single account demo@example.com / demo. Addresses are lower-cased:
+	// SMTP and POP3 match them in any case, IMAP LOGIN needs lower case.
 	Users map[string]string
 	// Domains are the local domains: mail for them is delivered here and
 	// never relayed. If nil, example.com, example.net and example.org; the
@@ -238,7 +239,8 @@ func (s *System) checkPassword(user, pass string) (string, bool) {
 
 // Close stops every listener and connection, and waits until every
 // goroutine the System started has ended and every connection it accepted
-// has been closed. Close is safe to call more than once and from several
+// has been closed (see the package doc for go-imap's and go-smtp's own
+// per-connection goroutines). Close is safe to call more than once and from several
 // goroutines: every call waits for the first to finish.
 func (s *System) Close() error {
 	s.closeOnce.Do(func() { s.closeErr = s.close() })
