@@ -72,6 +72,11 @@ type SMTPInspector struct {
 	// MaxLineLength bounds a command line, line ending included. If zero,
 	// 4096 octets.
 	MaxLineLength int
+	// AwaitGreeting says the server's greeting has not been relayed yet
+	// (Join starts right after connecting, with no handover), so the
+	// client is owed it before any reply of the inspector's own. If false,
+	// the greeting was dealt with before Join.
+	AwaitGreeting bool
 }
 
 func (ins *SMTPInspector) maxLine() int {

@@ -54,6 +54,9 @@ func newSMTPSession(ins *SMTPInspector, client, server io.Writer, done <-chan st
 		noReplies: make(chan struct{}),
 		space:     make(chan struct{}, 1),
 	}
+	if ins.AwaitGreeting {
+		s.fifo = append(s.fifo, &entry{cmd: SMTPCommand{Verb: ""}})
+	}
 	s.commands = &commandFilter{s: s, max: ins.maxLine()}
 	s.replies = &replyFilter{s: s}
 	return s
