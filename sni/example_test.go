@@ -1,0 +1,117 @@
+package sni_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"log"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/sni"
+)
+
+// Example serves two mail domains from one listener: each client gets the
+// certificate for the name it asked for, and a client without SNI gets the
+// default.
+func Example() {
+	ca, err := testcert.NewCA("Example CA")
+	if err != nil {
+		log.Fatal(err)
+	}
+	com, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	if err != nil {
+		log.Fatal(err)
+	}
+	netCert, err := ca.Issue(testcert.Options{}, "mail.example.net")
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	var certs sni.Resolver
+	if err := certs.AddDefault(&com.TLS); err != nil {
+		log.Fatal(err)
+	}
+	if err := certs.Add(&netCert.TLS); err != nil {
+		log.Fatal(err)
+	}
+
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", certs.TLSConfig(sni.Policy{Protocol: sni.ALPNIMAP}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // serve: an IMAP-style greeting per connection
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // listener closed
+			}
+			fmt.Fprint(c, "* OK IMAP4rev2 ready\r\n") // the write runs the handshake
+			c.Close()
+		}
+	}()
+
+	for _, name := range []string{"mail.example.com", "mail.example.net", ""} {
+		cfg := &tls.Config{ServerName: name, RootCAs: ca.Pool(), NextProtos: []string{"imap"}}
+		if name == "" {
+			// Without a name there is no SNI, and nothing to verify the
+			// certificate against: look at it instead.
+			cfg.InsecureSkipVerify = true
+		}
+		c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+		if err != nil {
+			log.Fatal(err)
+		}
+		greeting, _ := bufio.NewReader(c).ReadString('\n')
+		st := c.ConnectionState()
+		fmt.Printf("SNI %-18q -> %s (ALPN %q): %s\n", name, st.PeerCertificates[0].Subject.CommonName,
+			st.NegotiatedProtocol, strings.TrimSpace(greeting))
+		c.Close()
+	}
+	ln.Close()
+	wg.Wait()
+
+	// Output:
+	// SNI "mail.example.com" -> mail.example.com (ALPN "imap"): * OK IMAP4rev2 ready
+	// SNI "mail.example.net" -> mail.example.net (ALPN "imap"): * OK IMAP4rev2 ready
+	// SNI ""                 -> mail.example.com (ALPN "imap"): * OK IMAP4rev2 ready
+}
+
+// ExampleResolver_Expiring lists the certificates an application should
+// renew: here, those expiring within 30 days or already expired.
+func ExampleResolver_Expiring() {
+	ca, err := testcert.NewCA("Example CA")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fresh, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	if err != nil {
+		log.Fatal(err)
+	}
+	old, err := ca.Expired(testcert.RSA, "old.example.com")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var certs sni.Resolver
+	if err := certs.Add(&fresh.TLS); err != nil {
+		log.Fatal(err)
+	}
+	if err := certs.Add(&old.TLS); err != nil {
+		log.Fatal(err)
+	}
+	for _, in := range certs.Certificates() {
+		fmt.Printf("%s: %s, issued by %s, default %v\n", in.Name, in.KeyType, in.Issuer, in.Default)
+	}
+	for _, in := range certs.Expiring(fresh.Cert.NotBefore, 30*24*time.Hour) {
+		fmt.Println("renew:", in.Name)
+	}
+	// Output:
+	// mail.example.com: ECDSA P-256, issued by Example CA, default true
+	// old.example.com: RSA 2048, issued by Example CA, default false
+	// renew: old.example.com
+}
