@@ -175,18 +175,19 @@ func (l *Limiter) AdmitAt(src netip.Addr, now time.Time) (Lease, error) {
 		return Lease{}, l.storeError(err, a, key)
 	}
 	l.stats.observe(key, c, now)
-	e := &LimitError{Addr: a, Source: key}
+	var kind Kind
+	var limit, count int
 	switch lim := l.Limits; {
 	case lim.InFlight > 0 && c.InFlight > lim.InFlight:
-		e.Kind, e.Limit, e.Count = InFlight, lim.InFlight, c.InFlight
+		kind, limit, count = InFlight, lim.InFlight, c.InFlight
 	case lim.ConnRate > 0 && c.ConnRate > lim.ConnRate:
-		e.Kind, e.Limit, e.Count = ConnRate, lim.ConnRate, c.ConnRate
+		kind, limit, count = ConnRate, lim.ConnRate, c.ConnRate
 	default:
 		l.stats.admitted.Add(1)
 		return l.lease(key, unit), nil
 	}
 	_, _ = st.Record(Request{Key: key, Event: ConnectRefused, Now: now, Unit: unit})
-	return Lease{}, l.refuse(e)
+	return Lease{}, l.refuse(&LimitError{Kind: kind, Addr: a, Source: key, Limit: limit, Count: count})
 }
 
 func (l *Limiter) lease(key netip.Prefix, unit time.Duration) Lease {
