@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// listenSpec is one -listen flag: NAME=ADDR,proto=P,tls=T,mode=M,pool=POOL[,limit]
+type listenSpec struct {
+	Name     string
+	Addr     string
+	Proto    string // smtp, imap, pop3
+	TLS      string // implicit, starttls
+	Mode     string // require, allow, disallow (starttls only)
+	Pool     string
+	Limit    bool // apply the rate limits (port 25 style)
+	Inspect  bool // SMTP message/recipient rate through the inspector
+	ProxyIn  bool // accept an inbound PROXY header from trusted networks
+	flagText string
+}
+
+// backendSpec is one -backend flag: POOL=ADDR,security=S,proxy=V,xclient,imapid,weight=N,...
+type backendSpec struct {
+	Pool       string
+	Addr       string
+	Name       string
+	Security   string // plain, tls, starttls
+	Proxy      string // "", v1, v2
+	XCLIENT    bool
+	IMAPID     bool
+	Weight     int
+	ServerName string
+	CAFile     string
+	Insecure   bool
+	Probe      string // none, greeting, smtp, imap, pop3, tls
+	Interval   time.Duration
+	Timeout    time.Duration
+	DownTime   time.Duration
+	User, Pass string
+	flagText   string
+}
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// splitSpec splits "HEAD=ADDR,k=v,flag" into head, addr and options.
+func splitSpec(s string) (head, addr string, opts map[string]string, err error) {
+	parts := strings.Split(s, ",")
+	h, a, ok := strings.Cut(parts[0], "=")
+	if !ok || h == "" || a == "" {
+		return "", "", nil, fmt.Errorf("%q: want NAME=ADDR[,key=value...]", s)
+	}
+	opts = make(map[string]string)
+	for _, p := range parts[1:] {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(p, "=")
+		opts[strings.ToLower(k)] = v
+	}
+	return h, a, opts, nil
+}
+
+func parseListen(s string) (listenSpec, error) {
+	name, addr, o, err := splitSpec(s)
+	if err != nil {
+		return listenSpec{}, fmt.Errorf("-listen %w", err)
+	}
+	ls := listenSpec{Name: name, Addr: addr, Proto: o["proto"], TLS: o["tls"], Mode: o["mode"], Pool: o["pool"], flagText: s}
+	_, ls.Limit = o["limit"]
+	_, ls.Inspect = o["inspect"]
+	_, ls.ProxyIn = o["proxy"]
+	if ls.Pool == "" {
+		ls.Pool = name
+	}
+	if err := oneOf("proto", ls.Proto, "smtp", "imap", "pop3"); err != nil {
+		return ls, fmt.Errorf("-listen %q: %w", s, err)
+	}
+	if ls.TLS == "" {
+		ls.TLS = "implicit"
+	}
+	if err := oneOf("tls", ls.TLS, "implicit", "starttls"); err != nil {
+		return ls, fmt.Errorf("-listen %q: %w", s, err)
+	}
+	if ls.Mode == "" {
+		ls.Mode = "require"
+	}
+	if err := oneOf("mode", ls.Mode, "require", "allow", "disallow"); err != nil {
+		return ls, fmt.Errorf("-listen %q: %w", s, err)
+	}
+	return ls, checkKeys(o, "-listen", s, "proto", "tls", "mode", "pool", "limit", "inspect", "proxy")
+}
+
+func parseBackend(s string) (backendSpec, error) {
+	pool, addr, o, err := splitSpec(s)
+	if err != nil {
+		return backendSpec{}, fmt.Errorf("-backend %w", err)
+	}
+	b := backendSpec{Pool: pool, Addr: addr, Name: o["name"], Security: o["security"], Proxy: o["proxy"],
+		ServerName: o["servername"], CAFile: o["ca"], Probe: o["probe"], User: o["user"], Pass: o["pass"], flagText: s}
+	_, b.XCLIENT = o["xclient"]
+	_, b.IMAPID = o["imapid"]
+	_, b.Insecure = o["insecure"]
+	if b.Name == "" {
+		b.Name = addr
+	}
+	if b.Security == "" {
+		b.Security = "plain"
+	}
+	bad := func(err error) (backendSpec, error) { return b, fmt.Errorf("-backend %q: %w", s, err) }
+	if err := oneOf("security", b.Security, "plain", "tls", "starttls"); err != nil {
+		return bad(err)
+	}
+	if err := oneOf("proxy", b.Proxy, "", "v1", "v2"); err != nil {
+		return bad(err)
+	}
+	if b.Probe == "" {
+		b.Probe = "greeting"
+	}
+	if err := oneOf("probe", b.Probe, "none", "greeting", "smtp", "imap", "pop3", "tls"); err != nil {
+		return bad(err)
+	}
+	b.Weight = 1
+	if w, ok := o["weight"]; ok {
+		if b.Weight, err = strconv.Atoi(w); err != nil || b.Weight < 1 {
+			return bad(fmt.Errorf("weight %q: want a positive integer", w))
+		}
+	}
+	for key, dst := range map[string]*time.Duration{"interval": &b.Interval, "timeout": &b.Timeout, "downtime": &b.DownTime} {
+		if v, ok := o[key]; ok {
+			if *dst, err = time.ParseDuration(v); err != nil || *dst <= 0 {
+				return bad(fmt.Errorf("%s %q: want a positive duration like 5s", key, v))
+			}
+		}
+	}
+	return b, checkKeys(o, "-backend", s, "name", "security", "proxy", "xclient", "imapid", "weight",
+		"servername", "ca", "insecure", "probe", "interval", "timeout", "downtime", "user", "pass")
+}
+
+func oneOf(key, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s=%q: want one of %s", key, v, strings.Join(allowed, ", "))
+}
+
+func checkKeys(o map[string]string, flagName, s string, known ...string) error {
+	for k := range o {
+		found := false
+		for _, kk := range known {
+			found = found || k == kk
+		}
+		if !found {
+			return fmt.Errorf("%s %q: unknown option %q", flagName, s, k)
+		}
+	}
+	return nil
+}
+
+// parseLimits reads "inflight=15,connrate=60,msgrate=100,rcptrate=300,unit=60s".
+func parseLimits(s string) (inflight, connrate, msgrate, rcptrate int, unit time.Duration, err error) {
+	if s == "" {
+		return
+	}
+	for _, p := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if k == "unit" {
+			if unit, err = time.ParseDuration(v); err != nil || unit <= 0 {
+				return 0, 0, 0, 0, 0, fmt.Errorf("-limits unit=%q: want a positive duration", v)
+			}
+			continue
+		}
+		n, perr := strconv.Atoi(v)
+		if perr != nil || n < 0 {
+			return 0, 0, 0, 0, 0, fmt.Errorf("-limits %s=%q: want a non-negative integer", k, v)
+		}
+		switch k {
+		case "inflight":
+			inflight = n
+		case "connrate":
+			connrate = n
+		case "msgrate":
+			msgrate = n
+		case "rcptrate":
+			rcptrate = n
+		default:
+			return 0, 0, 0, 0, 0, fmt.Errorf("-limits: unknown key %q (want inflight, connrate, msgrate, rcptrate, unit)", k)
+		}
+	}
+	return
+}
+
+// readConfigFile returns the flags written in path, one flag per line as on
+// the command line ("-listen imaps=0.0.0.0:993,proto=imap"); '#' starts a
+// comment. Errors name the file and line.
+func readConfigFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var args []string
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, _ := strings.Cut(line, " ")
+		if !strings.HasPrefix(name, "-") {
+			return nil, fmt.Errorf("%s:%d: want a flag like -listen ..., got %q", path, n, line)
+		}
+		if name == "-config" || name == "--config" {
+			return nil, fmt.Errorf("%s:%d: -config cannot be nested", path, n)
+		}
+		args = append(args, name)
+		if v := strings.TrimSpace(val); v != "" {
+			args = append(args, v)
+		}
+	}
+	return args, sc.Err()
+}
+
+// errUsage marks an error already explained to the user.
+var errUsage = errors.New("usage")
+
+var _ flag.Value = (*multiFlag)(nil)

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailedge/mailedge/backend"
+	"github.com/mailedge/mailedge/monitor"
+	"github.com/mailedge/mailedge/ratelimit"
+	"github.com/mailedge/mailedge/sni"
+	"github.com/mailedge/mailedge/starttls"
+)
+
+// gateway is everything built from the options, ready to start.
+type gateway struct {
+	log      *slog.Logger
+	opts     *options
+	certs    *sni.Store
+	pools    map[string]*backend.Pool
+	checkers []*checkerJob
+	limiter  *ratelimit.Limiter
+	metrics  *metrics
+	services []*service
+	specs    []listenSpec
+
+	listeners []net.Listener
+	httpSrv   *http.Server
+	bg        sync.WaitGroup // accept loops, checkers, watcher, metrics server
+	cancel    context.CancelFunc
+}
+
+type checkerJob struct {
+	pool string
+	c    *monitor.Checker
+}
+
+var protocols = map[string]starttls.Protocol{"smtp": starttls.SMTP, "imap": starttls.IMAP, "pop3": starttls.POP3}
+
+// build checks every option and file and assembles the gateway; nothing
+// listens yet, so a bad flag or file stops the program before it serves.
+func build(o *options, log *slog.Logger) (*gateway, error) {
+	g := &gateway{log: log, opts: o, pools: make(map[string]*backend.Pool)}
+	if err := g.buildCerts(); err != nil {
+		return nil, err
+	}
+	if err := g.buildPools(); err != nil {
+		return nil, err
+	}
+	if err := g.buildLimiter(); err != nil {
+		return nil, err
+	}
+	if o.metrics != "" {
+		g.metrics = newMetrics(g.certs)
+	}
+	for _, ls := range o.listens {
+		s, err := g.buildService(ls)
+		if err != nil {
+			return nil, err
+		}
+		g.services = append(g.services, s)
+		g.specs = append(g.specs, ls)
+	}
+	if len(g.services) == 0 {
+		return nil, errors.New("no -listen given")
+	}
+	return g, nil
+}
+
+func (g *gateway) buildCerts() error {
+	g.certs = &sni.Store{}
+	g.certs.Strict = g.opts.strictSNI
+	for _, c := range g.opts.certs {
+		parts := strings.Split(c, ",")
+		if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "default") {
+			return fmt.Errorf("-cert %q: want CERTFILE,KEYFILE[,default]", c)
+		}
+		g.certs.Sources = append(g.certs.Sources, sni.Pair{CertFile: parts[0], KeyFile: parts[1], Default: len(parts) == 3})
+	}
+	for _, d := range g.opts.leDirs {
+		g.certs.Sources = append(g.certs.Sources, sni.LetsEncrypt{Dir: d})
+	}
+	for _, m := range g.opts.sniMaps {
+		g.certs.Sources = append(g.certs.Sources, sni.PostfixMap{Path: m})
+	}
+	if len(g.certs.Sources) == 0 {
+		return errors.New("no certificate: give -cert, -le-dir or -sni-map")
+	}
+	g.certs.OnError = func(err error) { g.log.Error("certificate reload failed; still serving the previous set", "err", err) }
+	g.certs.OnReload = func() {
+		g.log.Info("certificates reloaded", "names", len(g.certs.Certificates()))
+		g.metrics.updateCerts(g.certs)
+	}
+	if err := g.certs.Reload(); err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	for _, in := range g.certs.Certificates() {
+		g.log.Info("certificate", "name", in.Name, "not_after", in.NotAfter.Format(time.DateOnly),
+			"days_left", int(time.Until(in.NotAfter).Hours()/24), "key", in.KeyType, "issuer", in.Issuer, "default", in.Default, "source", in.Source)
+	}
+	return nil
+}
+
+func (g *gateway) buildLimiter() error {
+	lim := &ratelimit.Limiter{MaxSources: g.opts.maxSources}
+	var err error
+	if lim.Limits.InFlight, lim.Limits.ConnRate, lim.Limits.MessageRate, lim.Limits.RecipientRate, lim.Limits.Unit, err = parseLimits(g.opts.limits); err != nil {
+		return err
+	}
+	if g.opts.trusted != "" {
+		if lim.Trusted, err = ratelimit.ParseNetworks(g.opts.trusted); err != nil {
+			return fmt.Errorf("-trusted: %w", err)
+		}
+	}
+	if g.opts.acl != "" {
+		if lim.ACL, err = ratelimit.ParseACL(g.opts.acl); err != nil {
+			return fmt.Errorf("-acl: %w", err)
+		}
+	}
+	g.limiter = lim
+	return nil
+}
+
+func (g *gateway) buildService(ls listenSpec) (*service, error) {
+	pool, ok := g.pools[ls.Pool]
+	if !ok {
+		return nil, fmt.Errorf("-listen %q: no -backend for pool %q", ls.flagText, ls.Pool)
+	}
+	proto := protocols[ls.Proto]
+	cfg := g.certs.TLSConfig(sni.Policy{Protocol: proto.String()})
+	mode := map[string]starttls.Mode{"require": starttls.Require, "allow": starttls.Allow, "disallow": starttls.Disallow}[ls.Mode]
+	s := &service{
+		name: ls.Name, proto: proto, implicit: ls.TLS == "implicit", hostname: g.opts.hostname,
+		srv:  &starttls.Server{Protocol: proto, Mode: mode, TLSConfig: cfg, Hostname: g.opts.hostname},
+		pool: pool, inspect: ls.Inspect, log: g.log, metrics: g.metrics, idle: idleTimeout(proto),
+	}
+	// The ACL applies on every listener; the limits only where asked for.
+	if ls.Limit {
+		s.limiter = g.limiter
+	} else if g.opts.acl != "" {
+		s.limiter = &ratelimit.Limiter{ACL: g.limiter.ACL, MaxSources: 1}
+	}
+	return s, nil
+}
+
+func (g *gateway) buildPools() error {
+	policy := map[string]backend.Policy{"roundrobin": backend.RoundRobin, "leastconn": backend.LeastConn, "weighted": backend.Weighted}
+	pol, ok := policy[g.opts.policy]
+	if !ok {
+		return fmt.Errorf("-balance %q: want roundrobin, leastconn or weighted", g.opts.policy)
+	}
+	members := make(map[string][]backend.Member)
+	var order []string
+	protoOf := make(map[string]starttls.Protocol)
+	for _, ls := range g.opts.listens {
+		protoOf[ls.Pool] = protocols[ls.Proto]
+	}
+	for _, b := range g.opts.backends {
+		proto, used := protoOf[b.Pool]
+		if !used {
+			return fmt.Errorf("-backend %q: pool %q is not used by any -listen", b.flagText, b.Pool)
+		}
+		d, err := g.dialer(b, proto)
+		if err != nil {
+			return err
+		}
+		if _, seen := members[b.Pool]; !seen {
+			order = append(order, b.Pool)
+		}
+		members[b.Pool] = append(members[b.Pool], backend.Member{Name: b.Name, Dialer: d, Weight: b.Weight})
+		if probe := g.probe(b, proto, d.TLSConfig); probe != nil {
+			g.checkers = append(g.checkers, &checkerJob{pool: b.Pool, c: &monitor.Checker{
+				Name: b.Name, Addr: b.Addr, Probe: probe, Interval: b.Interval, Timeout: b.Timeout, DownTime: b.DownTime,
+			}})
+		}
+	}
+	for _, name := range order {
+		p, err := backend.NewPool(pol, members[name]...)
+		if err != nil {
+			return fmt.Errorf("pool %q: %w", name, err)
+		}
+		g.pools[name] = p
+	}
+	return nil
+}
+
+func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Dialer, error) {
+	d := &backend.Dialer{Addr: b.Addr, Protocol: proto, XCLIENT: b.XCLIENT, IMAPID: b.IMAPID, Hostname: g.opts.hostname}
+	d.Security = map[string]backend.Security{"plain": backend.Plain, "tls": backend.TLS, "starttls": backend.STARTTLS}[b.Security]
+	d.Proxy = map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy]
+	if b.Security != "plain" {
+		cfg := &tls.Config{ServerName: b.ServerName, InsecureSkipVerify: b.Insecure, MinVersion: tls.VersionTLS12}
+		if b.CAFile != "" {
+			pem, err := os.ReadFile(b.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("-backend %q: ca: %w", b.flagText, err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("-backend %q: ca %s: no PEM certificate in it", b.flagText, b.CAFile)
+			}
+		}
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(b.Addr)
+			cfg.ServerName = host
+		}
+		d.TLSConfig = cfg
+	}
+	return d, nil
+}
+
+func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config) monitor.Probe {
+	sec := map[string]monitor.Security{"plain": monitor.Plain, "tls": monitor.TLS, "starttls": monitor.StartTLS}[b.Security]
+	mproto := map[starttls.Protocol]monitor.Protocol{starttls.SMTP: monitor.ProtocolSMTP, starttls.IMAP: monitor.ProtocolIMAP, starttls.POP3: monitor.ProtocolPOP3}[proto]
+	switch b.Probe {
+	case "greeting":
+		gsec := sec
+		if gsec == monitor.StartTLS {
+			gsec = monitor.Plain
+		}
+		return monitor.Greeting{Protocol: mproto, Security: gsec, TLSConfig: cfg}
+	case "smtp":
+		return monitor.SMTP{Security: sec, TLSConfig: cfg, Hostname: g.opts.hostname, Username: b.User, Password: b.Pass}
+	case "imap":
+		return monitor.IMAP{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass}
+	case "pop3":
+		return monitor.POP3{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass}
+	case "tls":
+		return monitor.Certificate{ServerName: cfg.ServerName, Roots: cfg.RootCAs}
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+// Command gateway is mailedge's complete mail TLS gateway: implicit TLS and
+// STARTTLS listeners for SMTP, IMAP and POP3, certificates chosen by SNI,
+// backend pools with health checks, PROXY/XCLIENT identity, rate limits,
+// structured logs and Prometheus metrics.
+//
+// With no -listen flag it runs the embedded demo: a demo CA and certificates
+// for mail.example.com (default), mail.example.net and mail.example.org, and
+// in-process demo backends with the account demo@example.com / demo, on the
+// loopback ports it prints.
+//
+//	go run ./examples/gateway
+//	go run ./examples/gateway -cert /etc/ssl/mail.pem,/etc/ssl/mail.key \
+//	    -listen imaps=0.0.0.0:993,proto=imap,tls=implicit,pool=imap \
+//	    -backend imap=10.0.0.5:143,security=plain,proxy=v2,probe=imap
+//
+// SIGHUP reloads certificates; SIGTERM or SIGINT stops accepting, lets
+// sessions finish for -grace, then exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the parsed command line.
+type options struct {
+	listens    []listenSpec
+	backends   []backendSpec
+	certs      multiFlag
+	leDirs     multiFlag
+	sniMaps    multiFlag
+	strictSNI  bool
+	hostname   string
+	trusted    string
+	acl        string
+	limits     string
+	metrics    string
+	grace      time.Duration
+	watch      time.Duration
+	demoDir    string
+	logLevel   string
+	policy     string
+	maxSources int
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{}
+	var listens, backends multiFlag
+	var config string
+	fs.Var(&listens, "listen", "listener NAME=ADDR,proto=smtp|imap|pop3,tls=implicit|starttls[,mode=require|allow|disallow][,pool=POOL][,limit][,inspect] (repeatable)")
+	fs.Var(&backends, "backend", "pool member POOL=ADDR[,security=plain|tls|starttls][,proxy=v1|v2][,xclient][,imapid][,weight=N][,name=N][,servername=S][,ca=FILE][,insecure][,probe=none|greeting|smtp|imap|pop3|tls][,interval=5s][,timeout=2s][,downtime=30s][,user=U,pass=P] (repeatable)")
+	fs.Var(&o.certs, "cert", "certificate CERTFILE,KEYFILE[,default] (repeatable)")
+	fs.Var(&o.leDirs, "le-dir", "Let's Encrypt folder holding live/<name>/ (repeatable)")
+	fs.Var(&o.sniMaps, "sni-map", "Postfix-style SNI map source file: 'host key cert' per line (repeatable)")
+	fs.BoolVar(&o.strictSNI, "strict-sni", false, "refuse handshakes without SNI or for unknown names instead of serving the default certificate")
+	fs.StringVar(&o.hostname, "hostname", "mail.example.com", "name the gateway greets with")
+	fs.StringVar(&o.trusted, "trusted", "", "trusted networks exempt from rate limits, e.g. 10.0.0.0/8,192.168.0.0/16")
+	fs.StringVar(&o.acl, "acl", "", "access list, first match wins, e.g. 'allow 10.0.0.0/8, deny 0.0.0.0/0'")
+	fs.StringVar(&o.limits, "limits", "", "per-source limits for listeners with 'limit': inflight=N,connrate=N,msgrate=N,rcptrate=N,unit=60s")
+	fs.IntVar(&o.maxSources, "max-sources", 0, "cap on tracked rate-limit sources (0: library default)")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus /metrics on this address")
+	fs.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM, how long sessions may finish before they are cut")
+	fs.DurationVar(&o.watch, "watch", 30*time.Second, "poll certificate files for renewals this often (0: only on SIGHUP)")
+	fs.StringVar(&o.demoDir, "demo-dir", "", "demo mode: folder for ca.pem and the demo certificates (default: a new temp folder)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.policy, "balance", "roundrobin", "pool policy: roundrobin, leastconn or weighted")
+	fs.StringVar(&config, "config", "", "file of flags, one per line as on the command line; '#' comments")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if config != "" {
+		more, err := readConfigFile(config)
+		if err != nil {
+			return nil, fmt.Errorf("-config: %w", err)
+		}
+		if err := fs.Parse(more); err != nil {
+			return nil, fmt.Errorf("-config %s: %w", config, err)
+		}
+	}
+	for _, s := range listens {
+		ls, err := parseListen(s)
+		if err != nil {
+			return nil, err
+		}
+		o.listens = append(o.listens, ls)
+	}
+	for _, s := range backends {
+		b, err := parseBackend(s)
+		if err != nil {
+			return nil, err
+		}
+		o.backends = append(o.backends, b)
+	}
+	return o, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "gateway:", err)
+		}
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintln(stderr, "gateway: -log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if len(o.listens) == 0 {
+		ds, err := startDemo(ctx, o.demoDir, log)
+		if err != nil {
+			fmt.Fprintln(stderr, "gateway: demo:", err)
+			return 1
+		}
+		defer ds.system.Close()
+		if o, err = parseFlags(append(ds.args, args...), stderr); err != nil {
+			fmt.Fprintln(stderr, "gateway: demo:", err)
+			return 1
+		}
+		ds.printTable(stdout)
+	}
+	g, err := build(o, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 1
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := g.start(ctx, hup); err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "gateway: listening on", strings.Join(g.addrs(), " "))
+	<-ctx.Done()
+	log.Info("shutting down", "grace", o.grace)
+	g.shutdown(o.grace)
+	return 0
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mailedge/mailedge/monitor"
+	"github.com/mailedge/mailedge/ratelimit"
+	"github.com/mailedge/mailedge/sni"
+	"github.com/mailedge/mailedge/starttls"
+)
+
+// metrics are the gateway's Prometheus series. The library packages report
+// through return values and hooks; only this program imports client_golang.
+// A nil *metrics records nothing.
+type metrics struct {
+	reg          *prometheus.Registry
+	certs        *sni.Store
+	sessions     *prometheus.CounterVec
+	handshakes   *prometheus.CounterVec
+	tlsFails     *prometheus.CounterVec
+	starttls     *prometheus.CounterVec
+	bytes        *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	limitedTotal *prometheus.CounterVec
+	backendUp    *prometheus.GaugeVec
+	probeLat     *prometheus.GaugeVec
+	certExpiry   *prometheus.GaugeVec
+}
+
+func newMetrics(certs *sni.Store) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), certs: certs}
+	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_sessions_total",
+		Help: "Client sessions by listener and outcome."}, []string{"listener", "outcome"})
+	m.handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_tls_handshakes_total",
+		Help: "Completed client TLS handshakes by listener, version, cipher and whether SNI matched a certificate."},
+		[]string{"listener", "version", "cipher", "sni_match"})
+	m.tlsFails = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_client_failures_total",
+		Help: "Client dialogues or handshakes that failed, by reason."}, []string{"listener", "reason"})
+	m.starttls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_starttls_total",
+		Help: "STARTTLS listener sessions: upgraded or plain (declined in Allow mode)."}, []string{"listener", "result"})
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_bytes_total",
+		Help: "Bytes copied, by direction."}, []string{"listener", "direction"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mailedge_session_seconds",
+		Help: "Session duration.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 10)}, []string{"listener"})
+	m.limitedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_ratelimit_refusals_total",
+		Help: "Refusals by the rate limiter, by kind."}, []string{"listener", "kind"})
+	m.backendUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailedge_backend_up",
+		Help: "1 when the health checker holds the backend member up."}, []string{"pool", "member"})
+	m.probeLat = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailedge_backend_probe_seconds",
+		Help: "Latency of the last health probe."}, []string{"pool", "member"})
+	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailedge_certificate_expiry_timestamp_seconds",
+		Help: "NotAfter of the certificate served for each name, as a Unix time."}, []string{"name", "key", "issuer"})
+	m.reg.MustRegister(m.sessions, m.handshakes, m.tlsFails, m.starttls, m.bytes, m.duration, m.limitedTotal,
+		m.backendUp, m.probeLat, m.certExpiry, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.updateCerts(certs)
+	return m
+}
+
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// updateCerts refreshes the expiry gauges after a (re)load.
+func (m *metrics) updateCerts(certs *sni.Store) {
+	if m == nil || certs == nil {
+		return
+	}
+	m.certExpiry.Reset()
+	for _, in := range certs.Certificates() {
+		m.certExpiry.WithLabelValues(in.Name, in.KeyType, in.Issuer).Set(float64(in.NotAfter.Unix()))
+	}
+}
+
+func (m *metrics) handshake(listener string, s *starttls.Session, implicit bool) {
+	if m == nil {
+		return
+	}
+	match := "no_sni"
+	if s.ServerName != "" {
+		match = "default"
+		if _, ok := m.certs.Lookup(s.ServerName); ok {
+			match = "sni"
+		}
+	}
+	m.handshakes.WithLabelValues(listener, tlsVersionName(s.State.Version), cipherName(s.State.CipherSuite), match).Inc()
+	if !implicit {
+		m.starttls.WithLabelValues(listener, "upgraded").Inc()
+	}
+}
+
+func (m *metrics) plainSession(listener string) {
+	if m != nil {
+		m.starttls.WithLabelValues(listener, "plain").Inc()
+	}
+}
+
+func (m *metrics) handshakeFailed(listener string, err error) {
+	if m == nil {
+		return
+	}
+	reason := "other"
+	switch {
+	case errors.Is(err, starttls.ErrClientQuit):
+		reason = "client_quit"
+	case errors.Is(err, starttls.ErrInjection):
+		reason = "injection"
+	case errors.Is(err, starttls.ErrTooManyErrors):
+		reason = "too_many_errors"
+	case errors.Is(err, starttls.ErrLineTooLong):
+		reason = "line_too_long"
+	case errors.Is(err, sni.ErrNoCertificate):
+		reason = "no_certificate"
+	case isTimeout(err):
+		reason = "timeout"
+	}
+	m.tlsFails.WithLabelValues(listener, reason).Inc()
+}
+
+func (m *metrics) limited(listener string, err error) {
+	if m == nil {
+		return
+	}
+	kind := "other"
+	var le *ratelimit.LimitError
+	if errors.As(err, &le) {
+		kind = le.Kind.String()
+	}
+	m.limitedTotal.WithLabelValues(listener, kind).Inc()
+}
+
+func (m *metrics) session(listener string, sl *sessionLog) {
+	if m == nil {
+		return
+	}
+	m.sessions.WithLabelValues(listener, sl.outcome).Inc()
+	m.bytes.WithLabelValues(listener, "client_to_server").Add(float64(sl.stats.ClientToServer))
+	m.bytes.WithLabelValues(listener, "server_to_client").Add(float64(sl.stats.ServerToClient))
+	m.duration.WithLabelValues(listener).Observe(time.Since(sl.start).Seconds())
+}
+
+func (m *metrics) health(pool, member string, st monitor.Status) {
+	if m == nil {
+		return
+	}
+	up := 0.0
+	if st.Up {
+		up = 1
+	}
+	m.backendUp.WithLabelValues(pool, member).Set(up)
+	m.probeLat.WithLabelValues(pool, member).Set(st.Last.Latency.Seconds())
+}
+
+func tlsVersion(v uint16) string { return tls.VersionName(v) }
+
+func cipherName(c uint16) string { return tls.CipherSuiteName(c) }

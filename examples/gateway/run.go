@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/mailedge/mailedge/monitor"
+)
+
+// start opens every listener (all or none), then starts the accept loops,
+// health checkers, certificate watcher and metrics server.
+func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
+	for _, ls := range g.specs {
+		l, err := net.Listen("tcp", ls.Addr)
+		if err != nil {
+			for _, prev := range g.listeners {
+				prev.Close()
+			}
+			return fmt.Errorf("-listen %s: %w", ls.Name, err)
+		}
+		g.listeners = append(g.listeners, l)
+	}
+	// Sessions get their own context: SIGTERM stops accepting at once but
+	// lets sessions run for the grace period before this one is cancelled.
+	sessCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.cancel = cancel
+	for i, s := range g.services {
+		g.goBackground(func() {
+			if err := s.serve(sessCtx, g.listeners[i]); err != nil {
+				g.log.Error("accept loop ended", "listener", s.name, "err", err)
+			}
+		})
+	}
+	for _, job := range g.checkers {
+		pool, m := g.pools[job.pool], g.metrics
+		job.c.OnChange = func(st monitor.Status) {
+			pool.SetUp(st.Name, st.Up)
+			m.health(job.pool, st.Name, st)
+			lvl := "up"
+			if !st.Up {
+				lvl = "down"
+			}
+			g.log.Info("backend "+lvl, "pool", job.pool, "member", st.Name, "err", errString(st.Last.Err), "latency", st.Last.Latency)
+		}
+		g.goBackground(func() { job.c.Run(ctx) })
+	}
+	g.goBackground(func() { g.reloadLoop(ctx, hup) })
+	if g.metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", g.metrics.handler())
+		g.httpSrv = &http.Server{Addr: g.opts.metrics, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		ml, err := net.Listen("tcp", g.opts.metrics)
+		if err != nil {
+			g.shutdown(0)
+			return fmt.Errorf("-metrics: %w", err)
+		}
+		g.goBackground(func() {
+			if err := g.httpSrv.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("metrics server", "err", err)
+			}
+		})
+	}
+	return nil
+}
+
+func (g *gateway) goBackground(f func()) {
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		f()
+	}()
+}
+
+// reloadLoop reloads certificates on SIGHUP and, if -watch is set, when their
+// files change, until ctx ends.
+func (g *gateway) reloadLoop(ctx context.Context, hup <-chan os.Signal) {
+	var tick <-chan time.Time
+	if g.opts.watch > 0 {
+		t := time.NewTicker(g.opts.watch)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := g.certs.Reload(); err != nil {
+				g.certs.OnError(err)
+			} else {
+				g.certs.OnReload()
+			}
+		case <-tick:
+			if changed, err := g.certs.ReloadIfChanged(); err != nil {
+				g.certs.OnError(err)
+			} else if changed {
+				g.certs.OnReload()
+			}
+		}
+	}
+}
+
+// addrs lists the bound listener addresses.
+func (g *gateway) addrs() []string {
+	var out []string
+	for i, l := range g.listeners {
+		out = append(out, g.specs[i].Name+"="+l.Addr().String())
+	}
+	return out
+}
+
+// shutdown stops accepting, waits up to grace for sessions, then cuts them
+// and waits for every goroutine.
+func (g *gateway) shutdown(grace time.Duration) {
+	for _, l := range g.listeners {
+		l.Close()
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, s := range g.services {
+			s.wg.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		g.log.Warn("grace period over; closing remaining sessions")
+	}
+	if g.cancel != nil {
+		g.cancel()
+	}
+	<-done
+	if g.httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		g.httpSrv.Shutdown(sctx)
+		cancel()
+	}
+	g.bg.Wait()
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+func tlsVersionName(v uint16) string { return tlsVersion(v) }
