@@ -54,7 +54,7 @@ type ACL struct {
 
 // Allows reports whether addr may connect. IPv4-mapped IPv6 addresses are
 // unmapped and zones dropped first.
-func (a *ACL) Allows(addr netip.Addr) bool {
+func (a ACL) Allows(addr netip.Addr) bool {
 	return a.action(normalize(addr)) == Allow
 }
 

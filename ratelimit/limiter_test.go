@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -242,54 +241,6 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-func TestACL(t *testing.T) {
-	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	tests := []struct {
-		name  string
-		acl   string
-		addr  string
-		allow bool
-	}{
-		{"zero ACL allows", "", "192.0.2.1", true},
-		{"zero ACL allows no address", "", "", true},
-		{"first match wins: allow before deny", "allow 192.0.2.1, deny 192.0.2.0/24", "192.0.2.1", true},
-		{"first match wins: deny after allow", "allow 192.0.2.1, deny 192.0.2.0/24", "192.0.2.2", false},
-		{"first match wins: deny before allow", "deny 192.0.2.0/24, allow 192.0.2.1", "192.0.2.1", false},
-		{"no match uses default allow", "deny 192.0.2.0/24", "198.51.100.1", true},
-		{"no match uses default deny", "allow 192.0.2.0/24, default deny", "198.51.100.1", false},
-		{"default may come first", "default deny; allow 192.0.2.0/24", "192.0.2.9", true},
-		{"deny all", "allow 2001:db8::/32, deny all", "2001:db9::1", false},
-		{"all matches no address", "deny all", "", false},
-		{"no address falls to default", "allow 0.0.0.0/0, allow ::/0, default deny", "", false},
-		{"mapped address matches IPv4 rule", "deny 192.0.2.0/24", "::ffff:192.0.2.7", false},
-		{"ACL applies before trusted networks", "deny 10.9.0.0/16", "10.9.1.1", false},
-		{"trusted and allowed", "deny 10.9.0.0/16", "10.8.1.1", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			acl, err := ParseACL(tt.acl)
-			require.NoError(t, err)
-			l := &Limiter{ACL: acl, Trusted: trusted, Limits: Limits{InFlight: 1}}
-			var a netip.Addr
-			if tt.addr != "" {
-				a = netip.MustParseAddr(tt.addr)
-			}
-			assert.Equal(t, tt.allow, acl.Allows(a), "Allows(%s)", tt.addr)
-			_, err = l.AdmitAt(a, t0)
-			if tt.allow {
-				assert.NoError(t, err)
-			} else {
-				assert.ErrorIs(t, err, ErrDenied)
-				assert.NotErrorIs(t, err, ErrLimited)
-				assert.ErrorIs(t, l.AllowMessageAt(a, t0), ErrDenied)
-				assert.ErrorIs(t, l.AllowRecipientAt(a, t0), ErrDenied)
-				_, tracked := l.SourceAt(a, t0)
-				assert.False(t, tracked, "a denied source must not be tracked")
-			}
-		})
-	}
-}
-
 func TestLimitError(t *testing.T) {
 	l := &Limiter{Limits: Limits{InFlight: 1}}
 	_, err := l.AdmitAt(netip.MustParseAddr("::ffff:192.0.2.1"), t0)
@@ -334,94 +285,6 @@ func TestLeaseReleaseIsIdempotent(t *testing.T) {
 	assert.ErrorIs(t, err, ErrLimited)
 
 	Lease{}.Release() // the zero Lease releases nothing
-}
-
-func TestStats(t *testing.T) {
-	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
-	acl, err := ParseACL("deny 198.51.100.0/24")
-	require.NoError(t, err)
-	l := &Limiter{
-		Limits:  Limits{InFlight: 2, MessageRate: 1, RecipientRate: 2},
-		Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		ACL:     acl,
-	}
-	var leases []Lease
-	for i := range 3 {
-		ls, _ := l.AdmitAt(a, t0.Add(time.Duration(i)*time.Second))
-		leases = append(leases, ls)
-	}
-	_, _ = l.AdmitAt(b, t0)
-	_, _ = l.AdmitAt(netip.MustParseAddr("10.0.0.1"), t0)
-	_, _ = l.AdmitAt(netip.MustParseAddr("198.51.100.1"), t0)
-	for range 2 {
-		_ = l.AllowMessageAt(a, t0.Add(5*time.Second))
-	}
-	for range 3 {
-		_ = l.AllowRecipientAt(a, t0.Add(6*time.Second))
-	}
-	leases[0].ReleaseAt(t0.Add(7 * time.Second))
-
-	tot := l.Stats()
-	assert.Equal(t, uint64(3), tot.Admitted)
-	assert.Equal(t, uint64(1), tot.Trusted)
-	assert.Equal(t, uint64(1), tot.Messages)
-	assert.Equal(t, uint64(2), tot.Recipients)
-	assert.Equal(t, map[Kind]uint64{Denied: 1, InFlight: 1, MessageRate: 1, RecipientRate: 1}, tot.Refused)
-	assert.Equal(t, 2, tot.Sources)
-	assert.Equal(t, Peak{Value: 3, Source: netip.MustParsePrefix("192.0.2.1/32"), When: t0.Add(2 * time.Second)}, tot.MaxInFlight)
-	assert.Equal(t, 3, tot.MaxConnRate.Value)
-	assert.Equal(t, 2, tot.MaxMessageRate.Value)
-	assert.Equal(t, 3, tot.MaxRecipientRate.Value)
-
-	st, ok := l.SourceAt(a, t0.Add(8*time.Second))
-	require.True(t, ok)
-	assert.Equal(t, SourceStats{
-		Source:           netip.MustParsePrefix("192.0.2.1/32"),
-		Counts:           Counts{InFlight: 1, ConnRate: 3, MessageRate: 2, RecipientRate: 3},
-		MaxInFlight:      3,
-		MaxConnRate:      3,
-		MaxMessageRate:   2,
-		MaxRecipientRate: 3,
-		Refusals:         3,
-		WindowStart:      t0,
-		LastSeen:         t0.Add(7 * time.Second),
-	}, stripMono(st))
-
-	st, ok = l.SourceAt(a, t0.Add(2*time.Minute))
-	require.True(t, ok, "a source with a connection in flight stays tracked")
-	assert.Equal(t, Counts{InFlight: 1}, st.Counts, "stale rates are reported as zero")
-
-	_, ok = l.SourceAt(b, t0.Add(2*time.Minute))
-	assert.True(t, ok)
-	_, ok = l.SourceAt(netip.MustParseAddr("10.0.0.1"), t0)
-	assert.False(t, ok, "trusted sources are never tracked")
-}
-
-// stripMono makes times comparable with assert.Equal.
-func stripMono(st SourceStats) SourceStats {
-	st.WindowStart = st.WindowStart.UTC()
-	st.LastSeen = st.LastSeen.UTC()
-	return st
-}
-
-func TestStoreErrors(t *testing.T) {
-	boom := errors.New("boom")
-	l := &Limiter{Store: StoreFunc(func(Request) (Counts, error) { return Counts{}, boom })}
-	a := netip.MustParseAddr("192.0.2.1")
-	_, err := l.AdmitAt(a, t0)
-	assert.ErrorIs(t, err, boom)
-	assert.NotErrorIs(t, err, ErrLimited)
-	assert.ErrorIs(t, l.AllowMessageAt(a, t0), boom)
-	assert.Equal(t, -1, l.Stats().Sources, "a Store without Inspector")
-	_, ok := l.Source(a)
-	assert.False(t, ok)
-
-	full := &Limiter{Store: StoreFunc(func(Request) (Counts, error) { return Counts{}, ErrFull })}
-	_, err = full.AdmitAt(a, t0)
-	var le *LimitError
-	require.ErrorAs(t, err, &le)
-	assert.Equal(t, Capacity, le.Kind)
-	assert.ErrorIs(t, err, ErrLimited)
 }
 
 func TestSourceOf(t *testing.T) {

@@ -91,7 +91,8 @@ type SourceStats struct {
 	Counts
 	// MaxInFlight, MaxConnRate, MaxMessageRate and MaxRecipientRate are the
 	// peaks since the source was first tracked (anvil's "max ... count" and
-	// "max ... rate" statistics, per source).
+	// "max ... rate" statistics, per source). Like anvil's, they count the
+	// refused attempts too: a source refused at InFlight 15 may show 16.
 	MaxInFlight, MaxConnRate, MaxMessageRate, MaxRecipientRate int
 	// Refusals counts the refused connections, messages and recipients.
 	Refusals int
