@@ -26,7 +26,9 @@ type demoSetup struct {
 	args   []string // -cert, -listen and -backend flags
 }
 
-func startDemo(ctx context.Context, dir string, log *slog.Logger) (*demoSetup, error) {
+// startDemo starts the demo. With fixedPorts false the gateway listeners
+// take ephemeral ports (tests); otherwise the README's 10xxx ports.
+func startDemo(ctx context.Context, dir string, fixedPorts bool, log *slog.Logger) (*demoSetup, error) {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "mailedge-demo-")
 		if err != nil {
@@ -85,14 +87,20 @@ func startDemo(ctx context.Context, dir string, log *slog.Logger) (*demoSetup, e
 	be("smtps", addrs.Submissions, "security=tls,probe=greeting,"+tlsOpts)
 	be("submission", addrs.Submission, "security=starttls,probe=smtp,"+tlsOpts)
 	be("mx", addrs.MX, "security=plain,probe=smtp")
-	l := func(spec string) { ds.args = append(ds.args, "-listen", spec) }
-	l("imaps=127.0.0.1:10993,proto=imap,tls=implicit,pool=imap")
-	l("smtps=127.0.0.1:10465,proto=smtp,tls=implicit,pool=smtps")
-	l("pop3s=127.0.0.1:10995,proto=pop3,tls=implicit,pool=pop3")
-	l("imap=127.0.0.1:10143,proto=imap,tls=starttls,mode=require,pool=imap")
-	l("submission=127.0.0.1:10587,proto=smtp,tls=starttls,mode=require,pool=submission")
-	l("pop3=127.0.0.1:10110,proto=pop3,tls=starttls,mode=require,pool=pop3")
-	l("smtp=127.0.0.1:10025,proto=smtp,tls=starttls,mode=allow,pool=mx,limit,inspect")
+	l := func(name, port, opts string) {
+		addr := "127.0.0.1:" + port
+		if !fixedPorts {
+			addr = "127.0.0.1:0"
+		}
+		ds.args = append(ds.args, "-listen", name+"="+addr+","+opts)
+	}
+	l("imaps", "10993", "proto=imap,tls=implicit,pool=imap")
+	l("smtps", "10465", "proto=smtp,tls=implicit,pool=smtps")
+	l("pop3s", "10995", "proto=pop3,tls=implicit,pool=pop3")
+	l("imap", "10143", "proto=imap,tls=starttls,mode=require,pool=imap")
+	l("submission", "10587", "proto=smtp,tls=starttls,mode=require,pool=submission")
+	l("pop3", "10110", "proto=pop3,tls=starttls,mode=require,pool=pop3")
+	l("smtp", "10025", "proto=smtp,tls=starttls,mode=allow,pool=mx,limit,inspect")
 	// Seed 002's port 25: Traefik InFlightConn 15, Postfix anvil rates.
 	ds.args = append(ds.args, "-limits", "inflight=15,connrate=60,msgrate=100,rcptrate=300,unit=60s")
 	return ds, nil

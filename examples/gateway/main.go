@@ -130,7 +130,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	if len(o.listens) == 0 {
-		ds, err := startDemo(ctx, o.demoDir, log)
+		ds, err := startDemo(ctx, o.demoDir, true, log)
 		if err != nil {
 			fmt.Fprintln(stderr, "gateway: demo:", err)
 			return 1
