@@ -95,9 +95,7 @@ func (d *dialogue) run() (*Session, error) {
 
 // command counts and dispatches one command line.
 func (d *dialogue) command(raw []byte) action {
-	d.cmds++
-	if d.maxCmds > 0 && d.cmds > d.maxCmds {
-		d.closeWith("Too many commands", fmt.Errorf("%w: more than %d commands before TLS", ErrTooManyErrors, d.maxCmds))
+	if !d.count() {
 		return actClose
 	}
 	act := d.h.handle(d, trimEOL(raw), raw)
@@ -107,13 +105,25 @@ func (d *dialogue) command(raw []byte) action {
 	return act
 }
 
+// count counts one command, or appends the closing reply and reports false
+// when it is one more than MaxCommands.
+func (d *dialogue) count() bool {
+	d.cmds++
+	if d.maxCmds > 0 && d.cmds > d.maxCmds {
+		d.closeWith("Too many commands", fmt.Errorf("%w: more than %d commands before TLS", ErrTooManyErrors, d.maxCmds))
+		return false
+	}
+	return true
+}
+
 // readFailed handles a failed line read. An over-long line after which the
 // reader resynchronised is a bad command; any other error ends the dialogue.
 func (d *dialogue) readFailed(err error) error {
 	switch {
 	case resynced(err):
-		d.cmds++
-		d.bad(d.h.tooLong(d))
+		if d.count() {
+			d.bad(d.h.tooLong(d))
+		}
 		if d.err != nil {
 			return d.finish(d.err)
 		}

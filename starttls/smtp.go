@@ -97,6 +97,10 @@ func (h smtpHandler) handle(d *dialogue, line, _ []byte) action {
 		}
 		d.reply("250 2.0.0 OK")
 	case "HELP":
+		if d.s.Mode == Disallow {
+			d.reply("214 2.0.0 Commands: EHLO HELO NOOP RSET HELP QUIT")
+			break
+		}
 		d.reply("214 2.0.0 Commands: EHLO HELO STARTTLS NOOP RSET HELP QUIT")
 	case "QUIT":
 		d.reply("221 2.0.0 ", d.s.hostname(), " closing connection")

@@ -109,6 +109,20 @@ func TestSMTPDialogue(t *testing.T) {
 			wantErr: ErrClientQuit,
 		},
 		{
+			name:    "disallow help does not offer STARTTLS",
+			mode:    Disallow,
+			input:   crlf("HELP", "QUIT"),
+			want:    crlf(smtpGreeting, "214 2.0.0 Commands: EHLO HELO NOOP RSET HELP QUIT", "221 2.0.0 mx.test closing connection"),
+			wantErr: ErrClientQuit,
+		},
+		{
+			name:    "an over-long line counts as a command",
+			srv:     func(s *Server) { s.MaxCommands = 1 },
+			input:   crlf("NOOP", strings.Repeat("x", 600), "QUIT"),
+			want:    crlf(smtpGreeting, "250 2.0.0 OK", "421 4.7.0 mx.test Too many commands, closing connection"),
+			wantErr: ErrTooManyErrors,
+		},
+		{
 			name:    "disallow with no extensions",
 			mode:    Disallow,
 			srv:     func(s *Server) { s.SMTPExtensions = []string{} },
