@@ -117,3 +117,24 @@ func BenchmarkMemory1M(b *testing.B) {
 	}
 	b.ReportMetric(perSource, "B/source")
 }
+
+// BenchmarkAdmitAtReleaseAt is BenchmarkAdmitRelease with the time passed
+// in, which shows what the two clock reads cost.
+func BenchmarkAdmitAtReleaseAt(b *testing.B) {
+	l := benchLimiter()
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ls, err := l.AdmitAt(v4(i&1023), now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ls.ReleaseAt(now)
+	}
+}
+
+func BenchmarkClock(b *testing.B) {
+	for b.Loop() {
+		_ = time.Now()
+	}
+}

@@ -1,8 +1,10 @@
 package ratelimit
 
 import (
-	"hash/maphash"
+	"encoding/binary"
 	"math"
+	"math/bits"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -49,7 +51,8 @@ type MemoryStore struct {
 	MaxSources int
 
 	once     sync.Once
-	seed     maphash.Seed
+	k0, k1   uint64 // random per store, so nobody can aim at one shard
+	shift    uint   // 64 − log2(len(shards))
 	shards   []shard
 	perShard int
 }
@@ -94,7 +97,8 @@ func (s *MemoryStore) init() {
 		for n < maxShards && n*2*minPerShard <= max {
 			n *= 2
 		}
-		s.seed = maphash.MakeSeed()
+		s.k0, s.k1 = rand.Uint64()|1, rand.Uint64()|1
+		s.shift = uint(64 - bits.TrailingZeros(uint(n)))
 		s.perShard = max / n
 		s.shards = make([]shard, n)
 		for i := range s.shards {
@@ -103,12 +107,16 @@ func (s *MemoryStore) init() {
 	})
 }
 
+// shardOf picks k's shard with a keyed multiply-xorshift: cheaper than a
+// second full hash (the map hashes the key again), and the random keys
+// keep a flood from aiming at one shard.
 func (s *MemoryStore) shardOf(k key) *shard {
-	if len(s.shards) == 1 {
-		return &s.shards[0]
-	}
-	h := maphash.Comparable(s.seed, k)
-	return &s.shards[h&uint64(len(s.shards)-1)]
+	hi := binary.LittleEndian.Uint64(k.a[:8]) ^ s.k0
+	lo := (binary.LittleEndian.Uint64(k.a[8:]) + uint64(k.bits)) ^ s.k1
+	h := hi*0x9e3779b97f4a7c15 ^ lo*0xc2b2ae3d27d4eb4f
+	h ^= h >> 31
+	h *= 0xff51afd7ed558ccd
+	return &s.shards[h>>s.shift&uint64(len(s.shards)-1)]
 }
 
 // Record records r and returns the source's counters after it.

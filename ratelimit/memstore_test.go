@@ -262,3 +262,23 @@ func TestConcurrentAdmitRelease(t *testing.T) {
 	assert.Equal(t, uint64(admitted.Load()), tot.Admitted+tot.Trusted)
 	assert.Equal(t, uint64(refused.Load()), tot.Refused[InFlight])
 }
+
+// TestShardsAreBalanced checks that sequential IPv4 addresses and adjacent
+// IPv6 /64s spread evenly over the shards, so the per-shard caps add up to
+// MaxSources in practice.
+func TestShardsAreBalanced(t *testing.T) {
+	s := &MemoryStore{MaxSources: 64 * 1024}
+	l := &Limiter{Store: s}
+	const n = 32_000
+	for i := range n / 2 {
+		require.NoError(t, l.AllowMessageAt(v4(i), t0))
+		v6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, byte(i >> 8), byte(i), 15: 1})
+		require.NoError(t, l.AllowMessageAt(v6, t0))
+	}
+	require.Equal(t, n, s.Len(), "no source may have been evicted")
+	avg := n / len(s.shards)
+	for i := range s.shards {
+		got := len(s.shards[i].m)
+		assert.InDelta(t, avg, got, float64(avg)/4, "shard %d holds %d; average %d", i, got, avg)
+	}
+}
