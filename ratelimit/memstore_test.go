@@ -282,3 +282,35 @@ func TestShardsAreBalanced(t *testing.T) {
 		assert.InDelta(t, avg, got, float64(avg)/4, "shard %d holds %d; average %d", i, got, avg)
 	}
 }
+
+// TestConcurrentDoubleRelease releases every lease from two goroutines at
+// once: exactly one of them may count.
+func TestConcurrentDoubleRelease(t *testing.T) {
+	leaktest.Check(t)
+	a := netip.MustParseAddr("192.0.2.1")
+	l := &Limiter{}
+	sentinel, err := l.Admit(a)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for range 200 {
+		ls, err := l.Admit(a)
+		require.NoError(t, err)
+		start := make(chan struct{})
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ls.Release()
+			}()
+		}
+		close(start)
+	}
+	wg.Wait()
+	st, ok := l.Source(a)
+	require.True(t, ok)
+	assert.Equal(t, 1, st.InFlight, "only the sentinel may remain")
+	sentinel.Release()
+	st, _ = l.Source(a)
+	assert.Equal(t, 0, st.InFlight)
+}
