@@ -37,6 +37,12 @@
 //	  -> starttls.Handover                      greeting and capabilities
 //	  -> bridge.Join                            copy both ways until done
 //
+// Proxy is that whole path in one value, for applications that need no more
+// control than its fields give: a listener, a starttls.Server, a Backend (a
+// backend.Pool or Dialer), an optional ratelimit.Limiter, bridge.Options, and
+// a callback per finished session. Each step stays usable on its own for
+// applications that need to do something between them.
+//
 // No package keeps global mutable state; every blocking call takes a
 // context.Context; every goroutine a package starts ends when its owner's
 // Close or context ends. The programs in examples/ wire the packages together:

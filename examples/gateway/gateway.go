@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/monitor"
 	"github.com/mailedge/mailedge/ratelimit"
@@ -35,7 +36,8 @@ type gateway struct {
 
 	listeners []net.Listener
 	httpSrv   *http.Server
-	bg        sync.WaitGroup // accept loops, checkers, watcher, metrics server
+	serving   sync.WaitGroup // Proxy.Serve loops, which wait for their sessions
+	bg        sync.WaitGroup // checkers, watcher, metrics server
 	cancel    context.CancelFunc
 }
 
@@ -138,17 +140,19 @@ func (g *gateway) buildService(ls listenSpec) (*service, error) {
 	proto := protocols[ls.Proto]
 	cfg := g.certs.TLSConfig(sni.Policy{Protocol: proto.String()})
 	mode := map[string]starttls.Mode{"require": starttls.Require, "allow": starttls.Allow, "disallow": starttls.Disallow}[ls.Mode]
-	s := &service{
-		name: ls.Name, proto: proto, implicit: ls.TLS == "implicit", hostname: g.opts.hostname,
-		srv:  &starttls.Server{Protocol: proto, Mode: mode, TLSConfig: cfg, Hostname: g.opts.hostname},
-		pool: pool, inspect: ls.Inspect, log: g.log, metrics: g.metrics, idle: idleTimeout(proto),
+	p := &mailedge.Proxy{
+		Server:      &starttls.Server{Protocol: proto, Mode: mode, TLSConfig: cfg, Hostname: g.opts.hostname},
+		Implicit:    ls.TLS == "implicit",
+		Backend:     pool,
+		InspectSMTP: ls.Inspect,
 	}
 	// The ACL applies on every listener; the limits only where asked for.
 	if ls.Limit {
-		s.limiter = g.limiter
+		p.Limiter = g.limiter
 	} else if g.opts.acl != "" {
-		s.limiter = &ratelimit.Limiter{ACL: g.limiter.ACL, MaxSources: 1}
+		p.Limiter = &ratelimit.Limiter{ACL: g.limiter.ACL}
 	}
+	s := newService(ls.Name, p, g.log, g.metrics)
 	return s, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/monitor"
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/mailedge/mailedge/sni"
@@ -75,29 +76,6 @@ func (m *metrics) updateCerts(certs *sni.Store) {
 	}
 }
 
-func (m *metrics) handshake(listener string, s *starttls.Session, implicit bool) {
-	if m == nil {
-		return
-	}
-	match := "no_sni"
-	if s.ServerName != "" {
-		match = "default"
-		if _, ok := m.certs.Lookup(s.ServerName); ok {
-			match = "sni"
-		}
-	}
-	m.handshakes.WithLabelValues(listener, tlsVersionName(s.State.Version), cipherName(s.State.CipherSuite), match).Inc()
-	if !implicit {
-		m.starttls.WithLabelValues(listener, "upgraded").Inc()
-	}
-}
-
-func (m *metrics) plainSession(listener string) {
-	if m != nil {
-		m.starttls.WithLabelValues(listener, "plain").Inc()
-	}
-}
-
 func (m *metrics) handshakeFailed(listener string, err error) {
 	if m == nil {
 		return
@@ -132,14 +110,32 @@ func (m *metrics) limited(listener string, err error) {
 	m.limitedTotal.WithLabelValues(listener, kind).Inc()
 }
 
-func (m *metrics) session(listener string, sl *sessionLog) {
+func (m *metrics) session(listener string, in mailedge.SessionInfo) {
 	if m == nil {
 		return
 	}
-	m.sessions.WithLabelValues(listener, sl.outcome).Inc()
-	m.bytes.WithLabelValues(listener, "client_to_server").Add(float64(sl.stats.ClientToServer))
-	m.bytes.WithLabelValues(listener, "server_to_client").Add(float64(sl.stats.ServerToClient))
-	m.duration.WithLabelValues(listener).Observe(time.Since(sl.start).Seconds())
+	m.sessions.WithLabelValues(listener, string(in.Outcome)).Inc()
+	switch {
+	case in.TLS != nil:
+		match := "no_sni"
+		if in.TLS.ServerName != "" {
+			match = "default"
+			if _, ok := m.certs.Lookup(in.TLS.ServerName); ok {
+				match = "sni"
+			}
+		}
+		m.handshakes.WithLabelValues(listener, tls.VersionName(in.TLS.Version), tls.CipherSuiteName(in.TLS.CipherSuite), match).Inc()
+		if !in.Implicit {
+			m.starttls.WithLabelValues(listener, "upgraded").Inc()
+		}
+	case plainSession(in):
+		m.starttls.WithLabelValues(listener, "plain").Inc()
+	case in.Outcome == mailedge.OutcomeClientError:
+		m.handshakeFailed(listener, in.Err)
+	}
+	m.bytes.WithLabelValues(listener, "client_to_server").Add(float64(in.Stats.ClientToServer))
+	m.bytes.WithLabelValues(listener, "server_to_client").Add(float64(in.Stats.ServerToClient))
+	m.duration.WithLabelValues(listener).Observe(time.Since(in.Start).Seconds())
 }
 
 func (m *metrics) health(pool, member string, st monitor.Status) {
@@ -153,7 +149,3 @@ func (m *metrics) health(pool, member string, st monitor.Status) {
 	m.backendUp.WithLabelValues(pool, member).Set(up)
 	m.probeLat.WithLabelValues(pool, member).Set(st.Last.Latency.Seconds())
 }
-
-func tlsVersion(v uint16) string { return tls.VersionName(v) }
-
-func cipherName(c uint16) string { return tls.CipherSuiteName(c) }

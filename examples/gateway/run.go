@@ -30,11 +30,13 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 	sessCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.cancel = cancel
 	for i, s := range g.services {
-		g.goBackground(func() {
-			if err := s.serve(sessCtx, g.listeners[i]); err != nil {
+		g.serving.Add(1)
+		go func() {
+			defer g.serving.Done()
+			if err := s.proxy.Serve(sessCtx, g.listeners[i]); err != nil {
 				g.log.Error("accept loop ended", "listener", s.name, "err", err)
 			}
-		})
+		}()
 	}
 	for _, job := range g.checkers {
 		pool, m := g.pools[job.pool], g.metrics
@@ -122,9 +124,7 @@ func (g *gateway) shutdown(grace time.Duration) {
 	}
 	done := make(chan struct{})
 	go func() {
-		for _, s := range g.services {
-			s.wg.Wait()
-		}
+		g.serving.Wait() // each Proxy.Serve returns when its sessions have ended
 		close(done)
 	}()
 	select {
@@ -155,5 +155,3 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
-
-func tlsVersionName(v uint16) string { return tlsVersion(v) }

@@ -233,3 +233,17 @@ func serial() *big.Int {
 	}
 	return n
 }
+
+// Throwaway returns a certificate for names signed by a fresh CA that is
+// then forgotten: for examples that must run without any setup.
+func Throwaway(names ...string) (*tls.Certificate, error) {
+	ca, err := NewCA("throwaway CA")
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := ca.Issue(Options{}, names...)
+	if err != nil {
+		return nil, err
+	}
+	return &leaf.TLS, nil
+}

@@ -1,0 +1,65 @@
+package mailedge_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailedge/mailedge"
+	"github.com/mailedge/mailedge/backend"
+	"github.com/mailedge/mailedge/internal/demo"
+	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/sni"
+	"github.com/mailedge/mailedge/starttls"
+)
+
+// Seed 000's IMAPS offload: TLS ends at the proxy with the certificate the
+// client asked for by SNI, and the session goes on in plain text to the
+// mail server's port 143.
+func Example() {
+	// A mail server to put the proxy in front of (in production: Dovecot).
+	sys, _ := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer sys.Close()
+	addrs, _ := sys.Start(context.Background())
+
+	ca, _ := testcert.NewCA("example CA")
+	com, _ := ca.Issue(testcert.Options{}, "mail.example.com")
+	net_, _ := ca.Issue(testcert.Options{}, "mail.example.net")
+
+	// The application's few lines: certificates, the client side, the backend.
+	var certs sni.Resolver
+	certs.AddDefault(&com.TLS)
+	certs.Add(&net_.TLS)
+	p := &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNIMAP})},
+		Implicit: true,
+		Backend:  &backend.Dialer{Addr: addrs.IMAP, Protocol: starttls.IMAP, Proxy: backend.NoProxy},
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { p.Serve(ctx, l); close(done) }()
+	defer func() { l.Close(); cancel(); <-done }()
+
+	// A client asking for mail.example.net.
+	c, err := imapclient.DialTLS(l.Addr().String(), &imapclient.Options{
+		TLSConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.net"}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("STARTTLS offered inside TLS:", c.Caps().Has(imap.CapStartTLS))
+	fmt.Println("login:", c.Login("demo@example.com", "demo").Wait() == nil)
+	c.Logout().Wait()
+	c.Close()
+	// Output:
+	// STARTTLS offered inside TLS: false
+	// login: true
+}

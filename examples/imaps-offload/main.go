@@ -1,0 +1,55 @@
+// Command imaps-offload is seed 000's IMAPS case: TLS ends here on :993 with
+// the certificate chosen by SNI, and the session goes on in plain text to the
+// mail server's port 143 with a PROXY v2 header, so the server sees the
+// client's address and that TLS was done upstream (Dovecot:
+// haproxy_trusted_networks and an inet_listener with haproxy = yes).
+//
+//	go run ./examples/imaps-offload -listen :993 -backend 10.0.0.5:143 -cert mail.pem -key mail.key
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"net"
+
+	"github.com/mailedge/mailedge"
+	"github.com/mailedge/mailedge/backend"
+	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/sni"
+	"github.com/mailedge/mailedge/starttls"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:10993", "IMAPS address to listen on")
+	backendAddr := flag.String("backend", "127.0.0.1:143", "plain IMAP backend (PROXY v2 enabled)")
+	certFile := flag.String("cert", "", "certificate chain (PEM); if empty, a throwaway one for localhost")
+	keyFile := flag.String("key", "", "private key (PEM)")
+	flag.Parse()
+
+	var certs sni.Resolver
+	cert, err := testcert.Throwaway("localhost")
+	if *certFile != "" {
+		cert, err = sni.LoadPair(*certFile, *keyFile)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := certs.AddDefault(cert); err != nil {
+		log.Fatal(err)
+	}
+	p := &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNIMAP})},
+		Implicit: true,
+		Backend:  &backend.Dialer{Addr: *backendAddr, Protocol: starttls.IMAP, Proxy: backend.ProxyV2},
+		OnSession: func(in mailedge.SessionInfo) {
+			log.Printf("%s %s backend=%s in=%d out=%d err=%v", in.Client, in.Outcome, in.Member, in.Stats.ClientToServer, in.Stats.ServerToClient, in.Err)
+		},
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("IMAPS on %s, offloaded to %s", l.Addr(), *backendAddr)
+	log.Fatal(p.Serve(context.Background(), l))
+}

@@ -1,0 +1,59 @@
+// Command smtp-starttls is seed 003's BIG-IP case: SMTP on port 25 with
+// STARTTLS in Require mode in front of a plain backend. Before TLS the
+// client may only EHLO/HELO, NOOP, RSET, QUIT and STARTTLS; MAIL, RCPT,
+// DATA and AUTH get "530 5.7.0 Must issue a STARTTLS command first". After
+// the upgrade the session is offloaded in plain text to the backend, which
+// learns the client's address by XCLIENT (Postfix:
+// smtpd_authorized_xclient_hosts).
+//
+//	go run ./examples/smtp-starttls -listen :25 -backend 10.0.0.5:25 -cert mail.pem -key mail.key
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"net"
+
+	"github.com/mailedge/mailedge"
+	"github.com/mailedge/mailedge/backend"
+	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/sni"
+	"github.com/mailedge/mailedge/starttls"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:10025", "SMTP address to listen on")
+	backendAddr := flag.String("backend", "127.0.0.1:25", "plain SMTP backend")
+	xclient := flag.Bool("xclient", false, "pass the client's address with XCLIENT (the backend must allow it)")
+	hostname := flag.String("hostname", "mx.example.com", "name to greet with")
+	certFile := flag.String("cert", "", "certificate chain (PEM); if empty, a throwaway one for localhost")
+	keyFile := flag.String("key", "", "private key (PEM)")
+	flag.Parse()
+
+	var certs sni.Resolver
+	cert, err := testcert.Throwaway("localhost")
+	if *certFile != "" {
+		cert, err = sni.LoadPair(*certFile, *keyFile)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := certs.AddDefault(cert); err != nil {
+		log.Fatal(err)
+	}
+	p := &mailedge.Proxy{
+		Server: &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Require, Hostname: *hostname,
+			TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNSMTP})},
+		Backend: &backend.Dialer{Addr: *backendAddr, Protocol: starttls.SMTP, XCLIENT: *xclient, Hostname: *hostname},
+		OnSession: func(in mailedge.SessionInfo) {
+			log.Printf("%s %s backend=%s in=%d out=%d err=%v", in.Client, in.Outcome, in.Member, in.Stats.ClientToServer, in.Stats.ServerToClient, in.Err)
+		},
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("SMTP (STARTTLS required) on %s, offloaded to %s", l.Addr(), *backendAddr)
+	log.Fatal(p.Serve(context.Background(), l))
+}

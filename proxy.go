@@ -1,0 +1,270 @@
+package mailedge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mailedge/mailedge/backend"
+	"github.com/mailedge/mailedge/bridge"
+	"github.com/mailedge/mailedge/ratelimit"
+	"github.com/mailedge/mailedge/starttls"
+)
+
+// Backend is where a Proxy sends sessions: a *backend.Pool or a single
+// *backend.Dialer. The returned conn has read the greeting; the Proxy owns it.
+type Backend interface {
+	Dial(ctx context.Context, ci backend.ClientInfo) (*backend.Conn, error)
+}
+
+// Outcome says how a session ended, for logs and metrics.
+type Outcome string
+
+// The outcomes a Proxy reports.
+const (
+	OutcomeOK          Outcome = "ok"           // copied until one side closed
+	OutcomeReset       Outcome = "reset"        // a peer reset the connection (common after QUIT)
+	OutcomeLimited     Outcome = "rate_limited" // refused by the Limiter before the dialogue
+	OutcomeClientQuit  Outcome = "client_quit"  // QUIT/LOGOUT before reaching a backend
+	OutcomeClientError Outcome = "client_error" // dialogue or handshake failed (see Err)
+	OutcomeNoBackend   Outcome = "no_backend"   // no member could be dialled; the client was told
+	OutcomeHandover    Outcome = "handover"     // the backend refused or broke the handover
+	OutcomeCopyError   Outcome = "copy_error"   // the copy ended with an error (see Err)
+)
+
+// SessionInfo describes one finished session: what OnSession receives.
+type SessionInfo struct {
+	Client   net.Addr
+	Start    time.Time
+	Outcome  Outcome
+	Err      error                // nil for OK, reset and quit
+	Session  *starttls.Session    // nil when the dialogue failed
+	Member   string               // backend member, "" if none was reached
+	Stats    bridge.Stats         // bytes, duration, SMTP counters
+	TLS      *tls.ConnectionState // client-side TLS, nil for a plain session
+	Implicit bool
+}
+
+// Proxy serves one mail listener end to end: admission by a Limiter, the
+// client side (implicit TLS, or the STARTTLS dialogue of Server), a backend
+// dial, the handover of starttls, and bridge.Join. It is the composition of
+// DESIGN.md in one value, for applications that need no more control; each
+// step is also usable on its own.
+//
+// Set the fields before Serve and do not change them afterwards.
+type Proxy struct {
+	// Server speaks the client side; its Protocol is the listener's.
+	Server *starttls.Server
+	// Implicit selects TLS from the first byte (993, 465, 995) instead of
+	// the STARTTLS dialogue (143, 587, 25, 110).
+	Implicit bool
+	// Backend is where sessions go.
+	Backend Backend
+	// Limiter, if non-nil, admits each source before anything is said and
+	// counts in-flight connections (ratelimit). If nil, no limits.
+	Limiter *ratelimit.Limiter
+	// InspectSMTP enforces the Limiter's message and recipient rates on SMTP
+	// sessions through bridge's line inspector. Ignored without a Limiter.
+	InspectSMTP bool
+	// Bridge configures the copy. If its IdleTimeout is zero, the
+	// protocol's own idle time is used: IMAP 31 minutes (RFC 9051
+	// autologout is at least 30), SMTP and POP3 10 minutes (RFC 5321
+	// §4.5.3.2 DATA timeout, RFC 1939).
+	Bridge bridge.Options
+	// OnSession, if non-nil, is called once per connection when it ends.
+	OnSession func(SessionInfo)
+	// OnLimited, if non-nil, is called with each refusal by the Limiter,
+	// connection or SMTP command.
+	OnLimited func(error)
+
+	wg sync.WaitGroup
+}
+
+// Serve accepts connections on l and serves each in its own goroutine until
+// l is closed; it then waits for the sessions it started, which end on
+// their own or when ctx is cancelled. Close l, wait for a grace period, then
+// cancel ctx for a graceful stop.
+func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
+	defer p.wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() { // EMFILE and friends: back off
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.ServeConn(ctx, c)
+		}()
+	}
+}
+
+// ServeConn serves one client connection to its end, closes it, and
+// returns what OnSession also receives.
+func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn) (info SessionInfo) {
+	info = SessionInfo{Client: conn.RemoteAddr(), Start: time.Now(), Outcome: OutcomeOK, Implicit: p.Implicit}
+	defer func() {
+		conn.Close()
+		if p.OnSession != nil {
+			p.OnSession(info)
+		}
+	}()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true) // replies are whole; never let Nagle hold a greeting
+	}
+	src := AddrOf(conn.RemoteAddr())
+	if p.Limiter != nil {
+		lease, err := p.Limiter.Admit(src)
+		if err != nil {
+			info.Outcome, info.Err = OutcomeLimited, err
+			p.limited(err)
+			p.refuse(conn, err)
+			return info
+		}
+		defer lease.Release()
+	}
+	sess, err := p.clientSide(ctx, conn, &info)
+	if err != nil {
+		return info
+	}
+	p.toBackend(ctx, conn, sess, src, &info)
+	return info
+}
+
+func (p *Proxy) clientSide(ctx context.Context, conn net.Conn, info *SessionInfo) (*starttls.Session, error) {
+	serve := p.Server.Serve
+	if p.Implicit {
+		serve = p.Server.ServeTLS
+	}
+	sess, err := serve(ctx, conn)
+	switch {
+	case errors.Is(err, starttls.ErrClientQuit):
+		info.Outcome = OutcomeClientQuit
+	case err != nil:
+		info.Outcome, info.Err = OutcomeClientError, err
+	default:
+		info.Session = sess
+		if sess.TLS {
+			st := sess.State
+			info.TLS = &st
+		}
+	}
+	return sess, err
+}
+
+func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Session, src netip.Addr, info *SessionInfo) {
+	be, err := p.Backend.Dial(ctx, backend.ClientInfo{
+		Src: conn.RemoteAddr(), Dst: conn.LocalAddr(), TLS: info.TLS,
+		ServerName: sess.ServerName, Helo: sess.Helo, HeloVerb: sess.HeloVerb,
+	})
+	if err != nil {
+		info.Outcome, info.Err = OutcomeNoBackend, err
+		sess.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		sess.Conn.Write(starttls.Unavailable(sess.Protocol, p.Server.Hostname, ""))
+		sess.Conn.Close()
+		return
+	}
+	info.Member = be.Member
+	client, server, err := starttls.Handover(ctx, sess, be.Backend())
+	if err != nil {
+		be.Close()
+		info.Outcome, info.Err = OutcomeHandover, err
+		return
+	}
+	info.Stats, err = bridge.Join(ctx, client, server, p.bridgeOptions(sess.Protocol, src))
+	switch {
+	case err == nil:
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+		info.Outcome = OutcomeReset // swaks, Outlook and others reset after QUIT
+	default:
+		info.Outcome, info.Err = OutcomeCopyError, err
+	}
+}
+
+// refuse writes the Limiter's refusal in the protocol's words on a plain
+// listener. On an implicit-TLS listener the words could only be read inside
+// a handshake, and spending one on a source over its limit is what a flood
+// wants, so the connection is just closed.
+func (p *Proxy) refuse(conn net.Conn, err error) {
+	if p.Implicit {
+		return
+	}
+	var reply string
+	switch p.Server.Protocol {
+	case starttls.SMTP:
+		reply = ratelimit.SMTPReply(err, p.Server.Hostname)
+	case starttls.IMAP:
+		reply = ratelimit.IMAPReply(err)
+	case starttls.POP3:
+		reply = ratelimit.POP3Reply(err)
+	}
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte(reply))
+}
+
+func (p *Proxy) limited(err error) {
+	if p.OnLimited != nil {
+		p.OnLimited(err)
+	}
+}
+
+func (p *Proxy) bridgeOptions(proto starttls.Protocol, src netip.Addr) bridge.Options {
+	opt := p.Bridge
+	if opt.IdleTimeout == 0 {
+		opt.IdleTimeout = 10 * time.Minute
+		if proto == starttls.IMAP {
+			opt.IdleTimeout = 31 * time.Minute
+		}
+	}
+	if p.InspectSMTP && p.Limiter != nil && proto == starttls.SMTP && opt.SMTP == nil {
+		lim := p.Limiter
+		opt.SMTP = &bridge.SMTPInspector{Check: func(c bridge.SMTPCommand) string {
+			var err error
+			switch c.Verb {
+			case "MAIL":
+				err = lim.AllowMessage(src)
+			case "RCPT":
+				err = lim.AllowRecipient(src)
+			}
+			if err == nil {
+				return ""
+			}
+			p.limited(err)
+			return ratelimit.SMTPReply(err, p.Server.Hostname)
+		}}
+	}
+	return opt
+}
+
+// AddrOf returns the IP address of a TCP or UDP net.Addr, IPv4-mapped IPv6
+// unmapped, or the zero Addr when a has none.
+func AddrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case nil:
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}

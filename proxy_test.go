@@ -1,0 +1,183 @@
+package mailedge_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mailedge/mailedge"
+	"github.com/mailedge/mailedge/backend"
+	"github.com/mailedge/mailedge/internal/demo"
+	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/ratelimit"
+	"github.com/mailedge/mailedge/sni"
+	"github.com/mailedge/mailedge/starttls"
+)
+
+type fixture struct {
+	addrs demo.Addrs
+	cfg   *tls.Config // server side, SNI-backed
+	roots *tls.Config // client side, trusting the test CA for mail.example.com
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ca, err := testcert.NewCA("proxy test CA")
+	require.NoError(t, err)
+	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	require.NoError(t, err)
+	var res sni.Resolver
+	require.NoError(t, res.AddDefault(&leaf.TLS))
+	sys, err := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	addrs, err := sys.Start(context.Background())
+	require.NoError(t, err)
+	t.Cleanup(func() { sys.Close() })
+	return &fixture{addrs: addrs, cfg: res.TLSConfig(sni.Policy{}),
+		roots: &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com"}}
+}
+
+// serve runs p on a loopback listener; the cleanup closes the listener,
+// cancels the sessions and waits for Serve to return.
+func serve(t *testing.T, p *mailedge.Proxy) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		assert.NoError(t, p.Serve(ctx, l))
+	}()
+	t.Cleanup(func() { l.Close(); cancel(); wg.Wait() })
+	return l.Addr().String()
+}
+
+func TestProxyIMAPSOffload(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	sessions := make(chan mailedge.SessionInfo, 1)
+	addr := serve(t, &mailedge.Proxy{
+		Server:    &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
+		Implicit:  true,
+		Backend:   &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
+		OnSession: func(in mailedge.SessionInfo) { sessions <- in },
+	})
+	c, err := imapclient.DialTLS(addr, &imapclient.Options{TLSConfig: f.roots})
+	require.NoError(t, err)
+	require.NoError(t, c.Login("demo@example.com", "demo").Wait())
+	require.NoError(t, c.Logout().Wait())
+	c.Close()
+	in := <-sessions
+	assert.Equal(t, mailedge.OutcomeOK, in.Outcome, "%v", in.Err)
+	assert.Equal(t, f.addrs.IMAP, in.Member)
+	require.NotNil(t, in.TLS)
+	assert.Equal(t, "mail.example.com", in.TLS.ServerName)
+	assert.Positive(t, in.Stats.ClientToServer)
+}
+
+func TestProxyLimiterRefusesInOwnWords(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	limited := make(chan error, 1)
+	addr := serve(t, &mailedge.Proxy{
+		Server:    &starttls.Server{Protocol: starttls.SMTP, TLSConfig: f.cfg, Hostname: "mx.example.com"},
+		Backend:   &backend.Dialer{Addr: f.addrs.MX, Protocol: starttls.SMTP},
+		Limiter:   &ratelimit.Limiter{Limits: ratelimit.Limits{InFlight: 1}},
+		OnLimited: func(err error) { limited <- err },
+	})
+	first, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer first.Close()
+	r := bufio.NewReader(first)
+	greeting, err := r.ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(greeting, "220 "), greeting)
+
+	second, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer second.Close()
+	reply, err := bufio.NewReader(second).ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "421 4.7.0 mx.example.com Error: too many connections from 127.0.0.1\r\n", reply)
+	assert.ErrorIs(t, <-limited, ratelimit.ErrLimited)
+}
+
+func TestProxyNoBackendRefusesPromptly(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadAddr := dead.Addr().String()
+	dead.Close() // connection refused from now on
+	pool, err := backend.NewPool(backend.RoundRobin, backend.Member{Name: "dead", Dialer: &backend.Dialer{Addr: deadAddr, Protocol: starttls.POP3}})
+	require.NoError(t, err)
+	sessions := make(chan mailedge.SessionInfo, 1)
+	addr := serve(t, &mailedge.Proxy{
+		Server:    &starttls.Server{Protocol: starttls.POP3, TLSConfig: f.cfg},
+		Implicit:  true,
+		Backend:   pool,
+		OnSession: func(in mailedge.SessionInfo) { sessions <- in },
+	})
+	conn, err := tls.Dial("tcp", addr, f.roots)
+	require.NoError(t, err)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(line, "-ERR [SYS/TEMP]"), line)
+	in := <-sessions
+	assert.Equal(t, mailedge.OutcomeNoBackend, in.Outcome)
+}
+
+func TestProxySTARTTLSRequireThenBackend(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	addr := serve(t, &mailedge.Proxy{
+		Server:  &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
+		Backend: &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
+	})
+	c, err := imapclient.DialStartTLS(addr, &imapclient.Options{TLSConfig: f.roots})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Login("demo@example.com", "demo").Wait())
+	_, err = c.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
+	require.NoError(t, c.Logout().Wait())
+}
+
+func TestAddrOf(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		in   net.Addr
+		want string
+	}{
+		{"v4", &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 25}, "192.0.2.1"},
+		{"v4-mapped", &net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.1"), Port: 25}, "192.0.2.1"},
+		{"v6", &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 25}, "2001:db8::1"},
+		{"nil", nil, "invalid IP"},
+		{"pipe", pipeAddr{}, "invalid IP"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, mailedge.AddrOf(tt.in).String())
+		})
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
