@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
@@ -34,6 +37,7 @@ type gateway struct {
 	services []*service
 	specs    []listenSpec
 
+	proxyFrom proxyproto.ConnPolicyFunc // nil unless -proxy-from is set
 	listeners []net.Listener
 	httpSrv   *http.Server
 	serving   sync.WaitGroup // Proxy.Serve loops, which wait for their sessions
@@ -74,6 +78,9 @@ func build(o *options, log *slog.Logger) (*gateway, error) {
 	}
 	if len(g.services) == 0 {
 		return nil, errors.New("no -listen given")
+	}
+	if err := g.buildProxyPolicy(); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
@@ -240,6 +247,38 @@ func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config)
 		return monitor.POP3{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass}
 	case "tls":
 		return monitor.Certificate{ServerName: cfg.ServerName, Roots: cfg.RootCAs}
+	}
+	return nil
+}
+
+// buildProxyPolicy reads -proxy-from: sources in it must open with a PROXY
+// header on listeners marked proxy; a header from anyone else is refused,
+// so a client cannot claim another address.
+func (g *gateway) buildProxyPolicy() error {
+	need := false
+	for _, ls := range g.specs {
+		need = need || ls.ProxyIn
+	}
+	if g.opts.proxyFrom == "" {
+		if need {
+			return errors.New("a -listen has 'proxy' but -proxy-from names no balancer")
+		}
+		return nil
+	}
+	nets, err := ratelimit.ParseNetworks(g.opts.proxyFrom)
+	if err != nil {
+		return fmt.Errorf("-proxy-from: %w", err)
+	}
+	g.proxyFrom = func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+		if ta, ok := o.Upstream.(*net.TCPAddr); ok {
+			ip, _ := netip.AddrFromSlice(ta.IP)
+			for _, n := range nets {
+				if n.Contains(ip.Unmap()) {
+					return proxyproto.REQUIRE, nil
+				}
+			}
+		}
+		return proxyproto.REJECT, nil
 	}
 	return nil
 }

@@ -50,6 +50,7 @@ type options struct {
 	logLevel   string
 	policy     string
 	maxSources int
+	proxyFrom  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -58,7 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	var listens, backends multiFlag
 	var config string
-	fs.Var(&listens, "listen", "listener NAME=ADDR,proto=smtp|imap|pop3,tls=implicit|starttls[,mode=require|allow|disallow][,pool=POOL][,limit][,inspect] (repeatable)")
+	fs.Var(&listens, "listen", "listener NAME=ADDR,proto=smtp|imap|pop3,tls=implicit|starttls[,mode=require|allow|disallow][,pool=POOL][,limit][,inspect][,proxy] (repeatable; proxy: read a PROXY header from -proxy-from sources)")
 	fs.Var(&backends, "backend", "pool member POOL=ADDR[,security=plain|tls|starttls][,proxy=v1|v2][,xclient][,imapid][,weight=N][,name=N][,servername=S][,ca=FILE][,insecure][,probe=none|greeting|smtp|imap|pop3|tls][,interval=5s][,timeout=2s][,downtime=30s][,user=U,pass=P] (repeatable)")
 	fs.Var(&o.certs, "cert", "certificate CERTFILE,KEYFILE[,default] (repeatable)")
 	fs.Var(&o.leDirs, "le-dir", "Let's Encrypt folder holding live/<name>/ (repeatable)")
@@ -75,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.demoDir, "demo-dir", "", "demo mode: folder for ca.pem and the demo certificates (default: a new temp folder)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.policy, "balance", "roundrobin", "pool policy: roundrobin, leastconn or weighted")
+	fs.StringVar(&o.proxyFrom, "proxy-from", "", "balancers allowed to send an inbound PROXY header on listeners with 'proxy', e.g. 10.0.0.0/8")
 	fs.StringVar(&config, "config", "", "file of flags, one per line as on the command line; '#' comments")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

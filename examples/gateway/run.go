@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/pires/go-proxyproto"
+
 	"github.com/mailedge/mailedge/monitor"
 )
 
@@ -22,6 +24,11 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 				prev.Close()
 			}
 			return fmt.Errorf("-listen %s: %w", ls.Name, err)
+		}
+		if ls.ProxyIn {
+			// Server-speaks-first protocols: the header is awaited (up to
+			// the timeout) before the greeting, never guessed.
+			l = &proxyproto.Listener{Listener: l, ConnPolicy: g.proxyFrom, ReadHeaderTimeout: 5 * time.Second}
 		}
 		g.listeners = append(g.listeners, l)
 	}
