@@ -135,6 +135,13 @@ func runHandover(t *testing.T, tc handoverCase) {
 	} else {
 		require.NoError(t, err)
 		assert.Same(t, cProxy, client, "the client conn needs no wrapper")
+		// The client-to-backend half of the bridge, for bytes the client
+		// sent that Handover left unread.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			io.Copy(server, client)
+		}()
 		rest, err = io.ReadAll(server)
 		require.NoError(t, err)
 		cProxy.Close()

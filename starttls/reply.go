@@ -2,7 +2,9 @@ package starttls
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -58,7 +60,7 @@ func readSMTPReply(next func() ([]byte, error)) (smtpReply, error) {
 		}
 		raw, err := next()
 		if err != nil {
-			return r, err
+			return r, midReply(n, err)
 		}
 		code, more, text, err := parseSMTPLine(trimEOL(raw))
 		if err != nil {
@@ -159,7 +161,8 @@ func readPOP3Multi(next func() ([]byte, error)) (raw [][]byte, texts []string, e
 		}
 		l, err := next()
 		if err != nil {
-			return raw, texts, err
+			// The status line came first, so EOF is always mid-response.
+			return raw, texts, midReply(1, err)
 		}
 		raw = append(raw, l)
 		t := trimEOL(l)
@@ -185,4 +188,12 @@ func filterCAPA(raw [][]byte) []byte {
 		b.Write(l)
 	}
 	return b.Bytes()
+}
+
+// midReply turns io.EOF after n lines of a reply into io.ErrUnexpectedEOF.
+func midReply(n int, err error) error {
+	if n > 0 && errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
