@@ -49,16 +49,25 @@ func (w *wire) sendMail(from, to, tok string) string {
 	return w.smtpReply()[0]
 }
 
-// assertDelivered waits for the message tagged tok in the demo Maildir and
-// checks that it arrived intact.
-func assertDelivered(t *testing.T, e *env, tok string) {
+// assertDelivered waits for the message tagged tok in the demo Maildir,
+// checks that its Subject, body and the given dot line arrived intact, and
+// returns it.
+func assertDelivered(t *testing.T, e *env, tok, dotLine string) string {
 	t.Helper()
 	msg := waitFileWith(t, e.maildir(), tok, deliverWait)
 	assert.Contains(t, msg, "Subject: "+tok+"\n")
 	assert.Contains(t, msg, "body line for "+tok+"\n")
-	// Dot-stuffing undone by Postfix: the line starts with a single dot.
-	assert.Contains(t, msg, "\n. a dot-stuffed line\n")
+	assert.Contains(t, msg, "\n"+dotLine+"\n")
+	return msg
 }
+
+// wireDot is the dot line of message as written raw on the wire by
+// sendMail ("..") after the server undid the dot-stuffing; clients that
+// stuff themselves deliver the file's line intact (clientDot).
+const (
+	wireDot   = ". a dot-stuffed line"
+	clientDot = ".. a dot-stuffed line"
+)
 
 // TestPostfixSubmissionAUTH submits through the "submission" listener
 // (STARTTLS required by the gateway) to Postfix's plain port with XCLIENT:
@@ -86,7 +95,7 @@ func TestPostfixSubmissionAUTH(t *testing.T) {
 	w.expect("QUIT", "221")
 	w.close()
 
-	assertDelivered(t, e, tok)
+	assertDelivered(t, e, tok, wireDot)
 	log := e.postfix.maillog()
 	waitLogLine(t, log, logWait, "connect from unknown["+src+"]")
 	waitLogLine(t, log, logWait, "client=unknown["+src+"]", "sasl_method=PLAIN", "sasl_username="+user)
@@ -110,8 +119,7 @@ func TestPostfixSMTPSBridging(t *testing.T) {
 	w.expect("QUIT", "221")
 	w.close()
 
-	assertDelivered(t, e, tok)
-	msg := waitFileWith(t, e.maildir(), tok, deliverWait)
+	msg := assertDelivered(t, e, tok, wireDot)
 	assert.Contains(t, msg, "(using TLS", "Received header of the bridged TLS leg")
 	log := e.postfix.maillog()
 	// The bridged leg is TLS (wrapper mode) from the client's address.
@@ -133,7 +141,7 @@ func TestPostfixProxyV2(t *testing.T) {
 	w.expect("QUIT", "221")
 	w.close()
 
-	assertDelivered(t, e, tok)
+	assertDelivered(t, e, tok, wireDot)
 	waitLogLine(t, e.postfix.maillog(), logWait, "client=unknown["+src+"]")
 }
 
