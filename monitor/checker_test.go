@@ -91,21 +91,21 @@ func TestCheckerDelay(t *testing.T) {
 	known := func(up bool) Status { return Status{Known: true, Up: up} }
 	tests := []struct {
 		name string
-		c    Checker
+		c    *Checker
 		st   Status
 		u    float64
 		want time.Duration
 	}{
-		{name: "up uses interval, centre", c: Checker{}, st: known(true), u: 0.5, want: 5 * time.Second},
-		{name: "down uses down time", c: Checker{}, st: known(false), u: 0.5, want: 30 * time.Second},
-		{name: "jitter low end", c: Checker{}, st: known(true), u: 0, want: 4500 * time.Millisecond},
-		{name: "jitter high end", c: Checker{}, st: known(true), u: 1, want: 5500 * time.Millisecond},
-		{name: "no jitter", c: Checker{Jitter: -1}, st: known(true), u: 0, want: 5 * time.Second},
-		{name: "jitter capped at half", c: Checker{Jitter: 3}, st: known(true), u: 0, want: 2500 * time.Millisecond},
-		{name: "negative down time means interval", c: Checker{Interval: time.Second, DownTime: -1, Jitter: -1}, st: known(false), want: time.Second},
-		{name: "custom down time", c: Checker{DownTime: time.Minute, Jitter: -1}, st: known(false), want: time.Minute},
-		{name: "first probe spread", c: Checker{}, st: Status{}, u: 0.5, want: 250 * time.Millisecond},
-		{name: "first probe at once without jitter", c: Checker{Jitter: -1}, st: Status{}, u: 0.9, want: 0},
+		{name: "up uses interval, centre", c: &Checker{}, st: known(true), u: 0.5, want: 5 * time.Second},
+		{name: "down uses down time", c: &Checker{}, st: known(false), u: 0.5, want: 30 * time.Second},
+		{name: "jitter low end", c: &Checker{}, st: known(true), u: 0, want: 4500 * time.Millisecond},
+		{name: "jitter high end", c: &Checker{}, st: known(true), u: 1, want: 5500 * time.Millisecond},
+		{name: "no jitter", c: &Checker{Jitter: -1}, st: known(true), u: 0, want: 5 * time.Second},
+		{name: "jitter capped at half", c: &Checker{Jitter: 3}, st: known(true), u: 0, want: 2500 * time.Millisecond},
+		{name: "negative down time means interval", c: &Checker{Interval: time.Second, DownTime: -1, Jitter: -1}, st: known(false), want: time.Second},
+		{name: "custom down time", c: &Checker{DownTime: time.Minute, Jitter: -1}, st: known(false), want: time.Minute},
+		{name: "first probe spread", c: &Checker{}, st: Status{}, u: 0.5, want: 250 * time.Millisecond},
+		{name: "first probe at once without jitter", c: &Checker{Jitter: -1}, st: Status{}, u: 0.9, want: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

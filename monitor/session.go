@@ -40,7 +40,7 @@ func begin(ctx context.Context) *session {
 // timeout is the probe's time budget for reasons, rounded up to the
 // millisecond so a 2 s budget reads "2s" rather than "1.99998s".
 func (s *session) timeout() time.Duration {
-	d := s.deadline.Sub(s.start)
+	d := max(s.deadline.Sub(s.start), 0)
 	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
 }
 
