@@ -106,6 +106,7 @@ func TestSwaks(t *testing.T) {
 		"--auth", "PLAIN", "--auth-user", user, "--auth-password", pass,
 		"--from", user, "--to", user, "--header", "Subject: "+tok, "--body", "body line for "+tok+"\n.. a dot-stuffed line")
 	assert.Contains(t, out, "235 2.7.0 Authentication successful")
+	assert.Contains(t, out, `TLS peer DN="/CN=`+sniNames[1]+`"`)
 	assert.Regexp(t, `250 2\.0\.0 Ok: queued as`, out)
 	assertDelivered(t, e, tok, clientDot)
 	e.gw.log.wait(t, 0, logWait, re(`listener=submission `), re(`sni=`+regexp.QuoteMeta(sniNames[1])))
