@@ -1,0 +1,128 @@
+package bridge_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strings"
+
+	"github.com/mailedge/mailedge/bridge"
+)
+
+// proxyOnce accepts one client on ln, dials backend and joins the two.
+func proxyOnce(ln net.Listener, backend string, opt bridge.Options) <-chan bridge.Stats {
+	joined := make(chan bridge.Stats, 1)
+	go func() {
+		client, err := ln.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		server, err := net.Dial("tcp", backend)
+		if err != nil {
+			log.Fatal(err)
+		}
+		st, err := bridge.Join(context.Background(), client, server, opt)
+		if err != nil {
+			log.Print(err)
+		}
+		joined <- st
+	}()
+	return joined
+}
+
+func listen() net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	return ln
+}
+
+func ExampleJoin() {
+	backend := listen() // echoes what it reads, then closes
+	defer backend.Close()
+	go func() {
+		c, err := backend.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+	}()
+	proxy := listen()
+	defer proxy.Close()
+	joined := proxyOnce(proxy, backend.Addr().String(), bridge.Options{})
+
+	c, err := net.Dial("tcp", proxy.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("hello, bridge\n"))
+	c.(*net.TCPConn).CloseWrite() // the half-close travels to the backend
+	reply, _ := io.ReadAll(c)
+	fmt.Printf("%q\n", reply)
+	st := <-joined
+	fmt.Println(st.ClientToServer, st.ServerToClient, st.End)
+	// Output:
+	// "hello, bridge\n"
+	// 14 14 client closed
+}
+
+func ExampleSMTPInspector() {
+	backend := listen() // a tiny SMTP server that accepts everything
+	defer backend.Close()
+	go func() {
+		c, err := backend.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("220 backend ready\r\n"))
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			verb, _, _ := strings.Cut(sc.Text(), " ")
+			fmt.Fprintf(c, "250 %s ok\r\n", verb)
+			if verb == "QUIT" {
+				return
+			}
+		}
+	}()
+	ins := &bridge.SMTPInspector{
+		AwaitGreeting: true, // no handover: the greeting comes through Join
+		Check: func(cmd bridge.SMTPCommand) string {
+			if cmd.Verb == "RCPT" && strings.HasSuffix(cmd.Arg, "@blocked.example") {
+				return "550 5.7.1 Recipient refused by policy"
+			}
+			return ""
+		},
+	}
+	proxy := listen()
+	defer proxy.Close()
+	joined := proxyOnce(proxy, backend.Addr().String(), bridge.Options{SMTP: ins})
+
+	c, err := net.Dial("tcp", proxy.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	// Pipelined: the refusal still comes back third, in its place.
+	c.Write([]byte("MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\n" +
+		"RCPT TO:<c@blocked.example>\r\nRCPT TO:<d@example.org>\r\nQUIT\r\n"))
+	replies, _ := io.ReadAll(c) // until the backend closes after QUIT
+	c.Close()
+	fmt.Print(strings.ReplaceAll(string(replies), "\r\n", "\n"))
+	st := <-joined
+	fmt.Printf("%d recipients accepted, %d refused\n", st.SMTP.Recipients, st.SMTP.Refused)
+	// Output:
+	// 220 backend ready
+	// 250 MAIL ok
+	// 250 RCPT ok
+	// 550 5.7.1 Recipient refused by policy
+	// 250 RCPT ok
+	// 250 QUIT ok
+	// 2 recipients accepted, 1 refused
+}
