@@ -48,7 +48,7 @@ func BenchmarkJoinTCP(b *testing.B) {
 	benchJoin(b, false, Options{})
 }
 
-// BenchmarkJoinTCPInspected streams through Join with the SMTP inspector
+// BenchmarkJoinTCPBuffered streams through Join with the SMTP inspector
 // forced into BDAT chunk mode, so bytes are read into pooled buffers.
 func BenchmarkJoinTCPBuffered(b *testing.B) {
 	benchJoin(b, false, Options{SMTP: &SMTPInspector{}}, "BDAT 999999999999 LAST\r\n")
