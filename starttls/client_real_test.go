@@ -41,7 +41,13 @@ func realSMTP(t *testing.T, cfg *tls.Config) string {
 	s.Domain = "mail.test"
 	s.TLSConfig = cfg
 	s.ReadTimeout, s.WriteTimeout = time.Minute, time.Minute
-	return serveReal(t, s.Serve, s.Close)
+	return serveReal(t, s.Serve, func() error {
+		// Shutdown, not Close: go-smtp's Close races with a STARTTLS in
+		// progress; the test's conns are closed first (cleanups run LIFO).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return s.Shutdown(ctx)
+	})
 }
 
 // realIMAP starts an imapmemserver offering STARTTLS with cfg.

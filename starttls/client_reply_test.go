@@ -130,6 +130,7 @@ func TestStripIMAPCode(t *testing.T) {
 		{"alert", "* OK [ALERT] read me\r\n", "* OK read me\r\n"},
 		{"no text left", "* OK [CAPABILITY IMAP4rev1]\r\n", "* OK ready\r\n"},
 		{"no code", "* OK hi\r\n", "* OK hi\r\n"},
+		{"code hidden behind a code", "* OK [CAPABILITY X] [ALERT] evil\r\n", "* OK evil\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

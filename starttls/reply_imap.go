@@ -130,22 +130,30 @@ func filterIMAPLine(raw []byte) []byte {
 	return raw
 }
 
-// stripIMAPCode removes the response code of a status line, whatever it is:
+// stripIMAPCode removes the response code of a status line, whatever it
+// is, and any further bracketed code the remaining text would start with:
 // used when replaying a greeting read before a STARTTLS upgrade, whose codes
 // (CAPABILITY, ALERT, REFERRAL) are stale or untrusted.
 func stripIMAPCode(raw []byte) []byte {
 	body := trimEOL(raw)
-	r, err := parseIMAPLine(body)
-	if err != nil || r.code == "" {
-		return raw
+	eol := raw[len(body):]
+	for {
+		r, err := parseIMAPLine(body)
+		if err != nil || r.code == "" {
+			return joinParts(body, eol)
+		}
+		text := body[r.codeEnd:]
+		if len(bytes.TrimSpace(text)) == 0 {
+			// RFC 9051 requires text after the code-less status keyword.
+			text = []byte("ready")
+		}
+		next := joinParts(body[:r.codeStart], text)
+		if _, err := parseIMAPLine(next); err != nil {
+			// The rest looked like a broken code: drop it too.
+			next = joinParts(body[:r.codeStart], []byte("ready"))
+		}
+		body = next
 	}
-	text := body[r.codeEnd:]
-	if len(bytes.TrimSpace(text)) == 0 {
-		// RFC 9051 requires text after the code-less status keyword.
-		text = []byte("ready")
-	}
-	out := joinParts(body[:r.codeStart], text)
-	return append(out, raw[len(body):]...)
 }
 
 func joinParts(parts ...[]byte) []byte {
