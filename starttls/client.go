@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -134,6 +135,9 @@ func (b *backendConn) quiet(after string) error {
 // conn, since a half-finished dialogue leaves it unusable. Cancelling ctx, or
 // reaching Timeout or ctx's deadline, unblocks every read and write.
 func (c *Client) Upgrade(ctx context.Context, conn net.Conn) (up *Upgraded, err error) {
+	if conn == nil {
+		return nil, fmt.Errorf("%w: nil conn", ErrConfig)
+	}
 	if err := c.check(); err != nil {
 		conn.Close()
 		return nil, err
@@ -170,6 +174,9 @@ func (c *Client) check() error {
 		return fmt.Errorf("%w: TLSConfig.ServerName is empty and verification is on", ErrConfig)
 	case c.Protocol != SMTP && c.Protocol != IMAP && c.Protocol != POP3:
 		return fmt.Errorf("%w: unknown protocol %d", ErrConfig, int(c.Protocol))
+	case strings.ContainsFunc(c.Hostname, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		// It goes on the EHLO line: a CR or LF would add a command.
+		return fmt.Errorf("%w: Hostname %q", ErrConfig, c.Hostname)
 	}
 	return nil
 }

@@ -20,11 +20,7 @@ func (c *Client) smtp(b *backendConn, up *Upgraded) error {
 	if err := b.quiet("the greeting"); err != nil {
 		return err
 	}
-	host := c.hostname()
-	if strings.ContainsAny(host, "\r\n ") {
-		return fmt.Errorf("%w: Hostname %q", ErrConfig, host)
-	}
-	ehlo, err := exchangeSMTP(b, "EHLO "+host)
+	ehlo, err := exchangeSMTP(b, "EHLO "+c.hostname())
 	if err != nil {
 		return err
 	}
