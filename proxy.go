@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -267,4 +269,20 @@ func AddrOf(a net.Addr) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
+}
+
+// String formats the session for a log line: client, outcome, SNI, backend,
+// bytes each way, duration, and the error if any.
+func (in SessionInfo) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "client=%v outcome=%s", in.Client, in.Outcome)
+	if in.TLS != nil {
+		fmt.Fprintf(&b, " sni=%q tls=%q", in.TLS.ServerName, tls.VersionName(in.TLS.Version))
+	}
+	fmt.Fprintf(&b, " backend=%q in=%d out=%d duration=%v", in.Member, in.Stats.ClientToServer, in.Stats.ServerToClient,
+		time.Since(in.Start).Round(time.Millisecond))
+	if in.Err != nil {
+		fmt.Fprintf(&b, " err=%q", in.Err.Error())
+	}
+	return b.String()
 }

@@ -3,6 +3,7 @@ package mailedge_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -181,3 +182,14 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
+
+func TestSessionInfoString(t *testing.T) {
+	in := mailedge.SessionInfo{
+		Client: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4000}, Start: time.Now(), Outcome: mailedge.OutcomeNoBackend,
+		TLS: &tls.ConnectionState{ServerName: "mail.example.com", Version: tls.VersionTLS13}, Err: errors.New("boom"),
+	}
+	s := in.String()
+	for _, want := range []string{"client=192.0.2.1:4000", "outcome=no_backend", `sni="mail.example.com"`, `tls="TLS 1.3"`, `err="boom"`} {
+		assert.Contains(t, s, want)
+	}
+}

@@ -39,12 +39,10 @@ func main() {
 		log.Fatal(err)
 	}
 	p := &mailedge.Proxy{
-		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNIMAP})},
-		Implicit: true,
-		Backend:  &backend.Dialer{Addr: *backendAddr, Protocol: starttls.IMAP, Proxy: backend.ProxyV2},
-		OnSession: func(in mailedge.SessionInfo) {
-			log.Printf("%s %s backend=%s in=%d out=%d err=%v", in.Client, in.Outcome, in.Member, in.Stats.ClientToServer, in.Stats.ServerToClient, in.Err)
-		},
+		Server:    &starttls.Server{Protocol: starttls.IMAP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNIMAP})},
+		Implicit:  true,
+		Backend:   &backend.Dialer{Addr: *backendAddr, Protocol: starttls.IMAP, Proxy: backend.ProxyV2},
+		OnSession: func(in mailedge.SessionInfo) { log.Print(in) },
 	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {

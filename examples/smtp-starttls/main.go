@@ -45,10 +45,8 @@ func main() {
 	p := &mailedge.Proxy{
 		Server: &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Require, Hostname: *hostname,
 			TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNSMTP})},
-		Backend: &backend.Dialer{Addr: *backendAddr, Protocol: starttls.SMTP, XCLIENT: *xclient, Hostname: *hostname},
-		OnSession: func(in mailedge.SessionInfo) {
-			log.Printf("%s %s backend=%s in=%d out=%d err=%v", in.Client, in.Outcome, in.Member, in.Stats.ClientToServer, in.Stats.ServerToClient, in.Err)
-		},
+		Backend:   &backend.Dialer{Addr: *backendAddr, Protocol: starttls.SMTP, XCLIENT: *xclient, Hostname: *hostname},
+		OnSession: func(in mailedge.SessionInfo) { log.Print(in) },
 	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {

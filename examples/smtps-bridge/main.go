@@ -54,12 +54,10 @@ func main() {
 		}
 	}
 	p := &mailedge.Proxy{
-		Server:   &starttls.Server{Protocol: starttls.SMTP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNSMTP})},
-		Implicit: true,
-		Backend:  &backend.Dialer{Addr: *backendAddr, Protocol: starttls.SMTP, Security: backend.TLS, TLSConfig: beTLS},
-		OnSession: func(in mailedge.SessionInfo) {
-			log.Printf("%s %s backend=%s in=%d out=%d err=%v", in.Client, in.Outcome, in.Member, in.Stats.ClientToServer, in.Stats.ServerToClient, in.Err)
-		},
+		Server:    &starttls.Server{Protocol: starttls.SMTP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNSMTP})},
+		Implicit:  true,
+		Backend:   &backend.Dialer{Addr: *backendAddr, Protocol: starttls.SMTP, Security: backend.TLS, TLSConfig: beTLS},
+		OnSession: func(in mailedge.SessionInfo) { log.Print(in) },
 	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
