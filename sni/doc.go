@@ -32,7 +32,9 @@
 // connection; crypto/tls calls GetCertificate during each handshake, and
 // the caller owns listeners and conns. Lookups read an immutable snapshot
 // through an atomic pointer, take no lock and do not allocate for ASCII
-// names; Add, Set and Reload build a new snapshot and swap it in, so a
+// names (choosing between an ECDSA and an RSA certificate for one name asks
+// crypto/tls's SupportsCertificate, which allocates when it rejects one);
+// Add, Set and Reload build a new snapshot and swap it in, so a
 // handshake in flight finishes with the snapshot it started with. All
 // methods are safe for concurrent use. The package starts no goroutine:
 // Watch runs in the caller's goroutine and returns when its context ends.

@@ -228,3 +228,36 @@ func TestStoreWatch(t *testing.T) {
 		t.Fatal("Watch did not return after cancel")
 	}
 }
+
+func TestStoreCertificatesInfo(t *testing.T) {
+	f := newStoreFixture(t)
+	byName := map[string]Info{}
+	for _, in := range f.store.Certificates() {
+		byName[in.Name] = in
+	}
+	tests := []struct {
+		name        string
+		wantSource  string
+		wantDefault bool
+	}{
+		{"default.example.com", f.pairCert, true},
+		{"le.example.com", filepath.Join(f.dir, "live", "le", "fullchain.pem"), false},
+		{"map.example.com", filepath.Join(f.dir, "map.crt"), false},
+	}
+	require.Len(t, byName, len(tests))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, ok := byName[tt.name]
+			require.True(t, ok)
+			assert.Equal(t, tt.wantSource, in.Source)
+			assert.Equal(t, tt.wantDefault, in.Default)
+			assert.Equal(t, "ECDSA P-256", in.KeyType)
+			assert.Equal(t, "mailedge sni test CA", in.Issuer)
+			assert.Equal(t, tt.name, in.Subject)
+			assert.True(t, in.NotAfter.After(in.NotBefore))
+		})
+	}
+	now := time.Now()
+	assert.Empty(t, f.store.Expiring(now, 24*time.Hour), "fresh certificates are not expiring")
+	assert.Len(t, f.store.Expiring(now, 365*24*time.Hour), 3, "all expire within a year")
+}
