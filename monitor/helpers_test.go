@@ -42,7 +42,7 @@ func (p pki) client(name string) *tls.Config {
 }
 
 // listen returns a loopback listener closed and drained at cleanup.
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -52,7 +52,7 @@ func listen(t *testing.T) net.Listener {
 // serveFunc runs handle on every connection to a loopback listener, each in
 // its own goroutine, until the test ends; cleanup closes the listener and
 // waits for every handler. Handlers must return when the client closes.
-func serveFunc(t *testing.T, tlsCfg *tls.Config, handle func(net.Conn)) string {
+func serveFunc(t testing.TB, tlsCfg *tls.Config, handle func(net.Conn)) string {
 	t.Helper()
 	ln := listen(t)
 	var wg sync.WaitGroup
