@@ -5,9 +5,9 @@ import (
 	"errors"
 )
 
-// The ALPN protocol ids of the mail protocols (IANA "TLS Application-Layer
-// Protocol Negotiation (ALPN) Protocol IDs", registered for the ALPACA
-// mitigation).
+// The ALPN protocol ids of the mail protocols, the ones TLSConfig accepts by
+// default. Mail servers that check ALPN against cross-protocol attacks
+// (ALPACA) use these ids.
 const (
 	ALPNIMAP = "imap"
 	ALPNPOP3 = "pop3"
