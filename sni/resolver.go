@@ -26,7 +26,8 @@ type Entry struct {
 	// Names are the server names to serve the certificate for: host names,
 	// "*.example.com" for one left-most label (RFC 6125), or ".example.com"
 	// for any name below example.com (the Postfix SNI map form). If empty,
-	// the leaf's DNS SANs, or its Common Name when it has no DNS SANs.
+	// the leaf's DNS SANs, or its Common Name when it has no DNS SANs;
+	// those that are not host names (an organisation as CN) are skipped.
 	Names []string
 	// Default makes the certificate one of those served when the client
 	// sends no SNI or an unknown name. If no entry is marked Default, the
