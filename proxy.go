@@ -231,9 +231,18 @@ func (p *Proxy) bridgeOptions(proto starttls.Protocol, src netip.Addr) bridge.Op
 			opt.IdleTimeout = 31 * time.Minute
 		}
 	}
-	if p.InspectSMTP && p.Limiter != nil && proto == starttls.SMTP && opt.SMTP == nil {
+	if proto != starttls.SMTP || opt.SMTP != nil {
+		return opt
+	}
+	// Every SMTP session gets the inspector: it answers a STARTTLS sent
+	// after the handover itself (the client is already on TLS; forwarded,
+	// it would start a second negotiation with the backend) and bounds
+	// command lines. With InspectSMTP it also enforces the message and
+	// recipient rates.
+	opt.SMTP = &bridge.SMTPInspector{}
+	if p.InspectSMTP && p.Limiter != nil {
 		lim := p.Limiter
-		opt.SMTP = &bridge.SMTPInspector{Check: func(c bridge.SMTPCommand) string {
+		opt.SMTP.Check = func(c bridge.SMTPCommand) string {
 			var err error
 			switch c.Verb {
 			case "MAIL":
@@ -246,7 +255,7 @@ func (p *Proxy) bridgeOptions(proto starttls.Protocol, src netip.Addr) bridge.Op
 			}
 			p.limited(err)
 			return ratelimit.SMTPReply(err, p.Server.Hostname)
-		}}
+		}
 	}
 	return opt
 }

@@ -3,8 +3,8 @@ package mailedge_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -192,4 +192,40 @@ func TestSessionInfoString(t *testing.T) {
 	for _, want := range []string{"client=192.0.2.1:4000", "outcome=no_backend", `sni="mail.example.com"`, `tls="TLS 1.3"`, `err="boom"`} {
 		assert.Contains(t, s, want)
 	}
+}
+
+func TestProxySMTPStartTLSAfterHandoverAnsweredLocally(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	addr := serve(t, &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.SMTP, TLSConfig: f.cfg},
+		Implicit: true,
+		Backend:  &backend.Dialer{Addr: f.addrs.MX, Protocol: starttls.SMTP},
+	})
+	conn, err := tls.Dial("tcp", addr, f.roots)
+	require.NoError(t, err)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "220 "), line)
+	_, err = conn.Write([]byte("EHLO client.example\r\n"))
+	require.NoError(t, err)
+	for {
+		line, err = r.ReadString('\n')
+		require.NoError(t, err)
+		assert.NotContains(t, strings.ToUpper(line), "STARTTLS")
+		if strings.HasPrefix(line, "250 ") {
+			break
+		}
+	}
+	_, err = conn.Write([]byte("STARTTLS\r\nNOOP\r\n"))
+	require.NoError(t, err)
+	line, err = r.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "454 4.7.0 TLS not available\r\n", line)
+	line, err = r.ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(line, "250 "), "session stays usable: %q", line)
 }
