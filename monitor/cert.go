@@ -38,6 +38,10 @@ type Certificate struct {
 	Protocol Protocol
 	// Hostname is the EHLO name for SMTP STARTTLS. If empty, "localhost".
 	Hostname string
+	// Dial, if not nil, opens the probe's TCP connection instead of a
+	// plain dial: for a member that accepts only a balancer's connections,
+	// it can write a PROXY header (LOCAL) first. If nil, net.Dialer.
+	Dial DialFunc
 }
 
 func (p Certificate) warnWithin() time.Duration {
@@ -50,6 +54,7 @@ func (p Certificate) warnWithin() time.Duration {
 // Probe checks the certificate served at addr.
 func (p Certificate) Probe(ctx context.Context, addr string) Result {
 	s := begin(ctx)
+	s.dialFn = p.Dial
 	return s.end(p.run(s, addr))
 }
 

@@ -39,11 +39,16 @@ type Greeting struct {
 	// TLSConfig is used with Security TLS. If nil, TLS 1.2 or later with
 	// the system roots and the host of the address as server name.
 	TLSConfig *tls.Config
+	// Dial, if not nil, opens the probe's TCP connection instead of a
+	// plain dial: for a member that accepts only a balancer's connections,
+	// it can write a PROXY header (LOCAL) first. If nil, net.Dialer.
+	Dial DialFunc
 }
 
 // Probe connects to addr and checks the greeting.
 func (g Greeting) Probe(ctx context.Context, addr string) Result {
 	s := begin(ctx)
+	s.dialFn = g.Dial
 	return s.end(g.run(s, addr))
 }
 

@@ -32,6 +32,10 @@ type IMAP struct {
 	// Examine opens the mailbox read-only (EXAMINE) instead of listing it
 	// (LIST), which also proves the mail store can be read. If false, LIST.
 	Examine bool
+	// Dial, if not nil, opens the probe's TCP connection instead of a
+	// plain dial: for a member that accepts only a balancer's connections,
+	// it can write a PROXY header (LOCAL) first. If nil, net.Dialer.
+	Dial DialFunc
 }
 
 func (p IMAP) mailbox() string {
@@ -44,6 +48,7 @@ func (p IMAP) mailbox() string {
 // Probe runs the IMAP dialogue against addr.
 func (p IMAP) Probe(ctx context.Context, addr string) Result {
 	s := begin(ctx)
+	s.dialFn = p.Dial
 	return s.end(p.run(s, addr))
 }
 

@@ -23,11 +23,16 @@ type POP3 struct {
 	// Username and Password, when Username is not empty, log in with
 	// USER/PASS and check the maildrop with STAT.
 	Username, Password string
+	// Dial, if not nil, opens the probe's TCP connection instead of a
+	// plain dial: for a member that accepts only a balancer's connections,
+	// it can write a PROXY header (LOCAL) first. If nil, net.Dialer.
+	Dial DialFunc
 }
 
 // Probe runs the POP3 dialogue against addr.
 func (p POP3) Probe(ctx context.Context, addr string) Result {
 	s := begin(ctx)
+	s.dialFn = p.Dial
 	return s.end(p.run(s, addr))
 }
 

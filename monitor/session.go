@@ -11,6 +11,9 @@ import (
 	"time"
 )
 
+// DialFunc opens a connection, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
 // session is one probe's connection, clock and TLS findings. Every probe
 // runs as: begin, dial, steps, end.
 type session struct {
@@ -21,6 +24,7 @@ type session struct {
 	raw      net.Conn // the TCP connection; closed by end or by ctx
 	conn     net.Conn // what the steps talk to: bounded raw, or TLS over it
 	stop     func() bool
+	dialFn   DialFunc // nil: net.Dialer
 
 	tls     *tls.ConnectionState // set by the handshake's VerifyConnection
 	expires time.Time
@@ -48,8 +52,12 @@ func (s *session) timeout() time.Duration {
 // every deadline a library sets on it is capped at the context's deadline,
 // so no step can outlive the probe.
 func (s *session) dial(addr string) *Error {
-	var d net.Dialer
-	c, err := d.DialContext(s.ctx, "tcp", addr)
+	fn := s.dialFn
+	if fn == nil {
+		var d net.Dialer
+		fn = d.DialContext
+	}
+	c, err := fn(s.ctx, "tcp", addr)
 	if err != nil {
 		if s.ctx.Err() != nil || isTimeout(err) {
 			return &Error{Kind: ErrConnect, Reason: fmt.Sprintf("connect: no answer within %s", s.timeout()), Err: err}

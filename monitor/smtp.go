@@ -34,6 +34,10 @@ type SMTP struct {
 	// SASL, if not nil, returns a fresh SASL client for each probe and
 	// replaces Username, Password and Mechanism.
 	SASL func() sasl.Client
+	// Dial, if not nil, opens the probe's TCP connection instead of a
+	// plain dial: for a member that accepts only a balancer's connections,
+	// it can write a PROXY header (LOCAL) first. If nil, net.Dialer.
+	Dial DialFunc
 }
 
 func (p SMTP) hostname() string {
@@ -61,6 +65,7 @@ func (p SMTP) auth() (sasl.Client, error) {
 // Probe runs the SMTP dialogue against addr.
 func (p SMTP) Probe(ctx context.Context, addr string) Result {
 	s := begin(ctx)
+	s.dialFn = p.Dial
 	return s.end(p.run(s, addr))
 }
 
