@@ -1,0 +1,84 @@
+package main
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(xs ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range xs {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	tests := []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"one sample", ms(7), 99, 7 * time.Millisecond},
+		{"median of odd count", ms(1, 2, 3, 4, 5), 50, 3 * time.Millisecond},
+		{"median of even count is the lower middle", ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{"p99 of 100", ms(hundred...), 99, 99 * time.Millisecond},
+		{"p100 is the maximum", ms(hundred...), 100, 100 * time.Millisecond},
+		{"tiny p is the minimum", ms(3, 9), 0.01, 3 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, percentile(tt.sorted, tt.p))
+		})
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		name string
+		xs   []float64
+		want spread
+	}{
+		{"none", nil, spread{}},
+		{"only NaN", []float64{nan}, spread{}},
+		{"odd", []float64{3, 1, 2}, spread{Median: 2, Min: 1, Max: 3, N: 3}},
+		{"even averages the middle two", []float64{4, 1, 3, 2}, spread{Median: 2.5, Min: 1, Max: 4, N: 4}},
+		{"NaN left out", []float64{5, nan, 1, 3}, spread{Median: 3, Min: 1, Max: 5, N: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, summarise(tt.xs))
+		})
+	}
+}
+
+func TestMergeSorts(t *testing.T) {
+	got := merge([]latencies{{3, 1}, nil, {2}})
+	assert.Equal(t, []time.Duration{1, 2, 3}, got)
+}
+
+func TestCell(t *testing.T) {
+	tests := []struct {
+		name string
+		s    spread
+		want string
+	}{
+		{"missing", spread{}, "n/a"},
+		{"single", spread{Median: 412.4, Min: 412.4, Max: 412.4, N: 1}, "412"},
+		{"range", spread{Median: 1.5, Min: 1.25, Max: 17, N: 3}, "1.50 (1.25–17.0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, cell(tt.s))
+		})
+	}
+}

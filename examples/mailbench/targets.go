@@ -1,0 +1,150 @@
+package main
+
+import (
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math"
+	"time"
+)
+
+// goal is one of issue 10's targets: the base's median compared with a
+// reference times a factor.
+type goal struct {
+	name   string
+	g      group
+	m      metric
+	factor float64
+	ref    string // "best peer", a label, or "floor"
+	vs     group  // the reference group when it differs from g (STARTTLS)
+}
+
+func (t *table) goals(base string) []goal {
+	imap := func(test string) group { return group{test, "imap", "implicit"} }
+	ms := func(test string, i int) metric { return metricsFor(test)[i] }
+	gs := []goal{
+		{"proxy CPU per full handshake ≤ 0.85× best peer", imap("full"), ms("full", 0), 0.85, "best peer", group{}},
+		{"proxy CPU per full handshake ≤ 3× crypto floor", imap("full"), ms("full", 0), 3, "floor", group{}},
+		{"KiB per idle TLS session ≤ 0.9× HAProxy", imap("idle"), ms("idle", 0), 0.9, "haproxy", group{}},
+		{"proxy CPU per GB, 16 streams download ≤ 0.9× best peer", imap("bulk16"), ms("bulk16", 1), 0.9, "best peer", group{}},
+		{"proxy CPU per GB, 16 streams SMTP upload ≤ 0.9× best peer", group{"bulk16", "smtp", "implicit"}, ms("bulk16", 1), 0.9, "best peer", group{}},
+		{"MB/s, 16 streams download ≥ 1.0× best peer", imap("bulk16"), ms("bulk16", 0), 1, "best peer", group{}},
+		{"MB/s, one stream download ≥ 1.0× best peer", imap("bulk1"), ms("bulk1", 0), 1, "best peer", group{}},
+		{"RTT p99 ≤ best peer", imap("rtt"), ms("rtt", 1), 1, "best peer", group{}},
+		{"one client, sequential connects p50 ≤ best peer", imap("seq"), ms("seq", 0), 1, "best peer", group{}},
+	}
+	for _, p := range []string{"imap", "smtp", "pop3"} {
+		gs = append(gs, goal{"STARTTLS dialogue + handshake ≤ 1.15× implicit TLS handshake (" + p + ", proxy CPU)",
+			group{"full", p, "starttls"}, ms("full", 0), 1.15, base, group{"full", p, "implicit"}})
+	}
+	return gs
+}
+
+// reference returns the value a goal compares with, and its source.
+func (t *table) reference(gl goal, base string, floor float64) (float64, string) {
+	switch gl.ref {
+	case "floor":
+		if floor <= 0 {
+			return math.NaN(), "floor not measured"
+		}
+		return floor, "crypto floor"
+	case "best peer":
+		best, who := math.NaN(), ""
+		for _, l := range t.labels {
+			s := t.spreadOf(gl.g, l, gl.m)
+			if l == base || s.N == 0 {
+				continue
+			}
+			if math.IsNaN(best) || (gl.m.lowerBetter && s.Median < best) || (!gl.m.lowerBetter && s.Median > best) {
+				best, who = s.Median, l
+			}
+		}
+		return best, who
+	}
+	vs := gl.g
+	if gl.vs != (group{}) {
+		vs = gl.vs
+	}
+	s := t.spreadOf(vs, gl.ref, gl.m)
+	if s.N == 0 {
+		return math.NaN(), gl.ref
+	}
+	return s.Median, gl.ref + " " + vs.String()
+}
+
+// writeTargets prints each goal as met or not met, with the gap.
+func (t *table) writeTargets(w io.Writer, base string, floor float64) {
+	fmt.Fprintf(w, "| target | %s | reference | %s/reference | verdict |\n|---|---|---|---|---|\n", base, base)
+	for _, gl := range t.goals(base) {
+		s := t.spreadOf(gl.g, base, gl.m)
+		ref, who := t.reference(gl, base, floor)
+		if s.N == 0 || math.IsNaN(ref) || ref == 0 {
+			fmt.Fprintf(w, "| %s | %s | %s | n/a | not measured |\n", gl.name, cell(s), who)
+			continue
+		}
+		r := s.Median / ref
+		met := r <= gl.factor
+		if !gl.m.lowerBetter {
+			met = r >= gl.factor
+		}
+		verdict := "met"
+		if !met {
+			verdict = fmt.Sprintf("not met (gap %+.0f%%)", 100*(r/gl.factor-1))
+		}
+		fmt.Fprintf(w, "| %s | %s %s | %s %s | %.2f | %s |\n", gl.name, short(s.Median), gl.m.name, short(ref), who, r, verdict)
+	}
+}
+
+// cryptoFloor times the server's unavoidable public-key work in one TLS
+// 1.3 full handshake with an ECDSA P-256 certificate and X25519: one
+// signature, one key share generated and one shared secret.
+func cryptoFloor(d time.Duration) (sign, kex time.Duration, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return 0, 0, err
+	}
+	digest := sha256.Sum256([]byte("mailbench"))
+	sign, err = timeEach(d, func() error { _, err := ecdsa.SignASN1(rand.Reader, key, digest[:]); return err })
+	if err != nil {
+		return 0, 0, err
+	}
+	peer, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return 0, 0, err
+	}
+	kex, err = timeEach(d, func() error {
+		k, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err == nil {
+			_, err = k.ECDH(peer.PublicKey())
+		}
+		return err
+	})
+	return sign, kex, err
+}
+
+// timeEach runs f repeatedly for about d and returns the mean time per call.
+func timeEach(d time.Duration, f func() error) (time.Duration, error) {
+	start := time.Now()
+	n := 0
+	for time.Since(start) < d {
+		if err := f(); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return time.Since(start) / time.Duration(n), nil
+}
+
+func runFloor(stdout, stderr io.Writer) int {
+	sign, kex, err := cryptoFloor(time.Second)
+	if err != nil {
+		fmt.Fprintln(stderr, "mailbench floor:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "floor_us=%.0f p256_sign_us=%.1f x25519_us=%.1f\n", micros(sign+kex), micros(sign), micros(kex))
+	return 0
+}
