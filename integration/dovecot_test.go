@@ -133,3 +133,13 @@ func countLines(path string, parts ...string) int {
 	}
 	return n
 }
+
+// TestProbesBehindPROXY: members reached on PROXY-only ports (Dovecot
+// haproxy = yes, Postfix smtpd_upstream_proxy_protocol) are health-checked
+// through the same port, the probe opening with a PROXY LOCAL header.
+func TestProbesBehindPROXY(t *testing.T) {
+	e := need(t)
+	for _, pool := range []string{"imap", "pop3", "smtps", "mx"} {
+		e.gw.log.wait(t, 0, 15*time.Second, re(`msg="backend up"`), re(`pool=`+pool+` `))
+	}
+}

@@ -72,15 +72,17 @@ func gatewayArgs(e *env, ports []int) (args []string, addr map[string]string) {
 	ha := fmt.Sprintf(",interval=%v,timeout=%v,downtime=%v", haInterval, haTimeout, haDownTime)
 	backends := []string{
 		// Offload to Dovecot's haproxy ports: PROXY v2 with the SSL TLV.
-		fmt.Sprintf("imap=127.0.0.1:%d,security=plain,proxy=v2,probe=none", d.IMAPProxy),
-		fmt.Sprintf("pop3=127.0.0.1:%d,security=plain,proxy=v2,probe=none", d.POP3Proxy),
+		// The probes open with a PROXY LOCAL header, as HAProxy's
+		// check-send-proxy does (no login: a LOCAL header claims no TLS).
+		fmt.Sprintf("imap=127.0.0.1:%d,security=plain,proxy=v2,probe=imap", d.IMAPProxy),
+		fmt.Sprintf("pop3=127.0.0.1:%d,security=plain,proxy=v2,probe=pop3", d.POP3Proxy),
 		// STARTTLS on Dovecot's side, with the login-and-list probe.
 		fmt.Sprintf("imapst=127.0.0.1:%d,security=starttls,probe=imap%s%s,interval=20s", d.IMAP, tlsOpts, creds),
 		// Bridging to Postfix's wrapper-mode port, client identity by PROXY
 		// v2 (XCLIENT here is a known bug: see knownbugs_test.go).
-		fmt.Sprintf("smtps=127.0.0.1:%d,security=tls,proxy=v2,probe=none%s", p.WrapperProxy, tlsOpts),
+		fmt.Sprintf("smtps=127.0.0.1:%d,security=tls,proxy=v2,probe=greeting%s", p.WrapperProxy, tlsOpts),
 		fmt.Sprintf("submission=127.0.0.1:%d,security=plain,xclient,probe=smtp%s,interval=20s", p.Plain, creds),
-		fmt.Sprintf("mx=127.0.0.1:%d,security=plain,proxy=v2,probe=none", p.Proxy),
+		fmt.Sprintf("mx=127.0.0.1:%d,security=plain,proxy=v2,probe=smtp", p.Proxy),
 		fmt.Sprintf("ha=127.0.0.1:%d,name=ha-a,security=starttls,probe=imap%s%s%s", e.haA.IMAP, tlsOpts, creds, ha),
 		fmt.Sprintf("ha=127.0.0.1:%d,name=ha-b,security=starttls,probe=imap%s%s%s", e.haB.IMAP, tlsOpts, creds, ha),
 	}

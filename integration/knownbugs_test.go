@@ -11,21 +11,16 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
 func init() {
 	listenerSpecs = append(listenerSpecs,
-		"smtpsxclient:proto=smtp,tls=implicit,pool=smtpsxclient",
-		"imapsprobed:proto=imap,tls=implicit,pool=imapsprobed")
+		"smtpsxclient:proto=smtp,tls=implicit,pool=smtpsxclient")
 	extraBackends = append(extraBackends,
 		func(e *env) string {
 			return fmt.Sprintf("smtpsxclient=127.0.0.1:%d,security=tls,xclient,probe=none,servername=%s,ca=%s", e.postfix.Wrapper, backendName, e.caFile)
-		},
-		func(e *env) string {
-			return fmt.Sprintf("imapsprobed=127.0.0.1:%d,security=plain,proxy=v2,probe=imap,user=%s,pass=%s,interval=1s", e.dovecot.IMAPProxy, user, pass)
 		})
 }
 
@@ -39,14 +34,6 @@ func TestKnownBugXCLIENTImplicitTLS(t *testing.T) {
 	w := dialWire(t, e.gw.addr["smtpsxclient"], sniNames[0], "127.0.0.11")
 	greeting := w.line()
 	require.True(t, strings.HasPrefix(greeting, "220"), "greeting %q; gateway log: %s", greeting, e.gw.lastSession("smtpsxclient"))
-}
-
-// TestKnownBugProbeBehindPROXY: the health probe dials the member's address
-// without the PROXY header the member requires (Dovecot haproxy = yes), so
-// a member reached with proxy=v2 is never marked up by probe=imap.
-func TestKnownBugProbeBehindPROXY(t *testing.T) {
-	e := need(t)
-	e.gw.log.wait(t, 0, 10*time.Second, re(`msg="backend up"`), re(`pool=imapsprobed `))
 }
 
 // lastSession returns the last session log line of a listener.

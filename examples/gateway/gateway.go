@@ -230,6 +230,7 @@ func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Diale
 }
 
 func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config) monitor.Probe {
+	dial := proxyLocalDial(b.Proxy)
 	sec := map[string]monitor.Security{"plain": monitor.Plain, "tls": monitor.TLS, "starttls": monitor.StartTLS}[b.Security]
 	mproto := map[starttls.Protocol]monitor.Protocol{starttls.SMTP: monitor.ProtocolSMTP, starttls.IMAP: monitor.ProtocolIMAP, starttls.POP3: monitor.ProtocolPOP3}[proto]
 	switch b.Probe {
@@ -238,15 +239,18 @@ func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config)
 		if gsec == monitor.StartTLS {
 			gsec = monitor.Plain
 		}
-		return monitor.Greeting{Protocol: mproto, Security: gsec, TLSConfig: cfg}
+		return monitor.Greeting{Protocol: mproto, Security: gsec, TLSConfig: cfg, Dial: dial}
 	case "smtp":
-		return monitor.SMTP{Security: sec, TLSConfig: cfg, Hostname: g.opts.hostname, Username: b.User, Password: b.Pass}
+		return monitor.SMTP{Security: sec, TLSConfig: cfg, Hostname: g.opts.hostname, Username: b.User, Password: b.Pass, Dial: dial}
 	case "imap":
-		return monitor.IMAP{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass}
+		return monitor.IMAP{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass, Dial: dial}
 	case "pop3":
-		return monitor.POP3{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass}
+		return monitor.POP3{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass, Dial: dial}
 	case "tls":
-		return monitor.Certificate{ServerName: cfg.ServerName, Roots: cfg.RootCAs}
+		if cfg == nil {
+			return nil // a plain member has no certificate to check
+		}
+		return monitor.Certificate{ServerName: cfg.ServerName, Roots: cfg.RootCAs, Dial: dial}
 	}
 	return nil
 }
@@ -281,4 +285,30 @@ func (g *gateway) buildProxyPolicy() error {
 		return proxyproto.REJECT, nil
 	}
 	return nil
+}
+
+// proxyLocalDial returns, for a member reached with a PROXY header, a probe
+// dialer that opens with the header's LOCAL form (v2) or "PROXY UNKNOWN"
+// (v1): the member's PROXY-only port then serves the probe as the
+// balancer's own health check. For other members it returns nil.
+func proxyLocalDial(version string) monitor.DialFunc {
+	if version == "" {
+		return nil
+	}
+	h := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
+	if version == "v1" {
+		h = &proxyproto.Header{Version: 1, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UNSPEC}
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := h.WriteTo(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
 }
