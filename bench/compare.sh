@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# compare.sh: mailedge's gateway against HAProxy, nginx (stream and mail)
+# and stunnel on this machine, in front of the same backend, with the same
+# ECDSA P-256 certificate, TLS 1.3, X25519 and AES-128-GCM.
+#
+#   bench/compare.sh            # full run: 3 repetitions, about 12 minutes on 2 cores
+#   QUICK=1 bench/compare.sh    # development run: short tests, about 3 minutes
+#
+# Knobs (environment): REPS, DUR (per timed test), IDLE (sessions held),
+# CONC (concurrency), OUT (results folder), TARGETS (subset, space-separated).
+# The runs are interleaved (A B C ... A B C ...), each proxy freshly started
+# for its run, and the summary gives medians, min–max and gateway/peer
+# ratios. Needs root for apt-get if the peers are missing. Not run by CI.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [[ -n "${QUICK:-}" ]]; then
+	: "${REPS:=3}" "${DUR:=700ms}" "${IDLE:=500}"
+else
+	: "${REPS:=3}" "${DUR:=3s}" "${IDLE:=5000}"
+fi
+: "${CONC:=8}" "${TARGETS:=gateway haproxy nginx-stream nginx-mail stunnel}"
+OUT=${OUT:-$(mktemp -d /tmp/mailedge-bench.XXXXXX)}
+mkdir -p "$OUT"
+DIR=$OUT/run
+mkdir -p "$DIR"
+
+# Ports: backend 31xxx; each proxy its own block.
+BACKEND_IMAP=127.0.0.1:31143 BACKEND_SMTP=127.0.0.1:31025 BACKEND_POP3=127.0.0.1:31110 BACKEND_AUTH=127.0.0.1:31180
+declare -A IMAPS=([gateway]=32993 [haproxy]=33993 [nginx-stream]=34993 [nginx-mail]=35993 [stunnel]=36993)
+declare -A SMTPS=([gateway]=32465 [haproxy]=33465 [nginx-stream]=34465 [stunnel]=36465)
+GW_IMAP=32143 GW_SUBMISSION=32587 GW_POP3=32110 GW_POP3S=32995
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+install_peers() {
+	local missing=()
+	command -v haproxy >/dev/null || missing+=(haproxy)
+	command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || missing+=(stunnel4)
+	command -v nginx >/dev/null || missing+=(nginx)
+	[[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || missing+=(libnginx-mod-stream)
+	[[ -e /usr/lib/nginx/modules/ngx_mail_module.so ]] || missing+=(libnginx-mod-mail)
+	if ((${#missing[@]})); then
+		log "installing ${missing[*]}"
+		apt-get update -q >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+	fi
+	# The Debian package starts a system nginx on port 80; it is not measured.
+}
+
+build() {
+	log "building gateway and mailbench"
+	(cd "$ROOT" && go build -o "$DIR/gateway" ./examples/gateway && go build -o "$DIR/mailbench" ./examples/mailbench)
+	MB=$DIR/mailbench
+}
+
+make_cert() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+		-keyout "$DIR/key.pem" -out "$DIR/cert.pem" -subj /CN=mail.example.com \
+		-addext subjectAltName=DNS:mail.example.com 2>/dev/null
+	cat "$DIR/cert.pem" "$DIR/key.pem" >"$DIR/combined.pem"
+}
+
+# render TEMPLATE NAME: fills in the placeholders for proxy NAME.
+render() {
+	sed -e "s|@DIR@|$DIR|g" -e "s|@PORT_IMAPS@|${IMAPS[$2]}|g" -e "s|@PORT_SMTPS@|${SMTPS[$2]:-0}|g" \
+		-e "s|@BACKEND_IMAP@|$BACKEND_IMAP|g" -e "s|@BACKEND_SMTP@|$BACKEND_SMTP|g" \
+		-e "s|@BACKEND_AUTH@|$BACKEND_AUTH|g" "$ROOT/bench/$1" >"$DIR/${1%.in}"
+}
+
+wait_port() {
+	for _ in $(seq 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	log "port $1 did not open"
+	return 1
+}
+
+PROXY_PID=
+# start NAME: starts the proxy in the foreground of a background job and
+# sets PROXY_PID (the process, or nginx's master) and PIDS (what to watch).
+start() {
+	case $1 in
+	gateway)
+		"$DIR/gateway" -cert "$DIR/cert.pem,$DIR/key.pem,default" -log-level error -watch 0 \
+			-listen "imaps=127.0.0.1:${IMAPS[gateway]},proto=imap,tls=implicit,pool=imap" \
+			-listen "imap=127.0.0.1:$GW_IMAP,proto=imap,tls=starttls,pool=imap" \
+			-listen "smtps=127.0.0.1:${SMTPS[gateway]},proto=smtp,tls=implicit,pool=smtp" \
+			-listen "submission=127.0.0.1:$GW_SUBMISSION,proto=smtp,tls=starttls,pool=smtp" \
+			-listen "pop3s=127.0.0.1:$GW_POP3S,proto=pop3,tls=implicit,pool=pop3" \
+			-listen "pop3=127.0.0.1:$GW_POP3,proto=pop3,tls=starttls,pool=pop3" \
+			-backend "imap=$BACKEND_IMAP,probe=none" -backend "smtp=$BACKEND_SMTP,probe=none" \
+			-backend "pop3=$BACKEND_POP3,probe=none" >"$DIR/gateway.log" 2>&1 &
+		;;
+	haproxy) haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 & ;;
+	nginx-stream) nginx -e "$DIR/nginx-stream.err" -c "$DIR/nginx-stream.conf" >"$DIR/nginx-stream.log" 2>&1 & ;;
+	nginx-mail) nginx -e "$DIR/nginx-mail.err" -c "$DIR/nginx-mail.conf" >"$DIR/nginx-mail.log" 2>&1 & ;;
+	stunnel) stunnel4 "$DIR/stunnel.conf" >"$DIR/stunnel.out" 2>&1 & ;;
+	esac
+	PROXY_PID=$!
+	wait_port "${IMAPS[$1]}"
+	PIDS=$PROXY_PID
+	if [[ $1 == nginx-* ]]; then
+		sleep 0.3 # let the workers start
+		PIDS=$PROXY_PID,$(pgrep -d, -P "$PROXY_PID")
+	fi
+}
+
+stop() {
+	if [[ -n $PROXY_PID ]]; then
+		kill "$PROXY_PID" 2>/dev/null || true
+		wait "$PROXY_PID" 2>/dev/null || true
+		PROXY_PID=
+	fi
+}
+
+BACKEND_PID=
+cleanup() {
+	stop
+	[[ -n $BACKEND_PID ]] && { kill "$BACKEND_PID" 2>/dev/null || true; wait "$BACKEND_PID" 2>/dev/null || true; }
+}
+trap cleanup EXIT
+
+# bench NAME REP: one proxy's whole run, results in $OUT/NAME-REP-*.json.
+bench() {
+	local name=$1 rep=$2 common
+	start "$name"
+	printf '%s %s rep %s: %s\n' "$(date +%T)" "$name" "$rep" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg.log"
+	log "$name rep $rep (pids $PIDS, load $(cut -d' ' -f1 /proc/loadavg))"
+	common=(-insecure -sni mail.example.com -pid "$PIDS" -label "$name" -rep "$rep" -d "$DUR" -c "$CONC" -n "$IDLE")
+	"$MB" "${common[@]}" -addr "127.0.0.1:${IMAPS[$name]}" -proto imap -tests idle,full,resumed,login,rtt,seq,bulk1,bulk16 \
+		-json "$OUT/$name-$rep-imaps.json" >>"$OUT/$name.txt" || log "$name imaps: errors (see $OUT/$name.txt)"
+	if [[ -n ${SMTPS[$name]:-} ]]; then
+		"$MB" "${common[@]}" -addr "127.0.0.1:${SMTPS[$name]}" -proto smtp -tests full,bulk1,bulk16 \
+			-json "$OUT/$name-$rep-smtps.json" >>"$OUT/$name.txt" || log "$name smtps: errors"
+	fi
+	if [[ $name == gateway ]]; then
+		"$MB" "${common[@]}" -addr "127.0.0.1:$GW_POP3S" -proto pop3 -tests full -json "$OUT/$name-$rep-pop3s.json" >>"$OUT/$name.txt" || log "gateway pop3s: errors"
+		local p
+		for p in imap:$GW_IMAP smtp:$GW_SUBMISSION pop3:$GW_POP3; do
+			"$MB" "${common[@]}" -addr "127.0.0.1:${p#*:}" -proto "${p%%:*}" -tls starttls -tests full \
+				-json "$OUT/$name-$rep-starttls-${p%%:*}.json" >>"$OUT/$name.txt" || log "gateway starttls ${p%%:*}: errors"
+		done
+	fi
+	stop
+}
+
+machine() {
+	echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+	echo "- kernel: $(uname -r); $(. /etc/os-release && echo "$PRETTY_NAME"); memory: $(free -g | awk '/Mem:/{print $2}') GiB"
+	echo "- $(cd "$ROOT" && go version); gateway at $(cd "$ROOT" && git rev-parse --short HEAD)"
+	echo "- $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(stunnel4 -version 2>&1 | grep -m1 '^stunnel'); $(openssl version)"
+	echo "- settings: REPS=$REPS DUR=$DUR IDLE=$IDLE CONC=$CONC; started $(date -u +%FT%TZ)"
+}
+
+main() {
+	install_peers
+	build
+	make_cert
+	local t
+	for t in haproxy.cfg.in nginx-stream.conf.in nginx-mail.conf.in stunnel.conf.in; do
+		render "$t" "$(sed -e 's/\.c.*//' <<<"$t")"
+	done
+	ulimit -n "$(ulimit -Hn)"
+	"$MB" serve -imap "$BACKEND_IMAP" -smtp "$BACKEND_SMTP" -pop3 "$BACKEND_POP3" -auth "$BACKEND_AUTH" >"$DIR/backend.log" 2>&1 &
+	BACKEND_PID=$!
+	wait_port "${BACKEND_IMAP#*:}"
+	machine >"$OUT/machine.md"
+	FLOOR=$("$MB" floor)
+	echo "- Go crypto floor per full handshake: $FLOOR" >>"$OUT/machine.md"
+	cat "$OUT/machine.md" >&2
+	local rep targets=($TARGETS) n=${#targets[@]} i
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for ((i = 0; i < n; i++)); do # rotate the order each repetition
+			bench "${targets[$(((i + rep - 1) % n))]}" "$rep"
+		done
+	done
+	local floor_us=${FLOOR#floor_us=}
+	"$MB" summarize -base gateway -floor "${floor_us%% *}" "$OUT"/*.json | tee "$OUT/summary.md"
+	echo "load average during the runs (1, 5, 15 min):" && cat "$OUT/loadavg.log"
+	log "results in $OUT"
+}
+
+main "$@"
