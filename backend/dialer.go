@@ -118,9 +118,11 @@ type Dialer struct {
 	XCLIENT bool
 	// IMAPID sends Dovecot's ID ("x-originating-ip" ... "x-originating-port"
 	// ... "x-connected-ip" ... "x-connected-port" ...) after the greeting
-	// and reads its answer. IMAP only. A NO or BAD answer fails the Dial
-	// with ErrIdentity unless IdentityBestEffort is set. Dovecot honours the
-	// fields only from login_trusted_networks.
+	// and reads its answer. IMAP only. The ID capability is checked first,
+	// in the greeting's [CAPABILITY] code or with a CAPABILITY command (always
+	// the command after STARTTLS). A backend without ID, or a NO or BAD
+	// answer, fails the Dial with ErrIdentity unless IdentityBestEffort is
+	// set. Dovecot honours the fields only from login_trusted_networks.
 	IMAPID bool
 	// IdentityBestEffort makes a backend that does not take XCLIENT or ID
 	// usable anyway, without the client's identity. If false, it is an
@@ -319,7 +321,11 @@ func (d *Dialer) identify(br *bufio.Reader, c *Conn, ci ClientInfo) error {
 			c.Greeting = g
 		}
 	case d.IMAPID:
-		return imapID(br, c.Conn, ci, d.maxLineLength(), d.IdentityBestEffort)
+		g := c.Greeting
+		if c.Upgraded {
+			g = nil // pre-TLS capabilities are not to be trusted: ask again
+		}
+		return imapID(br, c.Conn, g, ci, d.maxLineLength(), d.IdentityBestEffort)
 	}
 	return nil
 }

@@ -100,6 +100,9 @@ func readReply(r *bufio.Reader, max int) (reply, error) {
 			return rp, fmt.Errorf("%w: SMTP reply longer than %d lines", ErrProtocol, maxReplyLines)
 		}
 		line, err := readLine(r, max)
+		if errors.Is(err, io.EOF) && n > 0 {
+			err = io.ErrUnexpectedEOF // a reply cut short
+		}
 		if err != nil {
 			return rp, err
 		}

@@ -17,8 +17,11 @@ const maxXCLIENTLine = 512
 // unavailable is Postfix's value for an attribute the proxy does not know.
 const unavailable = "[UNAVAILABLE]"
 
-// idTag is the tag of the IMAP ID command Dial sends.
-const idTag = "me1"
+// Tags of the IMAP commands Dial sends.
+const (
+	capTag = "me0"
+	idTag  = "me1"
+)
 
 // xtext encodes s as RFC 3461 §4 xtext, the encoding Postfix's XCLIENT
 // expects: printable ASCII other than "+" and "=" as is, every other byte
@@ -229,9 +232,13 @@ func idCommand(fields []string) (string, error) {
 }
 
 // imapID sends the ID command for ci and reads up to its tagged answer.
-// A NO or BAD answer is ErrIdentity unless bestEffort. Nothing is sent when
-// no field is known.
-func imapID(br *bufio.Reader, w io.Writer, ci ClientInfo, max int, bestEffort bool) error {
+// Nothing is sent when no field is known. The ID capability is checked
+// first (RFC 2971 §3.1), from the greeting's [CAPABILITY] code or else with
+// a CAPABILITY command: servers that do not know ID may answer an unknown
+// command before login with BAD and BYE (go-imap does, against
+// cross-protocol attacks). A missing capability, or a NO or BAD answer, is
+// ErrIdentity unless bestEffort.
+func imapID(br *bufio.Reader, w io.Writer, greeting []byte, ci ClientInfo, max int, bestEffort bool) error {
 	fields := idFields(ci)
 	if len(fields) == 0 {
 		return nil
@@ -240,10 +247,22 @@ func imapID(br *bufio.Reader, w io.Writer, ci ClientInfo, max int, bestEffort bo
 	if err != nil {
 		return err
 	}
+	caps, ok := greetingCaps(greeting)
+	if !ok {
+		if caps, err = imapCapability(br, w, max); err != nil {
+			return err
+		}
+	}
+	if !containsFold(caps, "ID") {
+		if bestEffort {
+			return nil
+		}
+		return fmt.Errorf("%w: ID capability not advertised", ErrIdentity)
+	}
 	if _, err := io.WriteString(w, cmd); err != nil {
 		return err
 	}
-	status, err := readTagged(br, idTag, max)
+	status, err := readTagged(br, idTag, max, nil)
 	if err != nil {
 		return err
 	}
@@ -253,9 +272,42 @@ func imapID(br *bufio.Reader, w io.Writer, ci ClientInfo, max int, bestEffort bo
 	return nil
 }
 
+// greetingCaps returns the atoms of a [CAPABILITY ...] response code in an
+// IMAP greeting, and whether there was one.
+func greetingCaps(greeting []byte) ([]string, bool) {
+	text := strings.TrimRight(string(greeting), "\r\n")
+	i := strings.Index(strings.ToUpper(text), "[CAPABILITY ")
+	if i < 0 {
+		return nil, false
+	}
+	code, _, ok := strings.Cut(text[i+len("[CAPABILITY "):], "]")
+	return strings.Fields(code), ok
+}
+
+// imapCapability asks for the capabilities with the CAPABILITY command.
+func imapCapability(br *bufio.Reader, w io.Writer, max int) ([]string, error) {
+	if _, err := io.WriteString(w, capTag+" CAPABILITY\r\n"); err != nil {
+		return nil, err
+	}
+	var caps []string
+	status, err := readTagged(br, capTag, max, func(untagged string) {
+		if f := strings.Fields(untagged); len(f) > 0 && strings.EqualFold(f[0], "CAPABILITY") {
+			caps = append(caps, f[1:]...)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if status != "OK" {
+		return nil, fmt.Errorf("%w: CAPABILITY answered %s", ErrProtocol, status)
+	}
+	return caps, nil
+}
+
 // readTagged reads untagged IMAP answers up to the tagged one for tag and
-// returns its status word (OK, NO or BAD). An untagged BYE is ErrRefused.
-func readTagged(br *bufio.Reader, tag string, max int) (string, error) {
+// returns its status word (OK, NO or BAD), passing each untagged answer
+// (without "* ") to untagged if not nil. An untagged BYE is ErrRefused.
+func readTagged(br *bufio.Reader, tag string, max int, untagged func(string)) (string, error) {
 	for range maxReplyLines {
 		line, err := readIMAPLine(br, max)
 		if err != nil {
@@ -272,6 +324,9 @@ func readTagged(br *bufio.Reader, tag string, max int) (string, error) {
 		}
 		if word, _, _ := strings.Cut(rest, " "); strings.EqualFold(word, "BYE") {
 			return "", fmt.Errorf("%w: %q", ErrRefused, text)
+		}
+		if untagged != nil {
+			untagged(rest)
 		}
 	}
 	return "", fmt.Errorf("%w: more than %d untagged IMAP answers", ErrProtocol, maxReplyLines)

@@ -272,9 +272,64 @@ func FuzzReadTagged(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		status, err := readTagged(bufio.NewReader(strings.NewReader(s)), idTag, 256)
+		status, err := readTagged(bufio.NewReader(strings.NewReader(s)), idTag, 256, nil)
 		if err == nil && !strings.Contains(strings.ToUpper(s), strings.ToUpper(idTag+" "+status)) {
 			t.Fatalf("status %q not in input %q", status, s)
 		}
 	})
+}
+
+func TestIMAPIDCapability(t *testing.T) {
+	leaktest.Check(t)
+	ci := ClientInfo{Src: &net.TCPAddr{IP: net.IPv4(198, 51, 100, 4), Port: 1}}
+	const id = `me1 ID ("x-originating-ip" "198.51.100.4" "x-originating-port" "1")` + "\r\n"
+	tests := []struct {
+		name       string
+		greeting   string
+		capAnswer  string // answer to CAPABILITY; "" if none must be asked
+		bestEffort bool
+		err        error
+		lines      []string // what the backend saw
+	}{
+		{name: "asked, has ID", greeting: "* OK hi\r\n", capAnswer: "* CAPABILITY IMAP4rev1 ID\r\nme0 OK\r\n",
+			lines: []string{"me0 CAPABILITY\r\n", id}},
+		{name: "asked, no ID", greeting: "* OK hi\r\n", capAnswer: "* CAPABILITY IMAP4rev1\r\nme0 OK\r\n",
+			err: ErrIdentity, lines: []string{"me0 CAPABILITY\r\n"}},
+		{name: "asked, refused", greeting: "* OK hi\r\n", capAnswer: "me0 BAD no\r\n",
+			err: ErrProtocol, lines: []string{"me0 CAPABILITY\r\n"}},
+		{name: "greeting without ID", greeting: "* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n", err: ErrIdentity},
+		{name: "greeting without ID, best effort", greeting: "* OK [CAPABILITY IMAP4rev1] hi\r\n", bestEffort: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var lines []string
+			srv := newFake(t, func(f *fakeConn) {
+				f.send(tt.greeting)
+				for {
+					line := f.line()
+					switch {
+					case line == "" || line == "QUIT\r\n":
+						f.send("221 bye\r\n")
+						return
+					case strings.HasPrefix(line, "me0 "):
+						f.send(tt.capAnswer)
+					case strings.HasPrefix(line, "me1 "):
+						f.send("me1 OK\r\n")
+					}
+					lines = append(lines, line)
+				}
+			})
+			d := &Dialer{Addr: srv.Addr(), Protocol: starttls.IMAP, IMAPID: true, IdentityBestEffort: tt.bestEffort}
+			c, err := d.Dial(context.Background(), ci)
+			if tt.err != nil {
+				assert.ErrorIs(t, err, tt.err)
+			} else {
+				require.NoError(t, err)
+				quit(t, c)
+				require.NoError(t, c.Close())
+			}
+			srv.Close()
+			assert.Equal(t, tt.lines, lines)
+		})
+	}
 }
