@@ -3,7 +3,9 @@ package backend
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -26,11 +28,15 @@ func (d *Dialer) startTLS(ctx context.Context, c *Conn, deadline time.Time) erro
 		rest, _ := br.Peek(n)
 		replay = append(replay, rest...)
 	}
+	remaining := time.Until(deadline)
+	if remaining <= 0 {
+		return fmt.Errorf("STARTTLS: %w", os.ErrDeadlineExceeded) // Client would take 0 as its default
+	}
 	cl := starttls.Client{
 		Protocol:      d.Protocol,
 		TLSConfig:     d.tlsConfig(),
 		Hostname:      d.hostname(),
-		Timeout:       time.Until(deadline),
+		Timeout:       remaining,
 		MaxLineLength: d.maxLineLength(),
 	}
 	up, err := cl.Upgrade(ctx, &replayConn{Conn: c.Conn, replay: replay})
