@@ -64,6 +64,13 @@ func xclientAttrs(ci ClientInfo, advertised []string) []string {
 		if len(advertised) > 0 && !containsFold(advertised, kv[0]) {
 			continue
 		}
+		// Postfix takes [UNAVAILABLE] for HELO but not for PROTO ("501 5.5.4
+		// Bad PROTO syntax"). On an implicit-TLS listener the backend is
+		// dialled before the client's EHLO: leave both out, and the
+		// client's own EHLO after the new greeting sets them.
+		if (kv[0] == "HELO" || kv[0] == "PROTO") && kv[1] == unavailable {
+			continue
+		}
 		attr := kv[0] + "=" + kv[1]
 		if len("XCLIENT "+attr+"\r\n") > maxXCLIENTLine {
 			attr = kv[0] + "=" + unavailable // only an absurd HELO gets here

@@ -80,14 +80,16 @@ func TestXCLIENTAttrs(t *testing.T) {
 		adv  []string
 		want string
 	}{
+		// Unknown HELO and PROTO are left out: Postfix refuses
+		// PROTO=[UNAVAILABLE] (seen with Postfix 3.7 in the integration suite).
 		{"unknown", ClientInfo{}, all,
-			"XCLIENT ADDR=[UNAVAILABLE] PORT=[UNAVAILABLE] DESTADDR=[UNAVAILABLE] DESTPORT=[UNAVAILABLE] HELO=[UNAVAILABLE] PROTO=[UNAVAILABLE]\r\n"},
+			"XCLIENT ADDR=[UNAVAILABLE] PORT=[UNAVAILABLE] DESTADDR=[UNAVAILABLE] DESTPORT=[UNAVAILABLE]\r\n"},
 		{"ipv6 and helo", ClientInfo{Src: v6, Dst: mapped, Helo: "h", HeloVerb: "helo"}, all,
 			"XCLIENT ADDR=IPV6:2001:db8::7 PORT=1234 DESTADDR=198.51.100.9 DESTPORT=25 HELO=h PROTO=SMTP\r\n"},
 		{"only advertised", ClientInfo{Src: v6, HeloVerb: "EHLO"}, []string{"addr", "PROTO"},
 			"XCLIENT ADDR=IPV6:2001:db8::7 PROTO=ESMTP\r\n"},
-		{"nothing listed means all", ClientInfo{}, nil,
-			"XCLIENT ADDR=[UNAVAILABLE] PORT=[UNAVAILABLE] DESTADDR=[UNAVAILABLE] DESTPORT=[UNAVAILABLE] HELO=[UNAVAILABLE] PROTO=[UNAVAILABLE]\r\n"},
+		{"nothing listed means all", ClientInfo{Helo: "h", HeloVerb: "EHLO"}, nil,
+			"XCLIENT ADDR=[UNAVAILABLE] PORT=[UNAVAILABLE] DESTADDR=[UNAVAILABLE] DESTPORT=[UNAVAILABLE] HELO=h PROTO=ESMTP\r\n"},
 		{"injection", ClientInfo{Helo: "x\r\nRCPT TO:<a> =+"}, []string{"HELO"},
 			"XCLIENT HELO=x+0D+0ARCPT+20TO:<a>+20+3D+2B\r\n"},
 		{"absurd helo", ClientInfo{Helo: strings.Repeat(" ", 200)}, []string{"HELO"},

@@ -48,7 +48,7 @@ var listenerSpecs = []string{
 }
 
 // extraBackends add -backend flags for listeners that files built with
-// extra tags (knownbugs_test.go) append to listenerSpecs.
+// extra tags (xclient_test.go) append to listenerSpecs.
 var extraBackends []func(e *env) string
 
 // gatewayArgs returns the command line for e's servers.
@@ -79,7 +79,7 @@ func gatewayArgs(e *env, ports []int) (args []string, addr map[string]string) {
 		// STARTTLS on Dovecot's side, with the login-and-list probe.
 		fmt.Sprintf("imapst=127.0.0.1:%d,security=starttls,probe=imap%s%s,interval=20s", d.IMAP, tlsOpts, creds),
 		// Bridging to Postfix's wrapper-mode port, client identity by PROXY
-		// v2 (XCLIENT here is a known bug: see knownbugs_test.go).
+		// v2 (XCLIENT on this path: see xclient_test.go).
 		fmt.Sprintf("smtps=127.0.0.1:%d,security=tls,proxy=v2,probe=greeting%s", p.WrapperProxy, tlsOpts),
 		fmt.Sprintf("submission=127.0.0.1:%d,security=plain,xclient,probe=smtp%s,interval=20s", p.Plain, creds),
 		fmt.Sprintf("mx=127.0.0.1:%d,security=plain,proxy=v2,probe=smtp", p.Proxy),
