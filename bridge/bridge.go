@@ -184,6 +184,7 @@ type session struct {
 	idle           time.Duration
 	last           atomic.Int64 // nanoseconds since start of the last activity
 	reason         atomic.Int32 // End chosen by abort; 0 while none
+	firstEOF       atomic.Int32 // Direction+1 of the first clean end of file; 0 while none
 	done           chan struct{}
 	closeOnce      sync.Once
 	dirs           [2]*direction
@@ -309,8 +310,12 @@ func (s *session) result(ctx context.Context, first, second copyResult) (Stats, 
 		}
 		err = fmt.Errorf("bridge: %s: %w", r.dir, r.err)
 	default:
+		ended := first.dir
+		if f := s.firstEOF.Load(); f != 0 {
+			ended = Direction(f - 1)
+		}
 		st.End = EndClientClosed
-		if first.dir == ServerToClient {
+		if ended == ServerToClient {
 			st.End = EndServerClosed
 		}
 		if second.err != nil { // the later direction failed after a clean half

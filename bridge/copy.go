@@ -53,6 +53,10 @@ func (s *session) copier(d *direction, results chan<- copyResult) {
 		d.filter.closed()
 	}
 	if err == nil {
+		// Record who ended first before passing the half-close on: once
+		// the peer sees it, the other direction may finish and report
+		// before this goroutine does.
+		s.firstEOF.CompareAndSwap(0, int32(d.dir)+1)
 		if closeWrite(d.dst) && s.opt.Hooks.HalfClose != nil {
 			s.opt.Hooks.HalfClose(d.dir)
 		}
