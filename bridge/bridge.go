@@ -151,14 +151,13 @@ func Join(ctx context.Context, client, server net.Conn, opt Options) (Stats, err
 	stopCtx := context.AfterFunc(ctx, func() { s.abort(EndCanceled) })
 	s.startTimers()
 
+	// One copier runs on this goroutine: an idle session then costs one
+	// goroutine stack fewer. A copier that fails aborts the session itself,
+	// which unblocks the other wherever it runs.
 	results := make(chan copyResult, 2)
 	go s.copier(s.dirs[0], results) // client->server
-	go s.copier(s.dirs[1], results) // server->client
-	first := <-results
-	if first.err != nil {
-		s.abort(EndError)
-	}
-	second := <-results
+	s.copier(s.dirs[1], results)    // server->client
+	first, second := <-results, <-results
 
 	stopCtx()
 	s.stopTimers()

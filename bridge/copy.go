@@ -61,6 +61,9 @@ func (s *session) copier(d *direction, results chan<- copyResult) {
 			s.opt.Hooks.HalfClose(d.dir)
 		}
 	}
+	if err != nil {
+		s.abort(EndError) // the first reason wins; unblocks the other copier
+	}
 	results <- copyResult{dir: d.dir, err: err}
 }
 
