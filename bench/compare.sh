@@ -4,9 +4,10 @@
 # ECDSA P-256 certificate, TLS 1.3, X25519 and AES-128-GCM.
 #
 #   bench/compare.sh            # full run: 3 repetitions, about 12 minutes on 2 cores
-#   QUICK=1 bench/compare.sh    # development run: short tests, about 3 minutes
+#   QUICK=1 bench/compare.sh    # development run: short tests, about 2-3 minutes
 #
 # Knobs (environment): REPS, DUR (per timed test), IDLE (sessions held),
+# HOLD (how long idle sessions are held while the proxy's CPU is read),
 # CONC (concurrency), OUT (results folder), TARGETS (subset, space-separated).
 # The runs are interleaved (A B C ... A B C ...), each proxy freshly started
 # for its run, and the summary gives medians, min–max and gateway/peer
@@ -15,9 +16,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -n "${QUICK:-}" ]]; then
-	: "${REPS:=3}" "${DUR:=700ms}" "${IDLE:=500}"
+	: "${REPS:=3}" "${DUR:=500ms}" "${IDLE:=300}" "${HOLD:=1s}"
 else
-	: "${REPS:=3}" "${DUR:=3s}" "${IDLE:=5000}"
+	: "${REPS:=3}" "${DUR:=3s}" "${IDLE:=5000}" "${HOLD:=2s}"
 fi
 : "${CONC:=8}" "${TARGETS:=gateway haproxy nginx-stream nginx-mail stunnel}"
 OUT=${OUT:-$(mktemp -d /tmp/mailedge-bench.XXXXXX)}
@@ -128,7 +129,7 @@ bench() {
 	start "$name"
 	printf '%s %s rep %s: %s\n' "$(date +%T)" "$name" "$rep" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg.log"
 	log "$name rep $rep (pids $PIDS, load $(cut -d' ' -f1 /proc/loadavg))"
-	common=(-insecure -sni mail.example.com -pid "$PIDS" -label "$name" -rep "$rep" -d "$DUR" -c "$CONC" -n "$IDLE")
+	common=(-insecure -sni mail.example.com -pid "$PIDS" -label "$name" -rep "$rep" -d "$DUR" -c "$CONC" -n "$IDLE" -hold "$HOLD")
 	"$MB" "${common[@]}" -addr "127.0.0.1:${IMAPS[$name]}" -proto imap -tests idle,full,resumed,login,rtt,seq,bulk1,bulk16 \
 		-json "$OUT/$name-$rep-imaps.json" >>"$OUT/$name.txt" || log "$name imaps: errors (see $OUT/$name.txt)"
 	if [[ -n ${SMTPS[$name]:-} ]]; then
@@ -151,7 +152,7 @@ machine() {
 	echo "- kernel: $(uname -r); $(. /etc/os-release && echo "$PRETTY_NAME"); memory: $(free -g | awk '/Mem:/{print $2}') GiB"
 	echo "- $(cd "$ROOT" && go version); gateway at $(cd "$ROOT" && git rev-parse --short HEAD)"
 	echo "- $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(stunnel4 -version 2>&1 | grep -m1 '^stunnel'); $(openssl version)"
-	echo "- settings: REPS=$REPS DUR=$DUR IDLE=$IDLE CONC=$CONC; started $(date -u +%FT%TZ)"
+	echo "- settings: REPS=$REPS DUR=$DUR IDLE=$IDLE HOLD=$HOLD CONC=$CONC; started $(date -u +%FT%TZ)"
 }
 
 main() {

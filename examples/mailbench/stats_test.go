@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,4 +82,25 @@ func TestCell(t *testing.T) {
 			assert.Equal(t, tt.want, cell(tt.s))
 		})
 	}
+}
+
+func TestTargets(t *testing.T) {
+	tb := &table{rows: make(map[group]map[string][]Result)}
+	full := func(label string, cpu float64) Result {
+		return Result{Label: label, Test: "full", Proto: "imap", TLS: "implicit", ProxyCPUusPerOp: cpu, Ops: 1}
+	}
+	for _, r := range []Result{full("gateway", 400), full("gateway", 420), full("gateway", 380), full("haproxy", 600), full("nginx", 500),
+		{Label: "gateway", Test: "full", Proto: "imap", TLS: "starttls", ProxyCPUusPerOp: 480, Ops: 1}} {
+		tb.add(r)
+	}
+	var out strings.Builder
+	tb.writeTargets(&out, "gateway", 150)
+	got := out.String()
+	// 400 / 500 = 0.80 against the best peer (nginx): met.
+	assert.Contains(t, got, "| proxy CPU per full handshake ≤ 0.85× best peer | 400 proxy CPU µs/op | 500 nginx | 0.80 | ≤ 0.85 | met |")
+	// 400 / 150 = 2.67 against the floor: met.
+	assert.Contains(t, got, "| 400 proxy CPU µs/op | 150 crypto floor | 2.67 | ≤ 3.00 | met |")
+	// STARTTLS 480 / implicit 400 = 1.20 > 1.15: 4% above.
+	assert.Contains(t, got, "| 480 proxy CPU µs/op | 400 gateway full imap | 1.20 | ≤ 1.15 | not met: 4% above the limit |")
+	assert.Contains(t, got, "| KiB per idle TLS session ≤ 0.9× HAProxy | n/a | haproxy | n/a | ≤ 0.90 | not measured |")
 }

@@ -44,6 +44,14 @@ func (t *table) goals(base string) []goal {
 	return gs
 }
 
+// limit prints the bound on base/reference, such as "≤ 0.85".
+func (gl goal) limit() string {
+	if gl.m.lowerBetter {
+		return fmt.Sprintf("≤ %.2f", gl.factor)
+	}
+	return fmt.Sprintf("≥ %.2f", gl.factor)
+}
+
 // reference returns the value a goal compares with, and its source.
 func (t *table) reference(gl goal, base string, floor float64) (float64, string) {
 	switch gl.ref {
@@ -78,12 +86,12 @@ func (t *table) reference(gl goal, base string, floor float64) (float64, string)
 
 // writeTargets prints each goal as met or not met, with the gap.
 func (t *table) writeTargets(w io.Writer, base string, floor float64) {
-	fmt.Fprintf(w, "| target | %s | reference | %s/reference | verdict |\n|---|---|---|---|---|\n", base, base)
+	fmt.Fprintf(w, "| target | %s | reference | %s/reference | limit | verdict |\n|---|---|---|---|---|---|\n", base, base)
 	for _, gl := range t.goals(base) {
 		s := t.spreadOf(gl.g, base, gl.m)
 		ref, who := t.reference(gl, base, floor)
 		if s.N == 0 || math.IsNaN(ref) || ref == 0 {
-			fmt.Fprintf(w, "| %s | %s | %s | n/a | not measured |\n", gl.name, cell(s), who)
+			fmt.Fprintf(w, "| %s | %s | %s | n/a | %s | not measured |\n", gl.name, cell(s), who, gl.limit())
 			continue
 		}
 		r := s.Median / ref
@@ -92,10 +100,13 @@ func (t *table) writeTargets(w io.Writer, base string, floor float64) {
 			met = r >= gl.factor
 		}
 		verdict := "met"
-		if !met {
-			verdict = fmt.Sprintf("not met (gap %+.0f%%)", 100*(r/gl.factor-1))
+		switch {
+		case !met && gl.m.lowerBetter:
+			verdict = fmt.Sprintf("not met: %.0f%% above the limit", 100*(r/gl.factor-1))
+		case !met:
+			verdict = fmt.Sprintf("not met: %.0f%% below the limit", 100*(1-r/gl.factor))
 		}
-		fmt.Fprintf(w, "| %s | %s %s | %s %s | %.2f | %s |\n", gl.name, short(s.Median), gl.m.name, short(ref), who, r, verdict)
+		fmt.Fprintf(w, "| %s | %s %s | %s %s | %.2f | %s | %s |\n", gl.name, short(s.Median), gl.m.name, short(ref), who, r, gl.limit(), verdict)
 	}
 }
 
