@@ -148,7 +148,8 @@ bench() {
 }
 
 machine() {
-	echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+	echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')," \
+		"family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' '), $(grep -m1 'cpu MHz' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') MHz"
 	echo "- kernel: $(uname -r); $(. /etc/os-release && echo "$PRETTY_NAME"); memory: $(free -g | awk '/Mem:/{print $2}') GiB"
 	echo "- $(cd "$ROOT" && go version); gateway at $(cd "$ROOT" && git rev-parse --short HEAD)"
 	echo "- $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(stunnel4 -version 2>&1 | grep -m1 '^stunnel'); $(openssl version)"
