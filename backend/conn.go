@@ -63,6 +63,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// NetConn returns the connection under c, as (*tls.Conn).NetConn does. Read
+// and write through it only while Buffered reports 0, and close through c
+// so the pool's counts stay right. The bridge uses it to wait for
+// readability without a buffer and to splice plain TCP.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // Buffered returns how many bytes Read will return without reading from the
 // network.
 func (c *Conn) Buffered() int {

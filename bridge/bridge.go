@@ -204,8 +204,9 @@ func newSession(client, server net.Conn, opt *Options) *session {
 		idle:   opt.idleTimeout(),
 		done:   make(chan struct{}),
 	}
-	s.dirs[0] = &direction{dir: ClientToServer, src: client, dst: server}
-	s.dirs[1] = &direction{dir: ServerToClient, src: server, dst: client}
+	c, v := ioConn(client), ioConn(server)
+	s.dirs[0] = &direction{dir: ClientToServer, src: c, dst: v}
+	s.dirs[1] = &direction{dir: ServerToClient, src: v, dst: c}
 	if opt.SMTP != nil {
 		s.smtp = newSMTPSession(opt.SMTP, client, server, s.done)
 		s.dirs[0].filter = s.smtp.commands

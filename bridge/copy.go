@@ -196,6 +196,28 @@ func rawConn(c net.Conn) syscall.RawConn {
 	return rc
 }
 
+// unwrapper is implemented by conns that wrap another and may hold bytes
+// read ahead, such as backend.Conn: while Buffered reports 0, reads and
+// writes may go to NetConn directly. *tls.Conn has NetConn but no Buffered,
+// so it is never unwrapped.
+type unwrapper interface {
+	NetConn() net.Conn
+	Buffered() int
+}
+
+// ioConn returns the conn to read and write c through: c itself, or the
+// conn under a wrapper holding no read-ahead bytes, so readiness waits and
+// splice(2) see the socket. Closing still goes through c.
+func ioConn(c net.Conn) net.Conn {
+	for {
+		u, ok := c.(unwrapper)
+		if !ok || u.Buffered() != 0 {
+			return c
+		}
+		c = u.NetConn()
+	}
+}
+
 // closeWriter is implemented by conns that can shut down their write side
 // alone: *net.TCPConn, *net.UnixConn, *tls.Conn.
 type closeWriter interface {
@@ -217,9 +239,9 @@ func closeWrite(c net.Conn) bool {
 	return true
 }
 
-// underlying returns the conn under a *tls.Conn, or nil.
+// underlying returns the conn under a *tls.Conn (after unwrapping), or nil.
 func underlying(c net.Conn) net.Conn {
-	if tc, ok := c.(*tls.Conn); ok {
+	if tc, ok := ioConn(c).(*tls.Conn); ok {
 		return tc.NetConn()
 	}
 	return nil
