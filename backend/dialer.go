@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/mailedge/mailedge/internal/bufpool"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -292,7 +294,8 @@ func (d *Dialer) converse(ctx context.Context, raw net.Conn, ci ClientInfo, dead
 			return nil, err
 		}
 	}
-	br := bufio.NewReader(c.Conn)
+	br := bufpool.Get(c.Conn, bufpool.Small)
+	defer bufpool.Put(br)
 	if !c.Upgraded {
 		g, err := readGreeting(br, d.Protocol, d.maxLineLength())
 		if err != nil {
@@ -304,7 +307,8 @@ func (d *Dialer) converse(ctx context.Context, raw net.Conn, ci ClientInfo, dead
 		return nil, err
 	}
 	if n := br.Buffered(); n > 0 {
-		c.pending, _ = br.Peek(n) // br is dropped: the slice stays valid
+		buf, _ := br.Peek(n)
+		c.pending = bytes.Clone(buf) // br goes back to the pool
 	}
 	return c, nil
 }

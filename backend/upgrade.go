@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -9,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailedge/mailedge/internal/bufpool"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -18,7 +18,8 @@ import (
 // the backend sent past its greeting are replayed too, so the Client's
 // response-injection check still sees them.
 func (d *Dialer) startTLS(ctx context.Context, c *Conn, deadline time.Time) error {
-	br := bufio.NewReader(c.Conn)
+	br := bufpool.Get(c.Conn, bufpool.Small)
+	defer bufpool.Put(br) // replay below is a copy
 	g, err := readGreeting(br, d.Protocol, d.maxLineLength())
 	if err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailedge/mailedge/internal/bufpool"
 )
 
 // Backend is the backend side at handover time.
@@ -65,8 +67,9 @@ func Handover(ctx context.Context, s *Session, b Backend) (client, server net.Co
 	}
 	releaseC := guardDeadline(ctx, s.Conn, time.Time{})
 	releaseB := guardDeadline(ctx, b.Conn, time.Time{})
-	h := &handover{s: s, b: b, br: bufio.NewReader(b.Conn)}
+	h := &handover{s: s, b: b, br: bufpool.Get(b.Conn, bufpool.Small)}
 	defer func() {
+		bufpool.Put(h.br) // serverConn copied out what it holds
 		releaseC()
 		releaseB()
 		if err != nil {
@@ -139,7 +142,8 @@ func (h *handover) greeting() ([]byte, error) {
 	next := h.backendLine
 	var gr *bufio.Reader
 	if len(h.b.Greeting) > 0 {
-		gr = bufio.NewReader(bytes.NewReader(h.b.Greeting))
+		gr = bufpool.Get(bytes.NewReader(h.b.Greeting), bufpool.Small)
+		defer bufpool.Put(gr) // readGreeting returns copies
 		next = func() ([]byte, error) { return readRawLine(gr, maxHandoverLine) }
 	}
 	raw, err := readGreeting(h.s.Protocol, next)

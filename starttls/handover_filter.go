@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/bufpool"
 )
 
 // maxFilteredLines bounds the responses Handover relays while it waits for
@@ -58,7 +60,8 @@ func (h *handover) clientFirstLine(block bool) (line, rest []byte, err error) {
 		return nil, p, nil
 	}
 	pr := bytes.NewReader(p)
-	cr := bufio.NewReaderSize(io.MultiReader(pr, h.s.Conn), maxHandoverLine)
+	cr := bufpool.Get(io.MultiReader(pr, h.s.Conn), maxHandoverLine)
+	defer bufpool.Put(cr) // line and rest are copies
 	frag, err := cr.ReadSlice('\n')
 	switch {
 	case err == nil:

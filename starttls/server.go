@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/mailedge/mailedge/internal/bufpool"
 )
 
 // Server speaks the client-facing half of a mail protocol on a freshly
@@ -191,7 +193,9 @@ func (s *Server) Serve(ctx context.Context, conn net.Conn) (*Session, error) {
 		return nil, err
 	}
 	return s.guard(ctx, conn, time.Now().Add(s.timeout()), func() (*Session, error) {
-		return newDialogue(ctx, s, conn).run()
+		d := newDialogue(ctx, s, conn)
+		defer bufpool.Put(d.br) // everything kept from it was copied out
+		return d.run()
 	})
 }
 

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/mailedge/mailedge/internal/bufpool"
 )
 
 // action is what a handler tells the dialogue loop to do after a command.
@@ -58,7 +60,7 @@ func newDialogue(ctx context.Context, s *Server, conn net.Conn) *dialogue {
 		s:       s,
 		h:       s.handler(),
 		conn:    conn,
-		br:      bufio.NewReaderSize(conn, 4096),
+		br:      bufpool.Get(conn, bufpool.Small),
 		out:     make([]byte, 0, 512),
 		maxLine: s.maxLineLength(),
 		maxErrs: limit(s.MaxErrors, defaultMaxErrors),
