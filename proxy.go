@@ -138,12 +138,37 @@ func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn) (info SessionInfo)
 		}
 		defer lease.Release()
 	}
-	sess, err := p.clientSide(ctx, conn, &info)
-	if err != nil {
+	// The handshake, the dialogues and the backend dial grow a goroutine's
+	// stack to tens of KiB, and an idle goroutine keeps its stack until a
+	// garbage collection shrinks it. Running them on a short-lived
+	// goroutine leaves this one small for the long, mostly idle copy.
+	var client, server net.Conn
+	var sess *starttls.Session
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		client, server, sess = p.prepare(ctx, conn, &info)
+	}()
+	<-done
+	if sess == nil {
 		return info
 	}
-	p.toBackend(ctx, conn, sess, src, &info)
+	p.copy(ctx, client, server, sess.Protocol, src, &info)
 	return info
+}
+
+// prepare runs the client side, the backend dial and the handover. It
+// returns a nil session when the connection ended there.
+func (p *Proxy) prepare(ctx context.Context, conn net.Conn, info *SessionInfo) (client, server net.Conn, sess *starttls.Session) {
+	sess, err := p.clientSide(ctx, conn, info)
+	if err != nil {
+		return nil, nil, nil
+	}
+	client, server, ok := p.toBackend(ctx, conn, sess, info)
+	if !ok {
+		return nil, nil, nil
+	}
+	return client, server, sess
 }
 
 func (p *Proxy) clientSide(ctx context.Context, conn net.Conn, info *SessionInfo) (*starttls.Session, error) {
@@ -167,7 +192,7 @@ func (p *Proxy) clientSide(ctx context.Context, conn net.Conn, info *SessionInfo
 	return sess, err
 }
 
-func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Session, src netip.Addr, info *SessionInfo) {
+func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Session, info *SessionInfo) (client, server net.Conn, ok bool) {
 	be, err := p.Backend.Dial(ctx, backend.ClientInfo{
 		Src: conn.RemoteAddr(), Dst: conn.LocalAddr(), TLS: info.TLS,
 		ServerName: sess.ServerName, Helo: sess.Helo, HeloVerb: sess.HeloVerb,
@@ -177,16 +202,22 @@ func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Ses
 		sess.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		sess.Conn.Write(starttls.Unavailable(sess.Protocol, p.Server.Hostname, ""))
 		sess.Conn.Close()
-		return
+		return nil, nil, false
 	}
 	info.Member = be.Member
-	client, server, err := starttls.Handover(ctx, sess, be.Backend())
+	client, server, err = starttls.Handover(ctx, sess, be.Backend())
 	if err != nil {
 		be.Close()
 		info.Outcome, info.Err = OutcomeHandover, err
-		return
+		return nil, nil, false
 	}
-	info.Stats, err = bridge.Join(ctx, client, server, p.bridgeOptions(sess.Protocol, src))
+	return client, server, true
+}
+
+// copy joins the two conns until the session ends.
+func (p *Proxy) copy(ctx context.Context, client, server net.Conn, proto starttls.Protocol, src netip.Addr, info *SessionInfo) {
+	var err error
+	info.Stats, err = bridge.Join(ctx, client, server, p.bridgeOptions(proto, src))
 	switch {
 	case err == nil:
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
