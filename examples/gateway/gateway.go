@@ -39,7 +39,7 @@ type gateway struct {
 
 	proxyFrom proxyproto.ConnPolicyFunc // nil unless -proxy-from is set
 	listeners []net.Listener
-	httpSrv   *http.Server
+	httpSrvs  []*http.Server
 	serving   sync.WaitGroup // Proxy.Serve loops, which wait for their sessions
 	bg        sync.WaitGroup // checkers, watcher, metrics server
 	cancel    context.CancelFunc

@@ -51,6 +51,7 @@ type options struct {
 	policy     string
 	maxSources int
 	proxyFrom  string
+	pprof      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -77,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.policy, "balance", "roundrobin", "pool policy: roundrobin, leastconn or weighted")
 	fs.StringVar(&o.proxyFrom, "proxy-from", "", "balancers allowed to send an inbound PROXY header on listeners with 'proxy', e.g. 10.0.0.0/8")
+	fs.StringVar(&o.pprof, "pprof", "", "serve net/http/pprof on this address (keep it on loopback)")
 	fs.StringVar(&config, "config", "", "file of flags, one per line as on the command line; '#' comments")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

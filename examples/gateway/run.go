@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -62,18 +63,37 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 	if g.metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", g.metrics.handler())
-		g.httpSrv = &http.Server{Addr: g.opts.metrics, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		ml, err := net.Listen("tcp", g.opts.metrics)
-		if err != nil {
-			g.shutdown(0)
-			return fmt.Errorf("-metrics: %w", err)
+		if err := g.serveHTTP("-metrics", g.opts.metrics, mux); err != nil {
+			return err
 		}
-		g.goBackground(func() {
-			if err := g.httpSrv.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				g.log.Error("metrics server", "err", err)
-			}
-		})
 	}
+	if g.opts.pprof != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		if err := g.serveHTTP("-pprof", g.opts.pprof, mux); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveHTTP serves h on addr until shutdown.
+func (g *gateway) serveHTTP(flagName, addr string, h http.Handler) error {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		g.shutdown(0)
+		return fmt.Errorf("%s: %w", flagName, err)
+	}
+	g.httpSrvs = append(g.httpSrvs, srv)
+	g.goBackground(func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.log.Error("http server", "flag", flagName, "err", err)
+		}
+	})
 	return nil
 }
 
@@ -143,9 +163,9 @@ func (g *gateway) shutdown(grace time.Duration) {
 		g.cancel()
 	}
 	<-done
-	if g.httpSrv != nil {
+	for _, srv := range g.httpSrvs {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		g.httpSrv.Shutdown(sctx)
+		srv.Shutdown(sctx)
 		cancel()
 	}
 	g.bg.Wait()
