@@ -233,12 +233,19 @@ func serveProxyOn(t *testing.T, p *mailedge.Proxy, l net.Listener) string {
 // behind a TLS proxy does.
 func startDemo(t *testing.T, cfg *tls.Config) demo.Addrs {
 	t.Helper()
+	_, addrs := startDemoSys(t, cfg)
+	return addrs
+}
+
+// startDemoSys is startDemo that also returns the System, to read mailboxes.
+func startDemoSys(t *testing.T, cfg *tls.Config) (*demo.System, demo.Addrs) {
+	t.Helper()
 	sys, err := demo.New(demo.Options{TLSConfig: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
 	require.NoError(t, err)
 	t.Cleanup(func() { sys.Close() })
-	return addrs
+	return sys, addrs
 }
 
 // isTimeout reports whether err is a network timeout.
