@@ -38,8 +38,11 @@ func (s script) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
-		tag, verb := "", strings.ToUpper(strings.TrimSpace(line))
-		if f := strings.Fields(line); len(f) >= 2 && !strings.HasPrefix(verb, "EHLO") {
+		// "tag VERB" when the second word is a scripted verb (IMAP), else
+		// "VERB args" (SMTP, POP3).
+		tag, verb := "", ""
+		f := strings.Fields(line)
+		if len(f) >= 2 && s.answers[strings.ToUpper(f[1])] != "" {
 			tag, verb = f[0], strings.ToUpper(f[1])
 		} else if len(f) > 0 {
 			verb = strings.ToUpper(f[0])
