@@ -124,11 +124,17 @@ func isTagChar(c byte) bool {
 	return c == ']' || c != '+' && isAtomChar(c)
 }
 
+// imapCapabilities are the extra capability atoms to advertise; in Require
+// mode without AUTH= and SASL-IR (RFC 9051 §6.2.1: LOGINDISABLED is
+// advertised and no mechanism is usable before TLS).
 func (s *Server) imapCapabilities() []string {
-	if s.IMAPCapabilities != nil {
-		return s.IMAPCapabilities
+	if s.IMAPCapabilities == nil {
+		return defaultIMAPCapabilities
 	}
-	return defaultIMAPCapabilities
+	return s.withoutAuth(s.IMAPCapabilities, func(c string) bool {
+		u := strings.ToUpper(c)
+		return strings.HasPrefix(u, "AUTH=") || u == "SASL-IR"
+	})
 }
 
 // imapCapList is the capability list for the greeting and CAPABILITY.

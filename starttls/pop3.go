@@ -35,11 +35,16 @@ var (
 	}
 )
 
+// pop3Capabilities are the extra CAPA lines; in Require mode without SASL
+// and USER (RFC 2595 §4: no login mechanism before STLS).
 func (s *Server) pop3Capabilities() []string {
-	if s.POP3Capabilities != nil {
-		return s.POP3Capabilities
+	if s.POP3Capabilities == nil {
+		return defaultPOP3Capabilities
 	}
-	return defaultPOP3Capabilities
+	return s.withoutAuth(s.POP3Capabilities, func(c string) bool {
+		verb, _, _ := strings.Cut(strings.ToUpper(c), " ")
+		return verb == "SASL" || verb == "USER"
+	})
 }
 
 // parsePOP3Command splits a command line (without CRLF) into its keyword,

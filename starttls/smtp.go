@@ -26,11 +26,32 @@ var smtpBackendVerbs = map[string]bool{
 	"VRFY": true, "EXPN": true, "ETRN": true, "ATRN": true, "BURL": true,
 }
 
+// smtpExtensions are the EHLO keywords to advertise. In Require mode AUTH
+// is never among them: authentication is refused until TLS (RFC 3207 §4.2),
+// and advertising it would invite clients to send credentials in clear.
 func (s *Server) smtpExtensions() []string {
-	if s.SMTPExtensions != nil {
-		return s.SMTPExtensions
+	if s.SMTPExtensions == nil {
+		return defaultSMTPExtensions
 	}
-	return defaultSMTPExtensions
+	return s.withoutAuth(s.SMTPExtensions, func(e string) bool {
+		verb, _, _ := strings.Cut(e, " ")
+		return strings.EqualFold(verb, "AUTH")
+	})
+}
+
+// withoutAuth returns list without the entries isAuth matches when Mode is
+// Require, and list itself otherwise.
+func (s *Server) withoutAuth(list []string, isAuth func(string) bool) []string {
+	if s.Mode != Require {
+		return list
+	}
+	out := make([]string, 0, len(list))
+	for _, e := range list {
+		if !isAuth(e) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // parseSMTPCommand splits a command line (without CRLF) into its verb,

@@ -102,10 +102,18 @@ func TestSMTPDialogue(t *testing.T) {
 			wantErr: ErrClientQuit,
 		},
 		{
-			name:    "custom greeting and extensions",
+			name:    "custom greeting and extensions, Require hides AUTH",
 			srv:     func(s *Server) { s.Greeting = "Service ready"; s.SMTPExtensions = []string{"SIZE 1000", "AUTH PLAIN"} },
 			input:   crlf("EHLO c", "QUIT"),
-			want:    crlf("220 mx.test Service ready", "250-mx.test", "250-STARTTLS", "250-SIZE 1000", "250 AUTH PLAIN", "221 2.0.0 mx.test closing connection"),
+			want:    crlf("220 mx.test Service ready", "250-mx.test", "250-STARTTLS", "250 SIZE 1000", "221 2.0.0 mx.test closing connection"),
+			wantErr: ErrClientQuit,
+		},
+		{
+			name:    "custom extensions, Allow keeps AUTH",
+			mode:    Allow,
+			srv:     func(s *Server) { s.SMTPExtensions = []string{"SIZE 1000", "AUTH PLAIN"} },
+			input:   crlf("EHLO c", "QUIT"),
+			want:    crlf("220 mx.test ESMTP ready", "250-mx.test", "250-STARTTLS", "250-SIZE 1000", "250 AUTH PLAIN", "221 2.0.0 mx.test closing connection"),
 			wantErr: ErrClientQuit,
 		},
 		{
