@@ -1,7 +1,9 @@
 package backend
 
 import (
+	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
 
@@ -189,4 +191,32 @@ func cipherName(id uint16) string {
 		return "AES256-SHA"
 	}
 	return tls.CipherSuiteName(id)
+}
+
+// CheckDial returns, for members reached with a PROXY header, a dial
+// function for health probes that opens with the header's LOCAL form: v2
+// LOCAL, or "PROXY UNKNOWN" for v1, as HAProxy's check-send-proxy does. The
+// member's PROXY-only port then serves the probe as the balancer's own
+// check, with no client address and no claim of TLS. For NoProxy it
+// returns nil, meaning a plain dial. The result fits monitor probes' Dial.
+func CheckDial(p ProxyProtocol) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if p == NoProxy {
+		return nil
+	}
+	h := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
+	if p == ProxyV1 {
+		h = &proxyproto.Header{Version: 1, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UNSPEC}
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := h.WriteTo(c); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("backend: writing PROXY header: %w", err)
+		}
+		return c, nil
+	}
 }

@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pires/go-proxyproto"
-
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/monitor"
@@ -37,7 +35,7 @@ type gateway struct {
 	services []*service
 	specs    []listenSpec
 
-	proxyFrom proxyproto.ConnPolicyFunc // nil unless -proxy-from is set
+	proxyFrom []netip.Prefix // balancers that may send an inbound PROXY header
 	listeners []net.Listener
 	httpSrvs  []*http.Server
 	serving   sync.WaitGroup // Proxy.Serve loops, which wait for their sessions
@@ -230,7 +228,7 @@ func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Diale
 }
 
 func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config) monitor.Probe {
-	dial := proxyLocalDial(b.Proxy)
+	dial := backend.CheckDial(map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy])
 	sec := map[string]monitor.Security{"plain": monitor.Plain, "tls": monitor.TLS, "starttls": monitor.StartTLS}[b.Security]
 	mproto := map[starttls.Protocol]monitor.Protocol{starttls.SMTP: monitor.ProtocolSMTP, starttls.IMAP: monitor.ProtocolIMAP, starttls.POP3: monitor.ProtocolPOP3}[proto]
 	switch b.Probe {
@@ -273,42 +271,6 @@ func (g *gateway) buildProxyPolicy() error {
 	if err != nil {
 		return fmt.Errorf("-proxy-from: %w", err)
 	}
-	g.proxyFrom = func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-		if ta, ok := o.Upstream.(*net.TCPAddr); ok {
-			ip, _ := netip.AddrFromSlice(ta.IP)
-			for _, n := range nets {
-				if n.Contains(ip.Unmap()) {
-					return proxyproto.REQUIRE, nil
-				}
-			}
-		}
-		return proxyproto.REJECT, nil
-	}
+	g.proxyFrom = nets
 	return nil
-}
-
-// proxyLocalDial returns, for a member reached with a PROXY header, a probe
-// dialer that opens with the header's LOCAL form (v2) or "PROXY UNKNOWN"
-// (v1): the member's PROXY-only port then serves the probe as the
-// balancer's own health check. For other members it returns nil.
-func proxyLocalDial(version string) monitor.DialFunc {
-	if version == "" {
-		return nil
-	}
-	h := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
-	if version == "v1" {
-		h = &proxyproto.Header{Version: 1, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UNSPEC}
-	}
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := h.WriteTo(c); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
-	}
 }

@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/pires/go-proxyproto"
+	"github.com/mailedge/mailedge"
 
 	"github.com/mailedge/mailedge/monitor"
 )
@@ -29,7 +29,7 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 		if ls.ProxyIn {
 			// Server-speaks-first protocols: the header is awaited (up to
 			// the timeout) before the greeting, never guessed.
-			l = &proxyproto.Listener{Listener: l, ConnPolicy: g.proxyFrom, ReadHeaderTimeout: 5 * time.Second}
+			l = mailedge.ProxyListener(l, g.proxyFrom, 0)
 		}
 		g.listeners = append(g.listeners, l)
 	}
