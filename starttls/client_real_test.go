@@ -171,7 +171,7 @@ func TestHandoverRealSMTPUpgraded(t *testing.T) {
 	_, err = io.WriteString(cPeer, "EHLO client.test\r\nNOOP\r\n")
 	require.NoError(t, err)
 	s := &Session{Protocol: SMTP, Conn: cProxy, TLS: true, Implicit: true}
-	_, server, err := Handover(context.Background(), s, Backend{Conn: up.Conn, Greeting: up.Greeting, Upgraded: true})
+	client, server, err := Handover(context.Background(), s, Backend{Conn: up.Conn, Greeting: up.Greeting, Upgraded: true})
 	require.NoError(t, err)
 	defer server.Close()
 	br := bufio.NewReader(cPeer)
@@ -179,6 +179,12 @@ func TestHandoverRealSMTPUpgraded(t *testing.T) {
 	assert.Equal(t, string(up.Greeting), got[:len(up.Greeting)])
 	assert.Contains(t, got, "250-Hello client.test\r\n")
 	assert.NotContains(t, got, "STARTTLS")
+	// The pipelined NOOP was left for the copy: the returned client conn
+	// yields it first. Forward it as the bridge would.
+	pc, ok := client.(*prefixConn)
+	require.True(t, ok, "the pipelined NOOP stays with the client conn")
+	_, err = io.CopyN(server, pc, int64(pc.Buffered()))
+	require.NoError(t, err)
 	// The NOOP answer comes through the returned server conn.
 	noop, err := bufio.NewReader(server).ReadString('\n')
 	require.NoError(t, err)

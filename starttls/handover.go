@@ -46,13 +46,16 @@ const maxHandoverLine = 8192
 //     swallowed and, for SMTP, "s.HeloVerb s.Helo" is replayed to the backend
 //     and its 250 reply swallowed.
 //
-// In every case s.Pending is forwarded first, in order. The client's first
-// command (read from s.Pending or, when the client is on TLS, from s.Conn)
-// is forwarded with everything pipelined after it, and if it asks for
-// capabilities (EHLO, CAPABILITY, CAPA) the backend's answer reaches the
-// client without STARTTLS, STLS and LOGINDISABLED. A plain session only has
-// its answer filtered when s.Pending holds the whole command: Handover never
-// waits for a plain client.
+// Then the client's first command is looked at (in s.Pending or, when the
+// client is on TLS, read from s.Conn). If it asks for capabilities (EHLO,
+// CAPABILITY, CAPA), that command alone is forwarded and the backend's
+// answer reaches the client without STARTTLS, STLS and LOGINDISABLED.
+// Every other byte the client sent (s.Pending, or what it pipelined) is not
+// forwarded here: the returned client conn yields it first, in order, so it
+// reaches the backend through the copy that follows, with the same checks
+// as everything after it (bridge's SMTP inspector and its rate limits). A
+// plain session only has its answer filtered when s.Pending holds the whole
+// command: Handover never waits for a plain client.
 //
 // A backend greeting that refuses service (SMTP other than 220, IMAP * BYE,
 // POP3 -ERR) or an IMAP * PREAUTH is answered to the client with the
@@ -83,14 +86,15 @@ func Handover(ctx context.Context, s *Session, b Backend) (client, server net.Co
 	if err := h.run(); err != nil {
 		return nil, nil, fmt.Errorf("starttls: %s handover: %w", s.Protocol, err)
 	}
-	return s.Conn, h.serverConn(), nil
+	return h.clientConn(), h.serverConn(), nil
 }
 
 // handover is the state of one Handover call.
 type handover struct {
-	s  *Session
-	b  Backend
-	br *bufio.Reader // over b.Conn; what it still holds goes to the client
+	s          *Session
+	b          Backend
+	br         *bufio.Reader // over b.Conn; what it still holds goes to the client
+	clientRest []byte        // client bytes read and not forwarded: for the copy
 }
 
 // run performs the handover steps in order.
@@ -239,6 +243,15 @@ func (h *handover) replayHelo() error {
 	return nil
 }
 
+// clientConn returns the client conn, wrapped if the handover read bytes
+// from the client that it did not forward.
+func (h *handover) clientConn() net.Conn {
+	if len(h.clientRest) == 0 {
+		return h.s.Conn
+	}
+	return &prefixConn{Conn: h.s.Conn, buf: h.clientRest}
+}
+
 // serverConn returns the backend conn, wrapped if the handover read bytes
 // from it that belong to the client.
 func (h *handover) serverConn() net.Conn {
@@ -273,6 +286,18 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	c.mu.Unlock()
 	return c.Conn.Read(p)
 }
+
+// Buffered returns how many bytes Read returns before reading from the
+// underlying conn.
+func (c *prefixConn) Buffered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.buf)
+}
+
+// NetConn returns the underlying conn. Read through it only when Buffered
+// is 0; the bridge uses it to wait for readability without a buffer.
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
 
 // CloseWrite half-closes the underlying conn if it supports it (TCP, TLS),
 // so that a bridge can propagate an end of stream.

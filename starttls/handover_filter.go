@@ -16,32 +16,48 @@ import (
 // the end of an IMAP CAPABILITY answer.
 const maxFilteredLines = 4096
 
-// firstCommand forwards s.Pending and the client's first command with what
-// was pipelined after it, then filters the answer if that command asks for
-// capabilities. With block false it only looks at s.Pending.
+// firstCommand looks at the client's first command (in s.Pending, or read
+// from the client when block is set). If it asks for capabilities (EHLO,
+// CAPABILITY, CAPA) it alone is forwarded and the answer filtered. Every
+// other byte the client sent stays unforwarded, for the copy that follows:
+// what the client pipelined then reaches the backend through the same path
+// as everything after it (the bridge's SMTP inspector and its limits
+// included), never around it.
 func (h *handover) firstCommand(block bool) error {
 	line, rest, err := h.clientFirstLine(block)
 	if err != nil {
 		return fmt.Errorf("reading the client's first command: %w", err)
 	}
-	if err := h.toBackend(joinParts(line, rest)); err != nil {
+	filter := h.capabilityFilter(line)
+	if filter == nil {
+		h.clientRest = joinParts(line, rest)
+		return nil
+	}
+	h.clientRest = rest
+	if err := h.toBackend(line); err != nil {
 		return err
 	}
+	return filter()
+}
+
+// capabilityFilter returns the filter for the answer to line when line asks
+// for capabilities, and nil otherwise.
+func (h *handover) capabilityFilter(line []byte) func() error {
 	if line == nil {
 		return nil
 	}
 	switch h.s.Protocol {
 	case SMTP:
 		if strings.EqualFold(verbOf(string(trimEOL(line))), "EHLO") {
-			return h.filterSMTP()
+			return h.filterSMTP
 		}
 	case IMAP:
 		if tag, ok := imapCapabilityCommand(trimEOL(line)); ok {
-			return h.filterIMAP(tag)
+			return func() error { return h.filterIMAP(tag) }
 		}
 	case POP3:
 		if strings.EqualFold(string(trimEOL(line)), "CAPA") {
-			return h.filterPOP3()
+			return h.filterPOP3
 		}
 	}
 	return nil
