@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -211,13 +212,23 @@ func (s *smtpSession) serverEnded() {
 // replyFilter is the server-to-client side: it passes replies through and
 // finds where each complete reply ends (the line whose code is followed by
 // a space rather than "-"), so local replies are written exactly there.
+// A reply to EHLO is held until complete and passed on without STARTTLS:
+// the client is past its TLS handover, and the handover filtered only the
+// first EHLO answer (RFC 3207 §4.2: STARTTLS is not offered after TLS).
 type replyFilter struct {
 	s       *smtpSession
-	lineLen int  // bytes seen of the current line
-	code    int  // reply code from the line's first three bytes
-	sep     byte // the fourth byte of the line
-	open    bool // the last complete line was a continuation ("250-")
+	lineLen int    // bytes seen of the current line
+	code    int    // reply code from the line's first three bytes
+	sep     byte   // the fourth byte of the line
+	open    bool   // the last complete line was a continuation ("250-")
+	started bool   // the current reply's first byte has been seen
+	hold    []byte // the EHLO reply being held, when holding
+	holding bool
 }
+
+// maxHeldReply bounds an EHLO reply held for filtering; a longer one is
+// passed on as it is.
+const maxHeldReply = 64 << 10
 
 func (f *replyFilter) write(p []byte) error {
 	s := f.s
@@ -225,6 +236,15 @@ func (f *replyFilter) write(p []byte) error {
 	defer s.wmu.Unlock()
 	start := 0
 	for i := 0; i < len(p); {
+		if !f.started {
+			f.started = true
+			if f.holding = s.headIsEHLO(); f.holding {
+				if err := f.flush(p[start:i]); err != nil {
+					return err
+				}
+				start = i
+			}
+		}
 		j := indexLF(p[i:])
 		if j < 0 {
 			f.see(p[i:])
@@ -232,6 +252,12 @@ func (f *replyFilter) write(p []byte) error {
 		}
 		f.see(p[i : i+j])
 		i += j + 1
+		if f.holding {
+			if err := f.keep(p[start:i]); err != nil {
+				return err
+			}
+			start = i
+		}
 		final := f.lineLen < 4 || f.sep != '-'
 		code := max(f.code, 0)
 		f.lineLen, f.code, f.sep = 0, 0, 0
@@ -239,10 +265,19 @@ func (f *replyFilter) write(p []byte) error {
 		if !final {
 			continue
 		}
+		f.started = false
+		if f.holding {
+			f.holding = false
+			held := dropSTARTTLS(f.hold)
+			f.hold = f.hold[:0]
+			if err := f.flush(held); err != nil {
+				return err
+			}
+		}
 		e := s.popForwarded()
 		locals := s.popLocals()
 		if len(locals) > 0 {
-			if _, err := s.client.Write(p[start:i]); err != nil {
+			if err := f.flush(p[start:i]); err != nil {
 				return err
 			}
 			start = i
@@ -255,11 +290,61 @@ func (f *replyFilter) write(p []byte) error {
 		}
 	}
 	s.midReply = f.lineLen > 0 || f.open
-	if start < len(p) {
-		_, err := s.client.Write(p[start:])
-		return err
+	if f.holding {
+		return f.keep(p[start:])
 	}
-	return nil
+	return f.flush(p[start:])
+}
+
+// keep adds b to the held EHLO reply; past maxHeldReply it gives up holding
+// and passes everything on unfiltered.
+func (f *replyFilter) keep(b []byte) error {
+	f.hold = append(f.hold, b...)
+	if len(f.hold) <= maxHeldReply {
+		return nil
+	}
+	f.holding = false
+	err := f.flush(f.hold)
+	f.hold = nil
+	return err
+}
+
+func (f *replyFilter) flush(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := f.s.client.Write(b)
+	return err
+}
+
+// headIsEHLO reports whether the next reply owed answers a forwarded EHLO.
+func (s *smtpSession) headIsEHLO() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.fifo) > 0 && s.fifo[0].local == nil && s.fifo[0].cmd.Verb == "EHLO"
+}
+
+// dropSTARTTLS removes "250-STARTTLS" / "250 STARTTLS" lines from a
+// complete multi-line reply, keeping the last remaining line final.
+func dropSTARTTLS(reply []byte) []byte {
+	lines := bytes.SplitAfter(reply, []byte("\n"))
+	out := make([]byte, 0, len(reply))
+	dropped, last := false, -1
+	for _, l := range lines {
+		if len(l) == 0 {
+			continue
+		}
+		if len(l) > 4 && bytes.EqualFold(bytes.TrimSpace(l[4:]), []byte("STARTTLS")) {
+			dropped = true
+			continue
+		}
+		last = len(out)
+		out = append(out, l...)
+	}
+	if dropped && last >= 0 && len(out) > last+3 {
+		out[last+3] = ' ' // the new last line ends the reply
+	}
+	return out
 }
 
 // see records the bytes b of the current line (without its line feed);
