@@ -262,6 +262,17 @@ func (p *Proxy) bridgeOptions(proto starttls.Protocol, src netip.Addr) bridge.Op
 			opt.IdleTimeout = 31 * time.Minute
 		}
 	}
+	switch proto {
+	case starttls.IMAP, starttls.POP3:
+		// The guard keeps the session on the client's TLS: a backend that
+		// offers STARTTLS/STLS has it removed from every capability
+		// answer, and answers a second STARTTLS/STLS BAD or -ERR itself.
+		opt.Guard = bridge.GuardIMAP
+		if proto == starttls.POP3 {
+			opt.Guard = bridge.GuardPOP3
+		}
+		return opt
+	}
 	if proto != starttls.SMTP || opt.SMTP != nil {
 		return opt
 	}

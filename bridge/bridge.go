@@ -38,6 +38,12 @@ type Options struct {
 	// copied without looking at them and, when both conns are plain TCP,
 	// by splice(2) on Linux.
 	SMTP *SMTPInspector
+	// Guard, if not GuardNone, keeps an IMAP or POP3 session on the TLS
+	// of its handover: STARTTLS is removed from capability answers and a
+	// client's STARTTLS/STLS is refused by the backend (see Guard). If
+	// zero, bytes are copied without looking at them. Ignored when SMTP is
+	// non-nil, which guards SMTP sessions itself.
+	Guard Guard
 	// Hooks report events as they happen. If zero, nothing is reported.
 	Hooks Hooks
 }
@@ -212,6 +218,7 @@ func newSession(client, server net.Conn, opt *Options) *session {
 		s.dirs[0].filter = s.smtp.commands
 		s.dirs[1].filter = s.smtp.replies
 	}
+	s.setGuard(opt)
 	return s
 }
 

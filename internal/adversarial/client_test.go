@@ -179,17 +179,24 @@ func testNoStartTLSAfterTLS(t *testing.T, proto starttls.Protocol) {
 		again = c.must()
 	}
 	t.Logf("second capability answer: %q; second %s answered: %q", second, word, again)
-	secondHides := !strings.Contains(second, word)
+	assert.NotContains(t, second, word, "second capability answer after TLS: the backend's %s reached the client", word)
+	if proto == starttls.IMAP {
+		assert.NotContains(t, first+second, "LOGINDISABLED", "LOGINDISABLED after TLS")
+	}
 	refused := !strings.HasPrefix(again, map[starttls.Protocol]string{starttls.SMTP: "220", starttls.IMAP: "* OK", starttls.POP3: "+OK"}[proto]) &&
 		!strings.Contains(again, "s2 OK")
-	var findings []string
-	if !secondHides {
-		findings = append(findings, "starttls.Handover filters only the first capability answer: the backend's "+word+" reaches the client in the second one")
+	assert.True(t, refused, "a second %s inside TLS was accepted: %q", word, again)
+	// The refusal is the protocol's own: 454 from the SMTP inspector, the
+	// backend's tagged BAD/NO or -ERR to the renamed command for IMAP/POP3.
+	want := map[starttls.Protocol]string{starttls.SMTP: "454 ", starttls.IMAP: "s2 ", starttls.POP3: "-ERR"}[proto]
+	assert.True(t, strings.HasPrefix(again, want), "second %s answered %q; want %q...", word, again, want)
+	if proto == starttls.IMAP {
+		// go-imap's server ends a session after an unknown command before
+		// authentication (its cross-protocol mitigation); Dovecot goes on.
+		return
 	}
-	if !refused {
-		findings = append(findings, "a second "+word+" inside TLS is forwarded to the backend, which accepts it")
-	}
-	knownFailure(t, len(findings) == 0, strings.Join(findings, "; "))
+	// The session goes on in the same TLS after the refusal.
+	assert.NotContains(t, caps("c3"), word, "capability answer after the refused %s", word)
 }
 
 // testStartTLSArgument: the upgrade commands take no argument.
