@@ -160,6 +160,13 @@ func (h *heldLine) join(end []byte) ([]byte, bool) {
 	return full, true
 }
 
+// release writes the held start of a line when its source has ended, so
+// no byte is lost at end of file.
+func (h *heldLine) release(o *outbuf) {
+	o.emit(h.buf)
+	h.buf = nil
+}
+
 // keepTail records the end of a long line.
 func (h *heldLine) keepTail(b []byte) {
 	h.tail = append(h.tail, b...)

@@ -44,7 +44,8 @@ func (g *imapGuard) write(p []byte) error {
 	return g.out.flush()
 }
 
-func (g *imapGuard) closed() {}
+// closed passes on the start of a line the source ended in.
+func (g *imapGuard) closed() { g.held.release(&g.out) }
 
 // partial keeps the start of a line that continues in a later read. A line
 // that outgrows maxGuardLine is passed on as it is (after renaming a

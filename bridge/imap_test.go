@@ -284,6 +284,8 @@ func TestIMAPGuardLoopback(t *testing.T) {
 			assert.Equal(t, "a OK got "+strconv.Quote(lit)+"\r\n", until("a APPEND INBOX {"+strconv.Itoa(len(lit))+"+}\r\n"+lit+"\r\n", "a"))
 			assert.Equal(t, "* BYE\r\nz OK bye\r\n", until("z LOGOUT\r\n", "z"))
 			<-served
+			_, err := r.ReadString('\n')
+			assert.ErrorIs(t, err, io.EOF, "the backend's close reaches the client")
 			l.client.Close()
 			res := <-l.done
 			assert.Equal(t, EndServerClosed, res.st.End)

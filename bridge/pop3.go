@@ -127,14 +127,16 @@ func (g *pop3Commands) partial(p []byte) {
 	}
 }
 
-// command renames STLS and records the response the line will get.
+// command records the response the line will get, then renames STLS and
+// forwards the line. The record comes first: once the line is written the
+// server may answer before this goroutine runs again.
 func (g *pop3Commands) command(line []byte, held bool) {
 	verb, i := word(line, 0)
+	g.st.push(pop3KindOf(verb, len(bytes.TrimSpace(line[i:])) > 0))
 	if bytes.EqualFold(verb, []byte("STLS")) {
 		line, held = replaceWord(line, 0, i, pop3Refused), true
 	}
 	g.out.put(line, held)
-	g.st.push(pop3KindOf(verb, len(bytes.TrimSpace(line[i:])) > 0))
 }
 
 // pop3KindOf returns the response kind of a command keyword, given whether
@@ -159,7 +161,8 @@ func pop3KindOf(verb []byte, args bool) pop3Kind {
 	return pop3Single
 }
 
-func (g *pop3Commands) closed() {}
+// closed passes on the start of a line the client ended in.
+func (g *pop3Commands) closed() { g.held.release(&g.out) }
 
 // pop3Responses is the server-to-client side of GuardPOP3.
 type pop3Responses struct {
@@ -260,7 +263,8 @@ func hasPrefixFold(s []byte, prefix string) bool {
 	return len(s) >= len(prefix) && bytes.EqualFold(s[:len(prefix)], []byte(prefix))
 }
 
-func (g *pop3Responses) closed() {}
+// closed passes on the start of a line the server ended in.
+func (g *pop3Responses) closed() { g.held.release(&g.out) }
 
 var (
 	_ filter = (*pop3Commands)(nil)
