@@ -1,9 +1,16 @@
 // Package bridge joins a client conn and a backend conn once both are ready
 // (after the TLS and STARTTLS handover) and copies bytes both ways, with
 // TCP half-close, idle and session timeouts, cancellation and byte
-// counters, and an optional SMTP command inspector (RFC 5321, RFC 2920
+// counters, an optional SMTP command inspector (RFC 5321, RFC 2920
 // PIPELINING, RFC 3030 CHUNKING) that ratelimit uses for message and
-// recipient rates.
+// recipient rates, and IMAP and POP3 guards (RFC 9051, RFC 1939, RFC 2449,
+// RFC 2595). The inspector and the guards keep a session on the TLS of its
+// handover: STARTTLS/STLS is never advertised to the client again nor
+// started with the backend (RFC 3207 §4.2, RFC 9051 §6.2.1).
+//
+// Join expects to start between commands and between responses, with the
+// backend's greeting already passed on or swallowed, as starttls.Handover
+// leaves a session.
 //
 // Typical usage:
 //
