@@ -53,22 +53,30 @@ func (g Greeting) Probe(ctx context.Context, addr string) Result {
 }
 
 func (g Greeting) run(s *session, addr string) *Error {
-	if e := s.dial(addr); e != nil {
-		return e
-	}
-	if g.Security == TLS {
-		if e := s.handshake(s.tlsConfig(g.TLSConfig, addr, g.Protocol)); e != nil {
-			return e
-		}
-	}
-	br := bufio.NewReaderSize(s.conn, maxLine)
-	if _, e := s.greet(br, g.Protocol); e != nil {
+	if _, _, e := s.greeted(addr, g.Security, g.TLSConfig, g.Protocol); e != nil {
 		return e
 	}
 	// Say goodbye so the server logs a clean session, but do not wait for
 	// the answer: the probe has what it came for.
 	_, _ = io.WriteString(s.conn, goodbye(g.Protocol))
 	return nil
+}
+
+// greeted connects to addr, does the handshake of implicit TLS, and reads
+// and checks the greeting: the first steps every probe shares. The reader
+// it returns holds whatever the server sent after the greeting.
+func (s *session) greeted(addr string, sec Security, cfg *tls.Config, p Protocol) (*bufio.Reader, string, *Error) {
+	if e := s.dial(addr); e != nil {
+		return nil, "", e
+	}
+	if sec == TLS {
+		if e := s.handshake(s.tlsConfig(cfg, addr, p)); e != nil {
+			return nil, "", e
+		}
+	}
+	br := bufio.NewReaderSize(s.conn, maxLine)
+	greeting, e := s.greet(br, p)
+	return br, greeting, e
 }
 
 // goodbye is each protocol's polite close.

@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -79,16 +78,7 @@ func (p IMAP) run(s *session, addr string) *Error {
 // open connects, reads the greeting, does STARTTLS if asked, and returns an
 // imapclient that gets the greeting replayed.
 func (p IMAP) open(s *session, addr string) (*imapclient.Client, *Error) {
-	if e := s.dial(addr); e != nil {
-		return nil, e
-	}
-	if p.Security == TLS {
-		if e := s.handshake(s.tlsConfig(p.TLSConfig, addr, ProtocolIMAP)); e != nil {
-			return nil, e
-		}
-	}
-	br := bufio.NewReaderSize(s.conn, maxLine)
-	greeting, e := s.greetIMAP(br)
+	br, greeting, e := s.greeted(addr, p.Security, p.TLSConfig, ProtocolIMAP)
 	if e != nil {
 		return nil, e
 	}

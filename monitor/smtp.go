@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -97,16 +96,7 @@ func (p SMTP) run(s *session, addr string) *Error {
 // open connects, reads the greeting, does STARTTLS if asked, and returns a
 // go-smtp client that gets the greeting replayed.
 func (p SMTP) open(s *session, addr string) (*smtp.Client, *Error) {
-	if e := s.dial(addr); e != nil {
-		return nil, e
-	}
-	if p.Security == TLS {
-		if e := s.handshake(s.tlsConfig(p.TLSConfig, addr, ProtocolSMTP)); e != nil {
-			return nil, e
-		}
-	}
-	br := bufio.NewReaderSize(s.conn, maxLine)
-	greeting, e := s.greetSMTP(br)
+	br, greeting, e := s.greeted(addr, p.Security, p.TLSConfig, ProtocolSMTP)
 	if e != nil {
 		return nil, e
 	}
