@@ -1,0 +1,38 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gateway.conf")
+	require.NoError(t, os.WriteFile(cfg, []byte(`# seed 000
+-listen imaps=127.0.0.1:0,proto=imap,tls=implicit,pool=imap
+
+-backend imap=10.0.0.5:143,security=plain,proxy=v2,probe=imap,interval=5s
+-strict-sni=true
+-limits inflight=15,connrate=60
+`), 0o600))
+	o, err := parseFlags([]string{"-config", cfg}, io.Discard)
+	require.NoError(t, err)
+	require.Len(t, o.listens, 1)
+	require.Len(t, o.backends, 1)
+	assert.Equal(t, "imap", o.listens[0].Proto)
+	assert.Equal(t, "v2", o.backends[0].Proxy)
+	assert.True(t, o.strictSNI)
+	assert.Equal(t, "inflight=15,connrate=60", o.limits)
+
+	bad := filepath.Join(dir, "bad.conf")
+	require.NoError(t, os.WriteFile(bad, []byte("-listen x=127.0.0.1:0,proto=imap\nlisten y\n"), 0o600))
+	_, err = parseFlags([]string{"-config", bad}, io.Discard)
+	require.ErrorContains(t, err, "bad.conf:2")
+	_, err = parseFlags([]string{"-config", filepath.Join(dir, "missing.conf")}, io.Discard)
+	require.ErrorContains(t, err, "missing.conf")
+}
