@@ -35,12 +35,13 @@ type gateway struct {
 	services []*service
 	specs    []listenSpec
 
-	proxyFrom []netip.Prefix // balancers that may send an inbound PROXY header
-	listeners []net.Listener
-	httpSrvs  []*http.Server
-	serving   sync.WaitGroup // Proxy.Serve loops, which wait for their sessions
-	bg        sync.WaitGroup // checkers, watcher, metrics server
-	cancel    context.CancelFunc
+	proxyFrom      []netip.Prefix // balancers that may send an inbound PROXY header
+	listeners      []net.Listener
+	httpSrvs       []*http.Server
+	serving        sync.WaitGroup     // Proxy.Serve loops, which wait for their sessions
+	bg             sync.WaitGroup     // checkers, watcher, metrics server
+	cancel         context.CancelFunc // ends the sessions
+	stopBackground context.CancelFunc // ends checkers and the certificate watcher
 }
 
 type checkerJob struct {

@@ -37,6 +37,8 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 	// lets sessions run for the grace period before this one is cancelled.
 	sessCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.cancel = cancel
+	// Checkers and the certificate watcher stop with ctx or at shutdown.
+	ctx, g.stopBackground = context.WithCancel(ctx)
 	for i, s := range g.services {
 		g.serving.Add(1)
 		go func() {
@@ -163,6 +165,9 @@ func (g *gateway) shutdown(grace time.Duration) {
 		g.cancel()
 	}
 	<-done
+	if g.stopBackground != nil {
+		g.stopBackground()
+	}
 	for _, srv := range g.httpSrvs {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		srv.Shutdown(sctx)
