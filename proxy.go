@@ -88,11 +88,13 @@ type Proxy struct {
 }
 
 // Serve accepts connections on l and serves each in its own goroutine until
-// l is closed; it then waits for the sessions it started, which end on
-// their own or when ctx is cancelled. Close l, wait for a grace period, then
-// cancel ctx for a graceful stop.
+// l is closed or ctx is done (which closes l); it then waits for the
+// sessions it started, which end on their own or when ctx is done. For a
+// graceful stop, close l, wait for a grace period, then cancel ctx.
 func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
 	defer p.wg.Wait()
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
 	for {
 		c, err := l.Accept()
 		if err != nil {

@@ -229,3 +229,30 @@ func TestProxySMTPStartTLSAfterHandoverAnsweredLocally(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(line, "250 "), "session stays usable: %q", line)
 }
+
+func TestProxyServeReturnsWhenContextEnds(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &mailedge.Proxy{
+		Server:  &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Allow, TLSConfig: f.cfg},
+		Backend: &backend.Dialer{Addr: f.addrs.MX, Protocol: starttls.SMTP},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, l) }()
+	c, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "220 "), line)
+	cancel()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+}
