@@ -12,6 +12,7 @@ import (
 	"flag"
 	"log"
 	"net"
+	"os"
 
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
@@ -21,11 +22,22 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:10993", "IMAPS address to listen on")
-	backendAddr := flag.String("backend", "127.0.0.1:143", "plain IMAP backend (PROXY v2 enabled)")
-	certFile := flag.String("cert", "", "certificate chain (PEM); if empty, a throwaway one for localhost")
-	keyFile := flag.String("key", "", "private key (PEM)")
-	flag.Parse()
+	if err := run(context.Background(), os.Args[1:], nil); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run serves until ctx ends. ready, if not nil, receives the address
+// listened on once the listener is open.
+func run(ctx context.Context, args []string, ready chan<- string) error {
+	fs := flag.NewFlagSet("imaps-offload", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:10993", "IMAPS address to listen on")
+	backendAddr := fs.String("backend", "127.0.0.1:143", "plain IMAP backend (PROXY v2 enabled)")
+	certFile := fs.String("cert", "", "certificate chain (PEM); if empty, a throwaway one for localhost")
+	keyFile := fs.String("key", "", "private key (PEM)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 
 	var certs sni.Resolver
 	cert, err := testcert.Throwaway("localhost")
@@ -33,10 +45,10 @@ func main() {
 		cert, err = sni.LoadPair(*certFile, *keyFile)
 	}
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	if err := certs.AddDefault(cert); err != nil {
-		log.Fatal(err)
+		return err
 	}
 	p := &mailedge.Proxy{
 		Server:    &starttls.Server{Protocol: starttls.IMAP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNIMAP})},
@@ -46,8 +58,11 @@ func main() {
 	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	log.Printf("IMAPS on %s, offloaded to %s", l.Addr(), *backendAddr)
-	log.Fatal(p.Serve(context.Background(), l))
+	if ready != nil {
+		ready <- l.Addr().String()
+	}
+	return p.Serve(ctx, l)
 }

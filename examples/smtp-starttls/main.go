@@ -14,6 +14,7 @@ import (
 	"flag"
 	"log"
 	"net"
+	"os"
 
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
@@ -23,13 +24,24 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:10025", "SMTP address to listen on")
-	backendAddr := flag.String("backend", "127.0.0.1:25", "plain SMTP backend")
-	xclient := flag.Bool("xclient", false, "pass the client's address with XCLIENT (the backend must allow it)")
-	hostname := flag.String("hostname", "mx.example.com", "name to greet with")
-	certFile := flag.String("cert", "", "certificate chain (PEM); if empty, a throwaway one for localhost")
-	keyFile := flag.String("key", "", "private key (PEM)")
-	flag.Parse()
+	if err := run(context.Background(), os.Args[1:], nil); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run serves until ctx ends. ready, if not nil, receives the address
+// listened on once the listener is open.
+func run(ctx context.Context, args []string, ready chan<- string) error {
+	fs := flag.NewFlagSet("smtp-starttls", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:10025", "SMTP address to listen on")
+	backendAddr := fs.String("backend", "127.0.0.1:25", "plain SMTP backend")
+	xclient := fs.Bool("xclient", false, "pass the client's address with XCLIENT (the backend must allow it)")
+	hostname := fs.String("hostname", "mx.example.com", "name to greet with")
+	certFile := fs.String("cert", "", "certificate chain (PEM); if empty, a throwaway one for localhost")
+	keyFile := fs.String("key", "", "private key (PEM)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 
 	var certs sni.Resolver
 	cert, err := testcert.Throwaway("localhost")
@@ -37,10 +49,10 @@ func main() {
 		cert, err = sni.LoadPair(*certFile, *keyFile)
 	}
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	if err := certs.AddDefault(cert); err != nil {
-		log.Fatal(err)
+		return err
 	}
 	p := &mailedge.Proxy{
 		Server: &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Require, Hostname: *hostname,
@@ -50,8 +62,11 @@ func main() {
 	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	log.Printf("SMTP (STARTTLS required) on %s, offloaded to %s", l.Addr(), *backendAddr)
-	log.Fatal(p.Serve(context.Background(), l))
+	if ready != nil {
+		ready <- l.Addr().String()
+	}
+	return p.Serve(ctx, l)
 }

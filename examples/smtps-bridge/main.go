@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
+	"fmt"
 	"log"
 	"net"
 	"os"
@@ -23,13 +24,24 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:10465", "SMTPS address to listen on")
-	backendAddr := flag.String("backend", "127.0.0.1:465", "implicit-TLS SMTP backend")
-	backendName := flag.String("backend-name", "localhost", "name the backend certificate must carry")
-	backendCA := flag.String("backend-ca", "", "PEM roots for the backend (default: system roots)")
-	certFile := flag.String("cert", "", "certificate chain (PEM); if empty, a throwaway one for localhost")
-	keyFile := flag.String("key", "", "private key (PEM)")
-	flag.Parse()
+	if err := run(context.Background(), os.Args[1:], nil); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run serves until ctx ends. ready, if not nil, receives the address
+// listened on once the listener is open.
+func run(ctx context.Context, args []string, ready chan<- string) error {
+	fs := flag.NewFlagSet("smtps-bridge", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:10465", "SMTPS address to listen on")
+	backendAddr := fs.String("backend", "127.0.0.1:465", "implicit-TLS SMTP backend")
+	backendName := fs.String("backend-name", "localhost", "name the backend certificate must carry")
+	backendCA := fs.String("backend-ca", "", "PEM roots for the backend (default: system roots)")
+	certFile := fs.String("cert", "", "certificate chain (PEM); if empty, a throwaway one for localhost")
+	keyFile := fs.String("key", "", "private key (PEM)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 
 	var certs sni.Resolver
 	cert, err := testcert.Throwaway("localhost")
@@ -37,20 +49,20 @@ func main() {
 		cert, err = sni.LoadPair(*certFile, *keyFile)
 	}
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	if err := certs.AddDefault(cert); err != nil {
-		log.Fatal(err)
+		return err
 	}
 	beTLS := &tls.Config{ServerName: *backendName, MinVersion: tls.VersionTLS12}
 	if *backendCA != "" {
 		pem, err := os.ReadFile(*backendCA)
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		beTLS.RootCAs = x509.NewCertPool()
 		if !beTLS.RootCAs.AppendCertsFromPEM(pem) {
-			log.Fatalf("%s: no PEM certificate", *backendCA)
+			return fmt.Errorf("%s: no PEM certificate", *backendCA)
 		}
 	}
 	p := &mailedge.Proxy{
@@ -61,8 +73,11 @@ func main() {
 	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	log.Printf("SMTPS on %s, bridged to %s", l.Addr(), *backendAddr)
-	log.Fatal(p.Serve(context.Background(), l))
+	if ready != nil {
+		ready <- l.Addr().String()
+	}
+	return p.Serve(ctx, l)
 }
