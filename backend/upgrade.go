@@ -3,12 +3,11 @@ package backend
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/mailedge/mailedge/internal/bufpool"
+	"github.com/mailedge/mailedge/internal/prefixconn"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -40,7 +39,7 @@ func (d *Dialer) startTLS(ctx context.Context, c *Conn, deadline time.Time) erro
 		Timeout:       remaining,
 		MaxLineLength: d.maxLineLength(),
 	}
-	up, err := cl.Upgrade(ctx, &replayConn{Conn: c.Conn, replay: replay})
+	up, err := cl.Upgrade(ctx, prefixconn.New(c.Conn, replay))
 	if err != nil {
 		return err
 	}
@@ -50,23 +49,4 @@ func (d *Dialer) startTLS(ctx context.Context, c *Conn, deadline time.Time) erro
 	}
 	c.Conn, c.Greeting, c.Upgraded = up.Conn, g, true
 	return nil
-}
-
-// replayConn returns replay before reading from Conn.
-type replayConn struct {
-	net.Conn
-	mu     sync.Mutex
-	replay []byte
-}
-
-func (r *replayConn) Read(p []byte) (int, error) {
-	r.mu.Lock()
-	if len(r.replay) > 0 {
-		n := copy(p, r.replay)
-		r.replay = r.replay[n:]
-		r.mu.Unlock()
-		return n, nil
-	}
-	r.mu.Unlock()
-	return r.Conn.Read(p)
 }

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mailedge/mailedge/internal/bufpool"
+	"github.com/mailedge/mailedge/internal/prefixconn"
 )
 
 // Backend is the backend side at handover time.
@@ -249,7 +249,7 @@ func (h *handover) clientConn() net.Conn {
 	if len(h.clientRest) == 0 {
 		return h.s.Conn
 	}
-	return &prefixConn{Conn: h.s.Conn, buf: h.clientRest}
+	return prefixconn.New(h.s.Conn, h.clientRest)
 }
 
 // serverConn returns the backend conn, wrapped if the handover read bytes
@@ -260,53 +260,12 @@ func (h *handover) serverConn() net.Conn {
 		return h.b.Conn
 	}
 	buf, _ := h.br.Peek(n)
-	return &prefixConn{Conn: h.b.Conn, buf: bytes.Clone(buf)}
+	return prefixconn.New(h.b.Conn, bytes.Clone(buf))
 }
 
-// prefixConn is a net.Conn whose reads first yield bytes already read from
-// the underlying conn, then read from it. Writes, deadlines and Close go
-// straight to the underlying conn.
-type prefixConn struct {
-	net.Conn
-	mu  sync.Mutex
-	buf []byte
-}
-
-var _ net.Conn = (*prefixConn)(nil)
-
-// Read returns buffered bytes first.
-func (c *prefixConn) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	if len(c.buf) > 0 {
-		n := copy(p, c.buf)
-		c.buf = c.buf[n:]
-		c.mu.Unlock()
-		return n, nil
-	}
-	c.mu.Unlock()
-	return c.Conn.Read(p)
-}
-
-// Buffered returns how many bytes Read returns before reading from the
-// underlying conn.
-func (c *prefixConn) Buffered() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.buf)
-}
-
-// NetConn returns the underlying conn. Read through it only when Buffered
-// is 0; the bridge uses it to wait for readability without a buffer.
-func (c *prefixConn) NetConn() net.Conn { return c.Conn }
-
-// CloseWrite half-closes the underlying conn if it supports it (TCP, TLS),
-// so that a bridge can propagate an end of stream.
-func (c *prefixConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return fmt.Errorf("starttls: %T cannot half-close", c.Conn)
-}
+// prefixConn is a conn whose reads first yield bytes already read: the
+// client's unforwarded bytes or the backend's read-ahead.
+type prefixConn = prefixconn.Conn
 
 // Unavailable returns the protocol's own "service not available" refusal,
 // valid at any point of a session: SMTP "421 4.3.2 hostname text" (RFC 5321

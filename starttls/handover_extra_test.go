@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/internal/prefixconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/nettest"
@@ -112,7 +113,7 @@ func TestHandoverNoConn(t *testing.T) {
 func TestPrefixConn(t *testing.T) {
 	leaktest.Check(t)
 	a, b := tcpPair(t)
-	pc := &prefixConn{Conn: a, buf: []byte("early ")}
+	pc := prefixconn.New(a, []byte("early "))
 	_, err := io.WriteString(b, "late")
 	require.NoError(t, err)
 	require.NoError(t, b.(*net.TCPConn).CloseWrite())
