@@ -28,11 +28,17 @@ import (
 // returns the listener addresses by name and the demo CA pool.
 func demoGateway(t *testing.T) (map[string]string, *x509.CertPool) {
 	t.Helper()
+	return demoGatewayWith(t)
+}
+
+// demoGatewayWith is demoGateway with extra flags after the demo's own.
+func demoGatewayWith(t *testing.T, extra ...string) (map[string]string, *x509.CertPool) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ds, err := startDemo(ctx, t.TempDir(), false, log)
 	require.NoError(t, err)
-	o, err := parseFlags(ds.args, io.Discard)
+	o, err := parseFlags(append(ds.args, extra...), io.Discard)
 	require.NoError(t, err)
 	g, err := build(o, log)
 	require.NoError(t, err)

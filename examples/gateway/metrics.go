@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,6 +95,10 @@ func (m *metrics) handshakeFailed(listener string, err error) {
 		reason = "no_certificate"
 	case isTimeout(err):
 		reason = "timeout"
+	case strings.Contains(err.Error(), "application protocol"):
+		reason = "alpn" // a ClientHello for another protocol (ALPACA)
+	case strings.Contains(err.Error(), "tls: "):
+		reason = "tls_handshake"
 	}
 	m.tlsFails.WithLabelValues(listener, reason).Inc()
 }
