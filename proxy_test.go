@@ -69,6 +69,7 @@ func serve(t *testing.T, p *mailedge.Proxy) string {
 
 func TestProxyIMAPSOffload(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := newFixture(t)
 	sessions := make(chan mailedge.SessionInfo, 1)
 	addr := serve(t, &mailedge.Proxy{
@@ -92,6 +93,7 @@ func TestProxyIMAPSOffload(t *testing.T) {
 
 func TestProxyLimiterRefusesInOwnWords(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := newFixture(t)
 	limited := make(chan error, 1)
 	addr := serve(t, &mailedge.Proxy{
@@ -119,6 +121,7 @@ func TestProxyLimiterRefusesInOwnWords(t *testing.T) {
 
 func TestProxyNoBackendRefusesPromptly(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := newFixture(t)
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -146,6 +149,7 @@ func TestProxyNoBackendRefusesPromptly(t *testing.T) {
 
 func TestProxySTARTTLSRequireThenBackend(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := newFixture(t)
 	addr := serve(t, &mailedge.Proxy{
 		Server:  &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
@@ -196,6 +200,7 @@ func TestSessionInfoString(t *testing.T) {
 
 func TestProxySMTPStartTLSAfterHandoverAnsweredLocally(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := newFixture(t)
 	addr := serve(t, &mailedge.Proxy{
 		Server:   &starttls.Server{Protocol: starttls.SMTP, TLSConfig: f.cfg},
@@ -232,6 +237,7 @@ func TestProxySMTPStartTLSAfterHandoverAnsweredLocally(t *testing.T) {
 
 func TestProxyServeReturnsWhenContextEnds(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := newFixture(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -72,6 +72,7 @@ func smtpBackend(p pki, sec Security, proxy ProxyProtocol, xclient bool, s *seen
 
 func TestDialMatrix(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	p := newPKI(t)
 	for _, sec := range []Security{Plain, TLS, STARTTLS} {
 		for _, proxy := range []ProxyProtocol{NoProxy, ProxyV1, ProxyV2} {
@@ -146,6 +147,7 @@ func checkHeader(t *testing.T, proxy ProxyProtocol, h *proxyproto.Header) {
 
 func TestDialProtocols(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	tests := []struct {
 		name     string
 		proto    starttls.Protocol
@@ -181,6 +183,7 @@ func TestDialProtocols(t *testing.T) {
 
 func TestDialBufferedPastGreeting(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	srv := newFake(t, func(f *fakeConn) {
 		f.send("220 hi\r\n250 early\r\n")
 		f.line()
@@ -202,6 +205,7 @@ func TestDialBufferedPastGreeting(t *testing.T) {
 
 func TestDialSilentBackendTimesOut(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	srv := newFake(t, func(f *fakeConn) { f.line() }) // accepts, never greets
 	d := &Dialer{Addr: srv.Addr(), HandshakeTimeout: 50 * time.Millisecond}
 	_, err := d.Dial(context.Background(), ClientInfo{})
@@ -212,6 +216,7 @@ func TestDialSilentBackendTimesOut(t *testing.T) {
 
 func TestDialCancel(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	accepted := make(chan struct{})
 	srv := newFake(t, func(f *fakeConn) {
 		close(accepted)
@@ -228,6 +233,7 @@ func TestDialCancel(t *testing.T) {
 
 func TestDialLineTooLong(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	srv := newFake(t, greeter("220 "+string(make([]byte, 200))+"\r\n"))
 	_, err := (&Dialer{Addr: srv.Addr(), MaxLineLength: 100}).Dial(context.Background(), ClientInfo{})
 	assert.ErrorIs(t, err, ErrLineTooLong)
@@ -235,6 +241,7 @@ func TestDialLineTooLong(t *testing.T) {
 
 func TestDialTLSVerification(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	p := newPKI(t)
 	other := newPKI(t) // a CA the backend's certificate does not chain to
 	srv := newFake(t, func(f *fakeConn) {

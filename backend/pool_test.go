@@ -105,6 +105,7 @@ func TestPoolAddErrors(t *testing.T) {
 
 func TestPoolFailover(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	live := newFake(t, greeter("220 live\r\n"))
 	refusing := newFake(t, greeter("421 4.3.2 try later\r\n"))
 	silent := newFake(t, func(f *fakeConn) { f.line() })
@@ -135,6 +136,7 @@ func TestPoolFailover(t *testing.T) {
 
 func TestPoolAllFail(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	refusing := newFake(t, greeter("554 5.3.2 no service\r\n"))
 	p, err := NewPool(RoundRobin,
 		Member{Name: "refused", Dialer: &Dialer{Addr: deadAddr(t)}},
@@ -155,6 +157,7 @@ func TestPoolAllFail(t *testing.T) {
 
 func TestPoolAllDownIsImmediate(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	var p Pool
 	_, err := p.Dial(context.Background(), ClientInfo{})
 	assert.Equal(t, ErrNoBackend, err, "empty pool")
@@ -173,6 +176,7 @@ func TestPoolAllDownIsImmediate(t *testing.T) {
 
 func TestPoolDrain(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	a, b := newFake(t, greeter("220 a\r\n")), newFake(t, greeter("220 b\r\n"))
 	p, err := NewPool(LeastConn, Member{Name: "a", Dialer: &Dialer{Addr: a.Addr()}}, Member{Name: "b", Dialer: &Dialer{Addr: b.Addr()}})
 	require.NoError(t, err)
@@ -212,6 +216,7 @@ func TestPoolDrain(t *testing.T) {
 
 func TestPoolDialDeadline(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	silent := newFake(t, func(f *fakeConn) { f.line() })
 	live := newFake(t, greeter("220 live\r\n"))
 	p, err := NewPool(RoundRobin,
@@ -227,6 +232,7 @@ func TestPoolDialDeadline(t *testing.T) {
 
 func TestPoolConcurrent(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	a, b := newFake(t, greeter("220 a\r\n")), newFake(t, greeter("220 b\r\n"))
 	p, err := NewPool(LeastConn,
 		Member{Name: "a", Dialer: &Dialer{Addr: a.Addr()}},
@@ -255,6 +261,7 @@ func TestPoolConcurrent(t *testing.T) {
 
 func TestConnIsTCPAfterPlainDial(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	srv := newFake(t, greeter("220 x\r\n"))
 	c, err := (&Dialer{Addr: srv.Addr()}).Dial(context.Background(), ClientInfo{})
 	require.NoError(t, err)

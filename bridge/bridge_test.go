@@ -31,6 +31,7 @@ func TestHalfClose(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			var halves []Direction
 			var mu sync.Mutex
 			opt := Options{Hooks: Hooks{HalfClose: func(d Direction) { mu.Lock(); halves = append(halves, d); mu.Unlock() }}}
@@ -79,6 +80,7 @@ func TestFullClose(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			l := startJoin(t, context.Background(), false, Options{})
 			first, second := l.client, l.backend
 			if !tt.clientFirst {
@@ -97,6 +99,7 @@ func TestFullClose(t *testing.T) {
 
 func TestServerReset(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	l := startJoin(t, context.Background(), false, Options{})
 	require.NoError(t, l.backend.(*net.TCPConn).SetLinger(0))
 	require.NoError(t, l.backend.Close()) // RST
@@ -111,6 +114,7 @@ func TestServerReset(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	l := startJoin(t, context.Background(), false, Options{IdleTimeout: 20 * time.Millisecond})
 	r := <-l.done
 	assert.ErrorIs(t, r.err, ErrIdleTimeout)
@@ -123,6 +127,7 @@ func TestIdleTimeout(t *testing.T) {
 // silence ends the session.
 func TestCheckIdle(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	a, b := net.Pipe()
 	s := newSession(a, b, &Options{IdleTimeout: time.Hour})
 	s.startTimers()
@@ -139,6 +144,7 @@ func TestCheckIdle(t *testing.T) {
 
 func TestMaxDuration(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	l := startJoin(t, context.Background(), true, Options{IdleTimeout: -1, MaxDuration: 30 * time.Millisecond})
 	r := <-l.done
 	assert.ErrorIs(t, r.err, ErrMaxDuration)
@@ -149,6 +155,7 @@ func TestCancel(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "tls"}[useTLS], func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			l := startJoin(t, ctx, useTLS, Options{})
 			_, err := l.client.Write([]byte("ping"))
@@ -169,6 +176,7 @@ func TestCancel(t *testing.T) {
 // the one-byte-read path copies.
 func TestPipeConns(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	client, proxyC := net.Pipe()
 	proxyS, backend := net.Pipe()
 	done := make(chan joinResult, 1)
@@ -190,6 +198,7 @@ func TestIntegrity64MiB(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "tls"}[useTLS], func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			const size = 64 << 20
 			l := startJoin(t, context.Background(), useTLS, Options{})
 			checkTransfer(t, l, size, uint64(size))
@@ -203,6 +212,7 @@ func TestIntegrity64MiB(t *testing.T) {
 
 func TestConcurrentSessions(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	const sessions, size = 50, 1 << 20
 	var wg sync.WaitGroup
 	for i := range sessions {

@@ -138,6 +138,7 @@ func refuseTo(addr string) func(SMTPCommand) string {
 
 func TestSMTPPipelinedOrder(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := &fakeSMTP{}
 	var seen []string
 	var replies []string
@@ -172,6 +173,7 @@ func TestSMTPPipelinedOrder(t *testing.T) {
 
 func TestSMTPDataNotInspected(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := &fakeSMTP{}
 	var seen []string
 	ins := &SMTPInspector{Check: func(c SMTPCommand) string { seen = append(seen, c.Verb); return refuseTo("x@evil")(c) }}
@@ -187,6 +189,7 @@ func TestSMTPDataNotInspected(t *testing.T) {
 
 func TestSMTPDataRefusedByServer(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := &fakeSMTP{dataCode: 554}
 	var seen []string
 	ins := &SMTPInspector{Check: func(c SMTPCommand) string { seen = append(seen, c.Verb); return refuseTo("x@evil")(c) }}
@@ -202,6 +205,7 @@ func TestSMTPDataRefusedByServer(t *testing.T) {
 
 func TestSMTPBDAT(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	f := &fakeSMTP{}
 	var seen []string
 	ins := &SMTPInspector{Check: func(c SMTPCommand) string {
@@ -259,6 +263,7 @@ func TestSMTPLocalReplies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			f := &fakeSMTP{}
 			ins := &SMTPInspector{MaxLineLength: 64, Check: func(c SMTPCommand) string {
 				if strings.HasPrefix(c.Verb, "C2VJ") {

@@ -44,6 +44,7 @@ func TestJoinUnwrapsEmptyWrapper(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			client, proxyC := tcpPair(t)
 			proxyS, backend := tcpPair(t)
 			w := &aheadConn{Conn: proxyS, ahead: []byte(tt.ahead)}

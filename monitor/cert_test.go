@@ -50,6 +50,7 @@ func TestCertificateProbeImplicit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			addr := serveFunc(t, tt.server.server, greets("220 ok\r\n"))
 			r := tt.probe.Probe(probeCtx(t, ""), addr)
 			if tt.kind == nil {
@@ -68,6 +69,7 @@ func TestCertificateProbeImplicit(t *testing.T) {
 
 func TestCertificateProbeExpiryReason(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	soon := newPKI(t, expiresIn(3*24*time.Hour))
 	addr := serveFunc(t, soon.server, greets("220 ok\r\n"))
 	r := Certificate{ServerName: testHost, Roots: soon.roots}.Probe(probeCtx(t, ""), addr)
@@ -95,6 +97,7 @@ func TestCertificateProbeStartTLS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			addr := tt.addr(t)
 			r := Certificate{ServerName: testHost, Roots: p.roots, StartTLS: true, Protocol: tt.proto}.Probe(probeCtx(t, ""), addr)
 			require.True(t, r.OK, "%v", r.Err)

@@ -138,6 +138,7 @@ func TestCheckerJitterBounds(t *testing.T) {
 
 func TestCheckerConcurrentStatus(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	c := &Checker{Name: "m1", Fall: 1}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -210,6 +211,7 @@ func TestCheckOnceCancelled(t *testing.T) {
 // returns the context's error with nothing left running.
 func TestCheckerRun(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	script := []bool{true, false, false, false, true}
 	var n atomic.Int32
 	changes := make(chan Status, 10)

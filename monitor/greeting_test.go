@@ -92,6 +92,7 @@ func TestGreetingProbe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			addr := serveFunc(t, nil, tt.handle)
 			r := Greeting{Protocol: tt.proto}.Probe(probeCtx(t, tt.reason), addr)
 			checkResult(t, r, tt.kind, tt.reason)
@@ -126,6 +127,7 @@ func TestGreetingConnectRefused(t *testing.T) {
 
 func TestGreetingNoContextDeadline(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	addr := serveFunc(t, nil, greets("220 ok\r\n"))
 	r := Greeting{}.Probe(context.Background(), addr)
 	assert.True(t, r.OK, "%v", r.Err)
@@ -133,6 +135,7 @@ func TestGreetingNoContextDeadline(t *testing.T) {
 
 func TestGreetingCancelled(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	addr := serveFunc(t, nil, silent)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -162,6 +165,7 @@ func TestGreetingImplicitTLS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			addr := serveFunc(t, tt.server.server, greets("220 tls ok\r\n"))
 			cfg := tt.server.client(tt.sni)
 			if !tt.roots {

@@ -90,6 +90,7 @@ func TestIMAPProbeRealServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			var cfg *tls.Config
 			if tt.starttls || tt.implicit {
 				cfg = p.server
@@ -134,6 +135,7 @@ func TestIMAPProbeMisbehaving(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			addr := serveFunc(t, nil, tt.handle)
 			checkResult(t, tt.probe.Probe(probeCtx(t, tt.reason), addr), tt.kind, tt.reason)
 		})

@@ -111,6 +111,7 @@ func TestPOP3Probe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			var listenTLS, stls *tls.Config
 			if tt.implicit {
 				listenTLS = p.server

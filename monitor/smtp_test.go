@@ -131,6 +131,7 @@ func TestSMTPProbeRealServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			var cfg *tls.Config
 			if tt.starttls || tt.implicit {
 				cfg = p.server
@@ -147,6 +148,7 @@ func TestSMTPProbeRealServer(t *testing.T) {
 
 func TestSMTPProbeExpiredStartTLS(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	p := newPKI(t, func(ca *testcert.CA) (*testcert.Leaf, error) { return ca.Expired(testcert.ECDSA, testHost) })
 	addr := smtpServer(t, p.server, false, false)
 	r := SMTP{Security: StartTLS, TLSConfig: p.client(testHost)}.Probe(probeCtx(t, ""), addr)
@@ -204,6 +206,7 @@ func TestSMTPProbeMisbehaving(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaktest.Check(t)
+			leaktest.CheckFDs(t)
 			addr := serveFunc(t, nil, tt.handle)
 			checkResult(t, tt.probe.Probe(probeCtx(t, tt.reason), addr), tt.kind, tt.reason)
 		})

@@ -32,6 +32,7 @@ func then(base []step, more ...step) []step {
 
 func TestClientAdversarial(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	tests := []struct {
 		name  string
@@ -104,6 +105,7 @@ func TestClientAdversarial(t *testing.T) {
 
 func TestClientBadCertificates(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	wrong, err := pki.ca.Issue(testcert.Options{}, "other.test")
 	require.NoError(t, err)

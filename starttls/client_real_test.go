@@ -103,6 +103,7 @@ func exchange(t *testing.T, c net.Conn, br *bufio.Reader, cmd, last string) stri
 
 func TestClientRealSMTP(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	addr := realSMTP(t, pki.server)
 	up, err := (&Client{Protocol: SMTP, TLSConfig: pki.client}).Upgrade(context.Background(), dial(t, addr))
@@ -116,6 +117,7 @@ func TestClientRealSMTP(t *testing.T) {
 
 func TestClientRealIMAP(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	addr := realIMAP(t, pki.server)
 	up, err := (&Client{Protocol: IMAP, TLSConfig: pki.client}).Upgrade(context.Background(), dial(t, addr))
@@ -133,6 +135,7 @@ func TestClientRealIMAP(t *testing.T) {
 // greeting without its stale code and filters the first CAPABILITY.
 func TestHandoverRealIMAPUpgraded(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	addr := realIMAP(t, pki.server)
 	up, err := (&Client{Protocol: IMAP, TLSConfig: pki.client}).Upgrade(context.Background(), dial(t, addr))
@@ -163,6 +166,7 @@ func TestHandoverRealIMAPUpgraded(t *testing.T) {
 // EHLO reaches the backend over TLS after the saved greeting is replayed.
 func TestHandoverRealSMTPUpgraded(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	addr := realSMTP(t, pki.server)
 	up, err := (&Client{Protocol: SMTP, TLSConfig: pki.client}).Upgrade(context.Background(), dial(t, addr))

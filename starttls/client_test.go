@@ -32,6 +32,7 @@ func upgradeAndPing(t *testing.T, c *Client, addr string) *Upgraded {
 
 func TestClientUpgradeSMTP(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	addr, tr := scripted(t, pki.server,
 		send("220-mail.test ESMTP\r\n220 second line\r\n"),
@@ -50,6 +51,7 @@ func TestClientUpgradeSMTP(t *testing.T) {
 
 func TestClientUpgradeIMAP(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	tests := []struct {
 		name     string
@@ -92,6 +94,7 @@ func TestClientUpgradeIMAP(t *testing.T) {
 
 func TestClientUpgradePOP3(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	addr, tr := scripted(t, pki.server,
 		send("+OK POP3 ready <1.2@mail.test>\r\n"),
@@ -109,6 +112,7 @@ func TestClientUpgradePOP3(t *testing.T) {
 
 func TestClientConfig(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	tests := []struct {
 		name string
 		c    Client
@@ -151,6 +155,7 @@ func (c *recordConn) SetDeadline(t time.Time) error {
 
 func TestClientClearsDeadline(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	addr, _ := scripted(t, pki.server,
 		send("+OK hi\r\n"), expect("CAPA"), send("+OK\r\nSTLS\r\n.\r\n"),
@@ -169,6 +174,7 @@ func TestClientClearsDeadline(t *testing.T) {
 
 func TestClientTimeoutAndCancel(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newPKI(t)
 	t.Run("silent backend, Timeout", func(t *testing.T) {
 		addr, _ := scripted(t, pki.server, hold)

@@ -18,6 +18,7 @@ import (
 
 func TestHandoverEdges(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	long := "a1 ID (" + strings.Repeat("x", maxHandoverLine) + ")\r\n"
 	tests := []handoverCase{
 		{name: "imap/literal in CAPABILITY answer is copied, not parsed",
@@ -49,6 +50,7 @@ func TestHandoverEdges(t *testing.T) {
 // EHLO reply Handover must filter fails the handover and closes both conns.
 func TestHandoverBackendHangup(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	cProxy, cPeer := tcpPair(t)
 	bProxy, bPeer := tcpPair(t)
 	var wg sync.WaitGroup
@@ -74,6 +76,7 @@ func TestHandoverBackendHangup(t *testing.T) {
 
 func TestHandoverDeadline(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	cProxy, cPeer := tcpPair(t)
 	bProxy, bPeer := tcpPair(t)
 	_, err := io.WriteString(bPeer, "* OK hi\r\n")
@@ -93,6 +96,7 @@ func TestHandoverDeadline(t *testing.T) {
 
 func TestHandoverCancel(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	cProxy, _ := tcpPair(t)
 	bProxy, _ := tcpPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -112,6 +116,7 @@ func TestHandoverNoConn(t *testing.T) {
 
 func TestPrefixConn(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	a, b := tcpPair(t)
 	pc := prefixconn.New(a, []byte("early "))
 	_, err := io.WriteString(b, "late")

@@ -19,6 +19,7 @@ func withProto(s Session, p Protocol) Session {
 
 func TestHandoverSMTP(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	const (
 		greet    = "220 backend.test ESMTP\r\n"
 		pipeline = "EHLO client.test\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nQUIT\r\n"
@@ -73,6 +74,7 @@ func withPending(s Session, p string) Session {
 
 func TestHandoverIMAP(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	const (
 		greet    = "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] backend ready\r\n"
 		pipeline = "a1 CAPABILITY\r\na2 NOOP\r\na3 LOGOUT\r\n"
@@ -116,6 +118,7 @@ func TestHandoverIMAP(t *testing.T) {
 
 func TestHandoverPOP3(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	const (
 		greet = "+OK POP3 ready <1.2@backend.test>\r\n"
 		caps  = "+OK caps\r\nUSER\r\nPIPELINING\r\n.\r\n"

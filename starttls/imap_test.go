@@ -17,6 +17,7 @@ const (
 
 func TestIMAPDialogue(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	tests := []struct {
 		name    string
 		mode    Mode
@@ -126,6 +127,7 @@ func TestIMAPDialogue(t *testing.T) {
 
 func TestIMAPAllowHandover(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	tests := []struct {
 		name, input, pending string
 	}{

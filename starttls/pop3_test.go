@@ -16,6 +16,7 @@ const (
 
 func TestPOP3Dialogue(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	tests := []struct {
 		name    string
 		mode    Mode
@@ -92,6 +93,7 @@ func TestPOP3Dialogue(t *testing.T) {
 
 func TestPOP3AllowHandover(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	for _, cmd := range []string{"USER alice", "APOP alice c4c9334bac560ecc979e58001b3e22fb", "AUTH PLAIN", "auth", "PASS x"} {
 		t.Run(cmd, func(t *testing.T) {
 			s := &Server{Protocol: POP3, Mode: Allow, TLSConfig: newSrvPKI(t).server}

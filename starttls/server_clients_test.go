@@ -108,6 +108,7 @@ func afterTLSReply(p Protocol, cmd string) (reply string, quit bool) {
 
 func TestServeGoSMTPClient(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newSrvPKI(t)
 	rs := startRealServer(t, &Server{Protocol: SMTP, TLSConfig: pki.server, Hostname: "mx.test"})
 	c, err := smtp.DialStartTLS(rs.addr, pki.client)
@@ -129,6 +130,7 @@ func TestServeGoSMTPClient(t *testing.T) {
 
 func TestServeGoIMAPClient(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newSrvPKI(t)
 	rs := startRealServer(t, &Server{Protocol: IMAP, TLSConfig: pki.server, Hostname: "imap.test"})
 	c, err := imapclient.DialStartTLS(rs.addr, &imapclient.Options{TLSConfig: pki.client})

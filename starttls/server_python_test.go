@@ -77,6 +77,7 @@ func TestServePythonClients(t *testing.T) {
 		t.Skip("python3 not installed")
 	}
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newSrvPKI(t)
 	caFile, err := pki.ca.WriteCA(t.TempDir(), "ca")
 	require.NoError(t, err)

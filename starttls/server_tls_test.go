@@ -54,6 +54,7 @@ func runStartTLS(t *testing.T, s *Server, tc startTLSCase) (*lineConn, <-chan se
 
 func TestServeStartTLS(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newSrvPKI(t)
 	for _, tc := range startTLSCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,6 +86,7 @@ func TestServeStartTLS(t *testing.T) {
 
 func TestServeTLSImplicit(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newSrvPKI(t)
 	c, res := serveLoopback(t, &Server{Protocol: IMAP, TLSConfig: pki.server}, true)
 	cfg := pki.client.Clone()
@@ -104,6 +106,7 @@ func TestServeTLSImplicit(t *testing.T) {
 // ClientHello: it reaches the TLS layer, which fails, and is never answered.
 func TestServeLateInjection(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newSrvPKI(t)
 	inject := map[Protocol]string{SMTP: "RSET\r\n", IMAP: "d NOOP\r\n", POP3: "NOOP\r\n"}
 	for _, tc := range startTLSCases {
@@ -124,6 +127,7 @@ func TestServeLateInjection(t *testing.T) {
 
 func TestServeHandshakeTimeout(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	pki := newSrvPKI(t)
 	for _, tc := range startTLSCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,6 +140,7 @@ func TestServeHandshakeTimeout(t *testing.T) {
 
 func TestServeTimeout(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	c, res := serveLoopback(t, &Server{Protocol: SMTP, TLSConfig: newSrvPKI(t).server, Timeout: 50 * time.Millisecond}, false)
 	lc := newLineConn(t, c)
 	assert.Equal(t, "220 localhost ESMTP ready", lc.line())
@@ -149,6 +154,7 @@ func TestServeTimeout(t *testing.T) {
 // must give up with a bounded read and say why.
 func TestServeNoLineEnd(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	tests := []struct {
 		proto Protocol
 		bye   string
@@ -170,6 +176,7 @@ func TestServeNoLineEnd(t *testing.T) {
 
 func TestServeContextCancel(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	for _, tc := range []struct {
 		name    string
 		stopped func(*testing.T, *lineConn)
@@ -204,6 +211,7 @@ func TestServeContextCancel(t *testing.T) {
 
 func TestServeCancelledBeforeStart(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	res := runPipeCtx(t, ctx, &Server{TLSConfig: newSrvPKI(t).server}, "EHLO x\r\n")
@@ -244,6 +252,7 @@ func TestServerValidate(t *testing.T) {
 // before touching the conn.
 func TestServeBadConfigWritesNothing(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	res := runPipe(t, &Server{Protocol: POP3}, "CAPA\r\n")
 	require.Error(t, res.err)
 	assert.Empty(t, res.out)

@@ -17,6 +17,7 @@ var smtpEHLORequire = []string{
 
 func TestSMTPDialogue(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	ehlo := strings.Join(smtpEHLORequire, "\r\n")
 	tests := []struct {
 		name    string
@@ -159,6 +160,7 @@ func TestSMTPDialogue(t *testing.T) {
 // together with what was pipelined after it, and the name is recorded.
 func TestSMTPAllowHandover(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	for _, mode := range []Mode{Allow, Disallow} {
 		t.Run(mode.String(), func(t *testing.T) {
 			s := &Server{Protocol: SMTP, Mode: mode, TLSConfig: newSrvPKI(t).server, Hostname: "mx.test"}
@@ -179,6 +181,7 @@ func TestSMTPAllowHandover(t *testing.T) {
 // order with one Write after the greeting's.
 func TestSMTPPipelinedOneWrite(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	s := &Server{Protocol: SMTP, TLSConfig: newSrvPKI(t).server, Hostname: "mx.test"}
 	res := runPipe(t, s, crlf("EHLO c", "NOOP", "RSET", "QUIT"))
 	require.ErrorIs(t, res.err, ErrClientQuit)

@@ -31,6 +31,7 @@ const (
 func startSystem(t *testing.T, opt demo.Options) (*demo.System, demo.Addrs) {
 	t.Helper()
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -243,6 +243,7 @@ func TestNewRejectsBadUser(t *testing.T) {
 // refuses work afterwards.
 func TestCloseWithOpenSessions(t *testing.T) {
 	leaktest.Check(t)
+	leaktest.CheckFDs(t)
 	sys, err := demo.New(demo.Options{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,6 +1,7 @@
 package leaktest
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -39,6 +40,34 @@ func TestCheckPassesWhenClean(t *testing.T) {
 	<-done
 	for _, f := range r.cleanups {
 		f()
+	}
+	assert.Empty(t, r.errs)
+}
+
+func TestCheckFDsFindsLeak(t *testing.T) {
+	r := &recorder{TB: t}
+	CheckFDs(r)
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.cleanups {
+		c()
+	}
+	f.Close()
+	assert.Len(t, r.errs, 1)
+}
+
+func TestCheckFDsPassesWhenClosed(t *testing.T) {
+	r := &recorder{TB: t}
+	CheckFDs(r)
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, c := range r.cleanups {
+		c()
 	}
 	assert.Empty(t, r.errs)
 }
