@@ -95,19 +95,28 @@ func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
 	defer p.wg.Wait()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
+	var backoff time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() { // EMFILE and friends: back off
-				time.Sleep(20 * time.Millisecond)
-				continue
+			if !temporaryAccept(err) {
+				return err
 			}
-			return err
+			// Out of descriptors or memory, or a connection aborted before
+			// it was accepted: wait and retry, as net/http does, so a flood
+			// does not stop the listener.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
 		}
+		backoff = 0
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -338,4 +347,18 @@ func (in SessionInfo) String() string {
 		fmt.Fprintf(&b, " err=%q", in.Err.Error())
 	}
 	return b.String()
+}
+
+// temporaryAccept reports whether an Accept error is worth retrying.
+func temporaryAccept(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

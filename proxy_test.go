@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,10 +54,16 @@ func newFixture(t *testing.T) *fixture {
 
 // serve runs p on a loopback listener; the cleanup closes the listener,
 // cancels the sessions and waits for Serve to return.
-func serve(t *testing.T, p *mailedge.Proxy) string {
+func serve(t *testing.T, p *mailedge.Proxy, wrap ...net.Listener) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	var l net.Listener
+	if len(wrap) > 0 {
+		l = wrap[0]
+	} else {
+		var err error
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -261,4 +269,37 @@ func TestProxyServeReturnsWhenContextEnds(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after its context ended")
 	}
+}
+
+// flakyListener fails its first Accepts with EMFILE, as a process out of
+// descriptors does, then accepts normally.
+type flakyListener struct {
+	net.Listener
+	fails int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails > 0 {
+		l.fails--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+func TestProxyServeSurvivesEMFILE(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := serve(t, &mailedge.Proxy{
+		Server:  &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Allow, TLSConfig: f.cfg},
+		Backend: &backend.Dialer{Addr: f.addrs.MX, Protocol: starttls.SMTP},
+	}, &flakyListener{Listener: raw, fails: 3})
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(line, "220 "), line)
 }
