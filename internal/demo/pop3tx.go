@@ -145,12 +145,18 @@ func (p *pop3Session) dele(cmd pop3Command) error {
 
 // quit enters the UPDATE state: deletions are applied, then the session ends.
 func (p *pop3Session) quit() error {
-	if err := p.md.commit(); err != nil {
+	err := p.md.commit()
+	n, _ := p.md.stat()
+	// UPDATE state (RFC 1939 §6): the maildrop is released before the
+	// answer, so a client that logs in again right after QUIT finds it free.
+	p.md.close()
+	p.md = nil
+	p.s.unlockMaildrop(p.user)
+	if err != nil {
 		p.s.log.Error("demo: pop3 update", "user", p.user, "err", err)
 		p.reply("-ERR [SYS/TEMP] some deleted messages not removed")
 		return errQuit
 	}
-	n, _ := p.md.stat()
 	p.reply("+OK %s POP3 server signing off (%d messages left)", p.s.hostname(), n)
 	return errQuit
 }
