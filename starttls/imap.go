@@ -180,6 +180,17 @@ func (h imapHandler) handle(d *dialogue, line, _ []byte) action {
 			return actContinue
 		}
 		return h.local(d, cmd)
+	case "ID":
+		// RFC 2971 allows ID in any state, and clients send it before
+		// STARTTLS; it is answered here so that, in Allow mode, it does
+		// not hand a client that may still upgrade to the backend.
+		if cmd.lit.size >= 0 {
+			h.refuse(d, cmd, cmd.tag+" BAD No literals in ID before TLS")
+			return actContinue
+		}
+		d.reply("* ID NIL")
+		d.reply(cmd.tag, " OK ID completed")
+		return actContinue
 	}
 	switch {
 	case d.s.Mode != Require:

@@ -40,8 +40,15 @@ func TestIMAPDialogue(t *testing.T) {
 				"a NO [PRIVACYREQUIRED] TLS required: issue STARTTLS first",
 				"b NO [PRIVACYREQUIRED] TLS required: issue STARTTLS first",
 				"c BAD Command not allowed before STARTTLS",
-				"d BAD Command not allowed before STARTTLS",
+				"* ID NIL", "d OK ID completed",
 				imapBye, "e OK LOGOUT completed"),
+			wantErr: ErrClientQuit,
+		},
+		{
+			name:    "allow answers ID itself, so a client can still upgrade",
+			mode:    Allow,
+			input:   crlf(`i ID ("name" "Thunderbird")`, "z LOGOUT"),
+			want:    crlf("* OK [CAPABILITY IMAP4rev1 STARTTLS IDLE NAMESPACE UIDPLUS UNSELECT] imap.test ready", "* ID NIL", "i OK ID completed", imapBye, "z OK LOGOUT completed"),
 			wantErr: ErrClientQuit,
 		},
 		{
@@ -133,7 +140,7 @@ func TestIMAPAllowHandover(t *testing.T) {
 	}{
 		{name: "login", input: crlf("a CAPABILITY", "b LOGIN alice secret", "c SELECT INBOX"), pending: crlf("b LOGIN alice secret", "c SELECT INBOX")},
 		{name: "login with literal", input: crlf("b LOGIN {5}"), pending: crlf("b LOGIN {5}")},
-		{name: "id", input: crlf("x ID NIL"), pending: crlf("x ID NIL")},
+		{name: "id is answered, login hands over", input: crlf("x ID NIL", "b LOGIN alice secret"), pending: crlf("b LOGIN alice secret")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
