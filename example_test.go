@@ -7,9 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
@@ -62,4 +65,53 @@ func Example() {
 	// Output:
 	// STARTTLS offered inside TLS: false
 	// login: true
+}
+
+// Seed 000's SMTPS bridging: the client's TLS ends at the proxy and a new
+// TLS session, verified against the backend's own CA and name, carries the
+// submission to the mail server's port 465.
+func ExampleProxy_bridging() {
+	ca, _ := testcert.NewCA("example CA")
+	front, _ := ca.Issue(testcert.Options{}, "mail.example.com")
+	back, _ := ca.Issue(testcert.Options{}, "mx.internal")
+
+	// The mail server, speaking implicit TLS with its own certificate.
+	sys, _ := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{back.TLS}}})
+	defer sys.Close()
+	addrs, _ := sys.Start(context.Background())
+
+	var certs sni.Resolver
+	certs.AddDefault(&front.TLS)
+	p := &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.SMTP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNSMTP})},
+		Implicit: true,
+		Backend: &backend.Dialer{Addr: addrs.Submissions, Protocol: starttls.SMTP, Security: backend.TLS,
+			TLSConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "mx.internal"}},
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { p.Serve(ctx, l); close(done) }()
+	defer func() { l.Close(); cancel(); <-done }()
+
+	conn, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	c.Hello("client.example")
+	fmt.Println("auth:", c.Auth(sasl.NewPlainClient("", "demo@example.com", "demo")) == nil)
+	err = c.SendMail("demo@example.com", []string{"demo@example.com"}, strings.NewReader("Subject: bridged\r\n\r\nhi\r\n"))
+	fmt.Println("sent:", err == nil)
+	c.Quit()
+	msgs, _ := sys.Messages(context.Background(), "demo@example.com")
+	fmt.Println("delivered:", len(msgs))
+	// Output:
+	// auth: true
+	// sent: true
+	// delivered: 1
 }
