@@ -101,13 +101,41 @@ func exchange(t *testing.T, c net.Conn, br *bufio.Reader, cmd, last string) stri
 	}
 }
 
-func TestClientRealSMTP(t *testing.T) {
+// upgradeReal starts a real server for p (go-smtp or imapmemserver, with
+// STARTTLS) and upgrades a connection to it with Client, checking for
+// goroutine and descriptor leaks.
+func upgradeReal(t *testing.T, p Protocol) *Upgraded {
+	t.Helper()
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
 	pki := newPKI(t)
-	addr := realSMTP(t, pki.server)
-	up, err := (&Client{Protocol: SMTP, TLSConfig: pki.client}).Upgrade(context.Background(), dial(t, addr))
+	start := realSMTP
+	if p == IMAP {
+		start = realIMAP
+	}
+	addr := start(t, pki.server)
+	up, err := (&Client{Protocol: p, TLSConfig: pki.client}).Upgrade(context.Background(), dial(t, addr))
 	require.NoError(t, err)
+	return up
+}
+
+// handoverUpgraded runs Handover for an implicit-TLS client that already
+// sent input, toward the upgraded backend up; it returns the client's peer
+// end and Handover's conns.
+func handoverUpgraded(t *testing.T, p Protocol, up *Upgraded, input string) (peer, client, server net.Conn) {
+	t.Helper()
+	cProxy, cPeer := tcpPair(t)
+	_, err := io.WriteString(cPeer, input)
+	require.NoError(t, err)
+	s := &Session{Protocol: p, Conn: cProxy, TLS: true, Implicit: true}
+	client, server, err = Handover(context.Background(), s, Backend{Conn: up.Conn, Greeting: up.Greeting, Upgraded: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { server.Close() })
+	return cPeer, client, server
+}
+
+func TestClientRealSMTP(t *testing.T) {
+	up := upgradeReal(t, SMTP)
 	defer up.Conn.Close()
 	assert.True(t, strings.HasPrefix(string(up.Greeting), "220 mail.test"), "greeting %q", up.Greeting)
 	assert.True(t, hasKeyword(up.Capabilities, "STARTTLS"))
@@ -116,12 +144,7 @@ func TestClientRealSMTP(t *testing.T) {
 }
 
 func TestClientRealIMAP(t *testing.T) {
-	leaktest.Check(t)
-	leaktest.CheckFDs(t)
-	pki := newPKI(t)
-	addr := realIMAP(t, pki.server)
-	up, err := (&Client{Protocol: IMAP, TLSConfig: pki.client}).Upgrade(context.Background(), dial(t, addr))
-	require.NoError(t, err)
+	up := upgradeReal(t, IMAP)
 	defer up.Conn.Close()
 	assert.True(t, hasCap(up.Capabilities, "STARTTLS"))
 	assert.Contains(t, string(up.Greeting), "[CAPABILITY ")
@@ -134,20 +157,10 @@ func TestClientRealIMAP(t *testing.T) {
 // backend": Upgrade toward imapmemserver, then Handover replays the saved
 // greeting without its stale code and filters the first CAPABILITY.
 func TestHandoverRealIMAPUpgraded(t *testing.T) {
-	leaktest.Check(t)
-	leaktest.CheckFDs(t)
-	pki := newPKI(t)
-	addr := realIMAP(t, pki.server)
-	up, err := (&Client{Protocol: IMAP, TLSConfig: pki.client}).Upgrade(context.Background(), dial(t, addr))
-	require.NoError(t, err)
-	cProxy, cPeer := tcpPair(t)
-	_, err = io.WriteString(cPeer, "a1 CAPABILITY\r\n")
-	require.NoError(t, err)
-	s := &Session{Protocol: IMAP, Conn: cProxy, TLS: true, Implicit: true}
-	client, server, err := Handover(context.Background(), s, Backend{Conn: up.Conn, Greeting: up.Greeting, Upgraded: true})
-	require.NoError(t, err)
-	defer server.Close()
-	assert.Same(t, cProxy, client)
+	up := upgradeReal(t, IMAP)
+	cPeer, client, _ := handoverUpgraded(t, IMAP, up, "a1 CAPABILITY\r\n")
+	_, wrapped := client.(*prefixConn)
+	assert.False(t, wrapped, "nothing was left for the copy")
 	br := bufio.NewReader(cPeer)
 	greeting, err := br.ReadString('\n')
 	require.NoError(t, err)
@@ -165,19 +178,8 @@ func TestHandoverRealIMAPUpgraded(t *testing.T) {
 // TestHandoverRealSMTPUpgraded is the same row for go-smtp: the client's
 // EHLO reaches the backend over TLS after the saved greeting is replayed.
 func TestHandoverRealSMTPUpgraded(t *testing.T) {
-	leaktest.Check(t)
-	leaktest.CheckFDs(t)
-	pki := newPKI(t)
-	addr := realSMTP(t, pki.server)
-	up, err := (&Client{Protocol: SMTP, TLSConfig: pki.client}).Upgrade(context.Background(), dial(t, addr))
-	require.NoError(t, err)
-	cProxy, cPeer := tcpPair(t)
-	_, err = io.WriteString(cPeer, "EHLO client.test\r\nNOOP\r\n")
-	require.NoError(t, err)
-	s := &Session{Protocol: SMTP, Conn: cProxy, TLS: true, Implicit: true}
-	client, server, err := Handover(context.Background(), s, Backend{Conn: up.Conn, Greeting: up.Greeting, Upgraded: true})
-	require.NoError(t, err)
-	defer server.Close()
+	up := upgradeReal(t, SMTP)
+	cPeer, client, server := handoverUpgraded(t, SMTP, up, "EHLO client.test\r\nNOOP\r\n")
 	br := bufio.NewReader(cPeer)
 	got := exchange(t, cPeer, br, "", "250 ")
 	assert.Equal(t, string(up.Greeting), got[:len(up.Greeting)])
@@ -187,7 +189,7 @@ func TestHandoverRealSMTPUpgraded(t *testing.T) {
 	// yields it first. Forward it as the bridge would.
 	pc, ok := client.(*prefixConn)
 	require.True(t, ok, "the pipelined NOOP stays with the client conn")
-	_, err = io.CopyN(server, pc, int64(pc.Buffered()))
+	_, err := io.CopyN(server, pc, int64(pc.Buffered()))
 	require.NoError(t, err)
 	// The NOOP answer comes through the returned server conn.
 	noop, err := bufio.NewReader(server).ReadString('\n')
