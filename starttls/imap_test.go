@@ -18,14 +18,7 @@ const (
 func TestIMAPDialogue(t *testing.T) {
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
-	tests := []struct {
-		name    string
-		mode    Mode
-		srv     func(*Server)
-		input   string
-		want    string
-		wantErr error
-	}{
+	tests := []dialogueCase{
 		{
 			name:    "capability noop logout with tags echoed",
 			input:   crlf("a1 CAPABILITY", "x.Y] noop", "Z9 LOGOUT"),
@@ -117,19 +110,7 @@ func TestIMAPDialogue(t *testing.T) {
 			wantErr: ErrClientQuit,
 		},
 	}
-	pki := newSrvPKI(t)
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := &Server{Protocol: IMAP, Mode: tt.mode, TLSConfig: pki.server, Hostname: "imap.test"}
-			if tt.srv != nil {
-				tt.srv(s)
-			}
-			res := runPipe(t, s, tt.input)
-			assert.ErrorIs(t, res.err, tt.wantErr)
-			assert.Nil(t, res.sess)
-			assert.Equal(t, tt.want, res.out)
-		})
-	}
+	runDialogues(t, IMAP, "imap.test", tests)
 }
 
 func TestIMAPAllowHandover(t *testing.T) {

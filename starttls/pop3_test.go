@@ -17,14 +17,7 @@ const (
 func TestPOP3Dialogue(t *testing.T) {
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
-	tests := []struct {
-		name    string
-		mode    Mode
-		srv     func(*Server)
-		input   string
-		want    string
-		wantErr error
-	}{
+	tests := []dialogueCase{
 		{
 			name:    "capa in require mode has no USER",
 			input:   crlf("CAPA", "noop", "QUIT"),
@@ -76,19 +69,7 @@ func TestPOP3Dialogue(t *testing.T) {
 			wantErr: ErrInjection,
 		},
 	}
-	pki := newSrvPKI(t)
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := &Server{Protocol: POP3, Mode: tt.mode, TLSConfig: pki.server, Hostname: "pop.test"}
-			if tt.srv != nil {
-				tt.srv(s)
-			}
-			res := runPipe(t, s, tt.input)
-			assert.ErrorIs(t, res.err, tt.wantErr)
-			assert.Nil(t, res.sess)
-			assert.Equal(t, tt.want, res.out)
-		})
-	}
+	runDialogues(t, POP3, "pop.test", tests)
 }
 
 func TestPOP3AllowHandover(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -189,5 +190,34 @@ func (l *lineConn) until(prefix string) []string {
 func closeWhenDone(t *testing.T, sess *Session) {
 	if sess != nil && sess.Conn != nil {
 		t.Cleanup(func() { sess.Conn.Close() })
+	}
+}
+
+// dialogueCase is one scripted pre-TLS dialogue that ends without a
+// session: the client's input, the server's whole output, and the error.
+type dialogueCase struct {
+	name    string
+	mode    Mode
+	srv     func(*Server) // adjusts the Server, if not nil
+	input   string
+	want    string
+	wantErr error
+}
+
+// runDialogues plays each case against a Server for p greeting as host.
+func runDialogues(t *testing.T, p Protocol, host string, tests []dialogueCase) {
+	t.Helper()
+	pki := newSrvPKI(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &Server{Protocol: p, Mode: tt.mode, TLSConfig: pki.server, Hostname: host}
+			if tt.srv != nil {
+				tt.srv(s)
+			}
+			res := runPipe(t, s, tt.input)
+			assert.ErrorIs(t, res.err, tt.wantErr)
+			assert.Nil(t, res.sess)
+			assert.Equal(t, tt.want, res.out)
+		})
 	}
 }

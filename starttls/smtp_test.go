@@ -19,14 +19,7 @@ func TestSMTPDialogue(t *testing.T) {
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
 	ehlo := strings.Join(smtpEHLORequire, "\r\n")
-	tests := []struct {
-		name    string
-		mode    Mode
-		srv     func(*Server)
-		input   string
-		want    string
-		wantErr error
-	}{
+	tests := []dialogueCase{
 		{
 			name:    "ehlo then quit",
 			input:   crlf("EHLO client.test", "QUIT"),
@@ -140,19 +133,7 @@ func TestSMTPDialogue(t *testing.T) {
 			wantErr: ErrClientQuit,
 		},
 	}
-	pki := newSrvPKI(t)
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := &Server{Protocol: SMTP, Mode: tt.mode, TLSConfig: pki.server, Hostname: "mx.test"}
-			if tt.srv != nil {
-				tt.srv(s)
-			}
-			res := runPipe(t, s, tt.input)
-			assert.ErrorIs(t, res.err, tt.wantErr)
-			assert.Nil(t, res.sess)
-			assert.Equal(t, tt.want, res.out)
-		})
-	}
+	runDialogues(t, SMTP, "mx.test", tests)
 }
 
 // TestSMTPAllowHandover checks a client that declines STARTTLS in Allow
