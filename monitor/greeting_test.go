@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"strings"
@@ -183,5 +184,29 @@ func TestGreetingImplicitTLS(t *testing.T) {
 			require.Error(t, r.Err)
 			assert.Contains(t, r.Err.Error(), tt.substr)
 		})
+	}
+}
+
+// realProbe says how runRealProbe starts its server: with implicit TLS,
+// offering STARTTLS, and whether it accepts logins in clear text.
+type realProbe struct{ implicit, starttls, insecure bool }
+
+// runRealProbe starts a real server with start (given srvCfg when it speaks
+// TLS), runs probe against it and checks the verdict and reason; a
+// successful TLS probe must report its certificate's expiry.
+func runRealProbe(t *testing.T, start func(*testing.T, *tls.Config, bool, bool) string, srvCfg *tls.Config,
+	how realProbe, probe Probe, sec Security, kind error, reason string) {
+	t.Helper()
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	var cfg *tls.Config
+	if how.starttls || how.implicit {
+		cfg = srvCfg
+	}
+	addr := start(t, cfg, how.implicit, how.insecure)
+	r := probe.Probe(probeCtx(t, reason), addr)
+	checkResult(t, r, kind, reason)
+	if kind == nil && sec != Plain {
+		assert.True(t, strings.HasPrefix(r.Detail, "TLS 1.3, certificate expires in"), r.Detail)
 	}
 }

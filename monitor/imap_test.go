@@ -11,7 +11,6 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -89,18 +88,7 @@ func TestIMAPProbeRealServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaktest.Check(t)
-			leaktest.CheckFDs(t)
-			var cfg *tls.Config
-			if tt.starttls || tt.implicit {
-				cfg = p.server
-			}
-			addr := imapServer(t, cfg, tt.implicit, tt.insecure)
-			r := tt.probe.Probe(probeCtx(t, tt.reason), addr)
-			checkResult(t, r, tt.kind, tt.reason)
-			if tt.kind == nil && tt.probe.Security != Plain {
-				assert.True(t, strings.HasPrefix(r.Detail, "TLS 1.3, certificate expires in"), r.Detail)
-			}
+			runRealProbe(t, imapServer, p.server, realProbe{tt.implicit, tt.starttls, tt.insecure}, tt.probe, tt.probe.Security, tt.kind, tt.reason)
 		})
 	}
 }

@@ -130,18 +130,7 @@ func TestSMTPProbeRealServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaktest.Check(t)
-			leaktest.CheckFDs(t)
-			var cfg *tls.Config
-			if tt.starttls || tt.implicit {
-				cfg = p.server
-			}
-			addr := smtpServer(t, cfg, tt.implicit, tt.insecure)
-			r := tt.probe.Probe(probeCtx(t, tt.reason), addr)
-			checkResult(t, r, tt.kind, tt.reason)
-			if tt.kind == nil && tt.probe.Security != Plain {
-				assert.True(t, strings.HasPrefix(r.Detail, "TLS 1.3, certificate expires in"), r.Detail)
-			}
+			runRealProbe(t, smtpServer, p.server, realProbe{tt.implicit, tt.starttls, tt.insecure}, tt.probe, tt.probe.Security, tt.kind, tt.reason)
 		})
 	}
 }
