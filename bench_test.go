@@ -12,51 +12,33 @@ import (
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
 
-// fakeIMAP greets and answers every tagged line with OK, until l closes.
-func fakeIMAP(b *testing.B) (string, func()) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+// fakeIMAP greets and answers every tagged line with OK until the
+// benchmark ends.
+func fakeIMAP(b *testing.B) string {
+	return testnet.Serve(b, func(c net.Conn) {
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1] ready\r\n"))
+		r := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.Write([]byte("* OK [CAPABILITY IMAP4rev1] ready\r\n"))
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					tag, _, _ := strings.Cut(line, " ")
-					c.Write([]byte(tag + " OK done\r\n"))
-				}
-			}()
+			tag, _, _ := strings.Cut(line, " ")
+			c.Write([]byte(tag + " OK done\r\n"))
 		}
-	}()
-	return l.Addr().String(), func() { l.Close(); wg.Wait() }
+	})
 }
 
 // BenchmarkProxyIMAPS is one whole implicit-TLS IMAP connection through
 // Proxy: TLS handshake, backend dial and greeting, handover, one command,
 // close. The client's side of the handshake runs in the same process.
 func BenchmarkProxyIMAPS(b *testing.B) {
-	be, stop := fakeIMAP(b)
-	defer stop()
+	be := fakeIMAP(b)
 	ca, _ := testcert.NewCA("bench CA")
 	leaf, _ := ca.Issue(testcert.Options{}, "mail.example.com")
 	var certs sni.Resolver

@@ -7,40 +7,16 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/mailedge/mailedge/internal/testnet"
 )
 
 // benchListener serves every accepted loopback connection with serve in its
 // own goroutine until the benchmark ends.
 func benchListener(b *testing.B, serve func(net.Conn)) string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				serve(conn)
-			}()
-		}
-	}()
-	b.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return testnet.Serve(b, serve)
 }
 
 // benchClient dials addr, plays the plaintext part of tc (nil for implicit

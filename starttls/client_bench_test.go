@@ -4,38 +4,16 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
-	"sync"
 	"testing"
+
+	"github.com/mailedge/mailedge/internal/testnet"
 )
 
 // benchBackend serves every accepted conn with steps until the listener
 // closes; the goroutines are waited for at cleanup.
 func benchBackend(b *testing.B, cfg *tls.Config, steps ...step) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				runScript(c, steps, cfg, nil)
-			}()
-		}
-	}()
-	b.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	b.Helper()
+	return testnet.Serve(b, func(c net.Conn) { runScript(c, steps, cfg, nil) })
 }
 
 // BenchmarkClientUpgrade measures a full STARTTLS dialogue plus handshake
