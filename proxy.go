@@ -87,11 +87,20 @@ type Proxy struct {
 	wg sync.WaitGroup
 }
 
-// Serve accepts connections on l and serves each in its own goroutine until
-// l is closed or ctx is done (which closes l); it then waits for the
-// sessions it started, which end on their own or when ctx is done. For a
-// graceful stop, close l, wait for a grace period, then cancel ctx.
+// Serve accepts connections on l and serves each until l is closed or ctx
+// is done (which closes l); it then waits for the sessions it started,
+// which end on their own or when ctx is done. For a graceful stop, close
+// l, wait for a grace period, then cancel ctx.
+//
+// Idle sessions are parked in Bridge.Poller, or in a Poller of Serve's own
+// when that is nil, so that a session waiting for its next command holds
+// no goroutine (see bridge.Poller).
 func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
+	poller := p.Bridge.Poller
+	if poller == nil {
+		poller = new(bridge.Poller)
+		defer poller.Close() // after the sessions: deferred calls run last first
+	}
 	defer p.wg.Wait()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
@@ -118,54 +127,74 @@ func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
 		}
 		backoff = 0
 		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			p.ServeConn(ctx, c)
-		}()
+		go p.serve(ctx, c, poller, p.sessionDone)
 	}
 }
 
+func (p *Proxy) sessionDone(SessionInfo) { p.wg.Done() }
+
 // ServeConn serves one client connection to its end, closes it, and
-// returns what OnSession also receives.
-func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn) (info SessionInfo) {
-	info = SessionInfo{Client: conn.RemoteAddr(), Start: time.Now(), Outcome: OutcomeOK, Implicit: p.Implicit}
-	defer func() {
+// returns what OnSession also receives. It parks the session in
+// Bridge.Poller if that is set.
+func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn) SessionInfo {
+	ended := make(chan SessionInfo, 1)
+	p.serve(ctx, conn, p.Bridge.Poller, func(info SessionInfo) { ended <- info })
+	return <-ended
+}
+
+// serve takes one connection through admission, the client side, the
+// backend dial and the handover, then starts the copy and returns: the
+// session goes on in the bridge, on goroutines of its own or parked in
+// poller. done is called last, once the session has ended, its conns are
+// closed and OnSession has run.
+func (p *Proxy) serve(ctx context.Context, conn net.Conn, poller *bridge.Poller, done func(SessionInfo)) {
+	info := &SessionInfo{Client: conn.RemoteAddr(), Start: time.Now(), Outcome: OutcomeOK, Implicit: p.Implicit}
+	var lease ratelimit.Lease
+	end := func() {
 		conn.Close()
+		lease.Release()
 		if p.OnSession != nil {
-			p.OnSession(info)
+			p.OnSession(*info)
 		}
-	}()
+		done(*info)
+	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true) // replies are whole; never let Nagle hold a greeting
 	}
 	src := AddrOf(conn.RemoteAddr())
 	if p.Limiter != nil {
-		lease, err := p.Limiter.Admit(src)
-		if err != nil {
+		var err error
+		if lease, err = p.Limiter.Admit(src); err != nil {
 			info.Outcome, info.Err = OutcomeLimited, err
 			p.limited(err)
 			p.refuse(conn, err)
-			return info
+			end()
+			return
 		}
-		defer lease.Release()
 	}
-	// The handshake, the dialogues and the backend dial grow a goroutine's
-	// stack to tens of KiB, and an idle goroutine keeps its stack until a
-	// garbage collection shrinks it. Running them on a short-lived
-	// goroutine leaves this one small for the long, mostly idle copy.
-	var client, server net.Conn
-	var sess *starttls.Session
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		client, server, sess = p.prepare(ctx, conn, &info)
-	}()
-	<-done
+	client, server, sess := p.prepare(ctx, conn, info)
 	if sess == nil {
-		return info
+		end()
+		return
 	}
-	p.copy(ctx, client, server, sess.Protocol, src, &info)
-	return info
+	opt := p.bridgeOptions(sess.Protocol, src)
+	opt.Poller = poller
+	userEnd := opt.Hooks.End
+	opt.Hooks.End = func(st bridge.Stats, err error) {
+		if userEnd != nil {
+			userEnd(st, err)
+		}
+		info.Stats = st
+		switch {
+		case err == nil:
+		case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+			info.Outcome = OutcomeReset // swaks, Outlook and others reset after QUIT
+		default:
+			info.Outcome, info.Err = OutcomeCopyError, err
+		}
+		end()
+	}
+	bridge.Start(ctx, client, server, opt)
 }
 
 // prepare runs the client side, the backend dial and the handover. It
@@ -223,19 +252,6 @@ func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Ses
 		return nil, nil, false
 	}
 	return client, server, true
-}
-
-// copy joins the two conns until the session ends.
-func (p *Proxy) copy(ctx context.Context, client, server net.Conn, proto starttls.Protocol, src netip.Addr, info *SessionInfo) {
-	var err error
-	info.Stats, err = bridge.Join(ctx, client, server, p.bridgeOptions(proto, src))
-	switch {
-	case err == nil:
-	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
-		info.Outcome = OutcomeReset // swaks, Outlook and others reset after QUIT
-	default:
-		info.Outcome, info.Err = OutcomeCopyError, err
-	}
 }
 
 // refuse writes the Limiter's refusal in the protocol's words on a plain

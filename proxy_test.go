@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
+	"github.com/mailedge/mailedge/bridge"
 	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/mailedge/mailedge/internal/testcert"
@@ -302,4 +304,79 @@ func TestProxyServeSurvivesEMFILE(t *testing.T) {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(line, "220 "), line)
+}
+
+// TestProxyParksIdleSessions: sessions waiting for their next command hold
+// no copier goroutine; each command wakes its session, which answers and
+// parks again.
+func TestProxyParksIdleSessions(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	f := newFixture(t)
+	poller := &bridge.Poller{ParkAfter: 5 * time.Millisecond}
+	t.Cleanup(func() { poller.Close() })
+	addr := serve(t, &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
+		Implicit: true,
+		Backend:  &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
+		Bridge:   bridge.Options{Poller: poller},
+	})
+	type client struct {
+		c *tls.Conn
+		r *bufio.Reader
+	}
+	say := func(c client, cmd, wantPrefix string) {
+		t.Helper()
+		_, err := c.c.Write([]byte(cmd + "\r\n"))
+		require.NoError(t, err)
+		for {
+			line, err := c.r.ReadString('\n')
+			require.NoError(t, err)
+			if !strings.HasPrefix(line, "* ") {
+				assert.True(t, strings.HasPrefix(line, wantPrefix), "got %q; want %q...", line, wantPrefix)
+				return
+			}
+		}
+	}
+	var clients []client
+	for range 5 {
+		c, err := tls.Dial("tcp", addr, f.roots)
+		require.NoError(t, err)
+		r := bufio.NewReader(c)
+		greeting, err := r.ReadString('\n')
+		require.NoError(t, err)
+		require.True(t, strings.HasPrefix(greeting, "* OK"), greeting)
+		clients = append(clients, client{c, r})
+	}
+	waitPumping(t, 0)
+	for i, c := range clients {
+		say(c, "a LOGIN demo@example.com demo", "a OK")
+		say(c, "b SELECT INBOX", "b OK")
+		if i%2 == 0 {
+			waitPumping(t, 0)
+		}
+	}
+	waitPumping(t, 0)
+	for _, c := range clients {
+		say(c, "c NOOP", "c OK")
+		say(c, "d LOGOUT", "d OK")
+		c.c.Close()
+	}
+}
+
+// waitPumping waits until want goroutines run a bridge direction's loop.
+func waitPumping(t *testing.T, want int) {
+	t.Helper()
+	count := func() int {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		return strings.Count(string(buf), "bridge.(*session).pump(")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines copying; want %d", count(), want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }

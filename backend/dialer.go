@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/bufpool"
+	"github.com/mailedge/mailedge/internal/nbconn"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -284,7 +285,7 @@ func (d *Dialer) converse(ctx context.Context, raw net.Conn, ci ClientInfo, dead
 	c := &Conn{Conn: raw, Member: d.Addr}
 	switch d.Security {
 	case TLS:
-		tc := tls.Client(raw, d.tlsConfig())
+		tc := tls.Client(nbconn.Wrap(raw), d.tlsConfig()) // so the bridge can park an idle session
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}

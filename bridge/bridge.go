@@ -44,6 +44,10 @@ type Options struct {
 	// zero, bytes are copied without looking at them. Ignored when SMTP is
 	// non-nil, which guards SMTP sessions itself.
 	Guard Guard
+	// Poller, if non-nil, holds the session's directions while they are
+	// idle, so that an idle session keeps no goroutine (see Poller). If
+	// nil, each direction waits on a goroutine of its own.
+	Poller *Poller
 	// Hooks report events as they happen. If zero, nothing is reported.
 	Hooks Hooks
 }
@@ -153,26 +157,26 @@ type Stats struct {
 // sides closed cleanly; otherwise it wraps ErrIdleTimeout, ErrMaxDuration,
 // ctx.Err() or the I/O error, and Stats.End says which.
 func Join(ctx context.Context, client, server net.Conn, opt Options) (Stats, error) {
-	s := newSession(client, server, &opt)
-	stopCtx := context.AfterFunc(ctx, func() { s.abort(EndCanceled) })
-	s.startTimers()
-
+	s := newSession(ctx, client, server, &opt)
 	// One copier runs on this goroutine: an idle session then costs one
 	// goroutine stack fewer. A copier that fails aborts the session itself,
-	// which unblocks the other wherever it runs.
-	results := make(chan copyResult, 2)
-	go s.copier(s.dirs[0], results) // client->server
-	s.copier(s.dirs[1], results)    // server->client
-	first, second := <-results, <-results
+	// which unblocks the other wherever it runs. With a Poller, the copier
+	// may park and return early; the session then ends elsewhere.
+	go s.run(s.dirs[0]) // client->server
+	s.run(s.dirs[1])    // server->client
+	<-s.finished
+	return s.stats, s.err
+}
 
-	stopCtx()
-	s.stopTimers()
-	s.closeBoth(false)
-	st, err := s.result(ctx, first, second)
-	if opt.Hooks.End != nil {
-		opt.Hooks.End(st, err)
-	}
-	return st, err
+// Start is Join without the wait: it returns at once, and the session runs
+// on goroutines of its own, or on none while it is parked in opt.Poller.
+// opt.Hooks.End is called once, on the goroutine that ends the session,
+// with the results Join would return; both conns are closed by then. Start
+// owns both conns as Join does.
+func Start(ctx context.Context, client, server net.Conn, opt Options) {
+	s := newSession(ctx, client, server, &opt)
+	go s.run(s.dirs[0])
+	go s.run(s.dirs[1])
 }
 
 // copyResult is what a copier reports when it returns.
@@ -185,6 +189,10 @@ type copyResult struct {
 type session struct {
 	client, server net.Conn
 	opt            *Options
+	ctx            context.Context
+	stopCtx        func() bool
+	poller         *Poller // nil: directions never park
+	parkAfter      time.Duration
 	start          time.Time
 	idle           time.Duration
 	last           atomic.Int64 // nanoseconds since start of the last activity
@@ -195,31 +203,93 @@ type session struct {
 	dirs           [2]*direction
 	smtp           *smtpSession
 
+	// Results, filled in as the directions finish.
+	res       [2]copyResult // by Direction
+	firstDone atomic.Int32  // Direction+1 of the first to finish; 0 while none
+	nDone     atomic.Int32  // directions finished
+	finished  chan struct{} // closed once stats and err are set
+	stats     Stats
+	err       error
+
 	timerMu   sync.Mutex
 	stopped   bool
 	idleTimer *time.Timer
 	maxTimer  *time.Timer
 }
 
-func newSession(client, server net.Conn, opt *Options) *session {
+// newSession sets up the session of one Join or Start and arms its
+// context and timers; the caller starts the copiers.
+func newSession(ctx context.Context, client, server net.Conn, opt *Options) *session {
 	s := &session{
-		client: client,
-		server: server,
-		opt:    opt,
-		start:  time.Now(),
-		idle:   opt.idleTimeout(),
-		done:   make(chan struct{}),
+		client:   client,
+		server:   server,
+		opt:      opt,
+		ctx:      ctx,
+		start:    time.Now(),
+		idle:     opt.idleTimeout(),
+		done:     make(chan struct{}),
+		finished: make(chan struct{}),
 	}
-	c, v := ioConn(client), ioConn(server)
-	s.dirs[0] = &direction{dir: ClientToServer, src: c, dst: v}
-	s.dirs[1] = &direction{dir: ServerToClient, src: v, dst: c}
+	if opt.Poller.enabled() {
+		s.poller, s.parkAfter = opt.Poller, opt.Poller.parkAfter()
+	}
+	s.dirs[0] = &direction{dir: ClientToServer, src: client, dst: server}
+	s.dirs[1] = &direction{dir: ServerToClient, src: server, dst: client}
 	if opt.SMTP != nil {
 		s.smtp = newSMTPSession(opt.SMTP, client, server, s.done)
 		s.dirs[0].filter = s.smtp.commands
 		s.dirs[1].filter = s.smtp.replies
 	}
 	s.setGuard(opt)
+	s.stopCtx = context.AfterFunc(ctx, func() { s.abort(EndCanceled) })
+	s.startTimers()
 	return s
+}
+
+// finishDir ends direction d with err (nil at a clean end of file): it
+// passes the half-close on, or aborts the session on an error, and the
+// last direction to finish ends the session.
+func (s *session) finishDir(d *direction, err error) {
+	if d.filter != nil {
+		d.filter.closed()
+	}
+	s.res[d.dir] = copyResult{dir: d.dir, err: err}
+	s.firstDone.CompareAndSwap(0, int32(d.dir)+1)
+	if err == nil {
+		// Record who ended first before passing the half-close on: once
+		// the peer sees it, the other direction may finish and report
+		// before this goroutine does.
+		s.firstEOF.CompareAndSwap(0, int32(d.dir)+1)
+		if closeWrite(d.dst) && s.opt.Hooks.HalfClose != nil {
+			s.opt.Hooks.HalfClose(d.dir)
+		}
+	} else {
+		s.abort(EndError) // the first reason wins; unblocks the other copier
+	}
+	if s.nDone.Add(1) == 2 {
+		s.finish()
+	}
+}
+
+// finish runs once, on the goroutine of the last direction to end: it
+// stops the timers, closes both conns, sets the results, calls Hooks.End
+// and releases Join.
+func (s *session) finish() {
+	s.stopCtx()
+	s.stopTimers()
+	s.closeBoth(false)
+	for _, d := range s.dirs {
+		if d.entry != nil {
+			s.poller.unregister(d.entry)
+		}
+	}
+	first := s.res[s.firstDone.Load()-1]
+	second := s.res[1-first.dir]
+	s.stats, s.err = s.result(s.ctx, first, second)
+	if s.opt.Hooks.End != nil {
+		s.opt.Hooks.End(s.stats, s.err)
+	}
+	close(s.finished)
 }
 
 // touch records activity now; one atomic store, no deadline change.
@@ -273,6 +343,12 @@ func (s *session) stopTimers() {
 func (s *session) abort(reason End) {
 	s.reason.CompareAndSwap(0, int32(reason))
 	s.closeBoth(true)
+	// A parked direction has no goroutine to see the close: end it here.
+	for _, d := range s.dirs {
+		if d.state.CompareAndSwap(dirParked, dirDone) {
+			s.finishDir(d, net.ErrClosed)
+		}
+	}
 }
 
 // closeBoth closes both conns once. With hard set, a *tls.Conn's socket is

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
+
+	"github.com/mailedge/mailedge/internal/nbconn"
 )
 
 // bufSize is the size of the pooled buffers a burst is read into.
@@ -30,128 +34,233 @@ type filter interface {
 	closed()
 }
 
+// States of a direction, for parking in a Poller.
+const (
+	dirRunning int32 = iota // on a goroutine
+	dirParked               // armed in the Poller, no goroutine
+	dirDone                 // finished; its result is recorded
+)
+
 // direction is one half of a session.
 type direction struct {
 	dir      Direction
-	src, dst net.Conn
+	src, dst net.Conn     // as given to Join; see ioConn for the conn read
 	n        atomic.Int64 // bytes read from src
 	filter   filter       // nil: copy verbatim
+	state    atomic.Int32 // dirRunning, dirParked or dirDone
+
+	// Owned by the goroutine running the direction.
+	rcFor  net.Conn        // the socket rc belongs to
+	rc     syscall.RawConn // raw conn of the socket waited on
+	entry  *pollEntry      // registration in the Poller, once parked
+	noPark bool            // the Poller refused: wait on this goroutine
+	lr     io.LimitedReader
 }
 
-// copier moves bytes for one direction until src ends, then shuts down the
-// write side of dst. It is named, rather than a closure, so stack dumps
-// say what a goroutine does.
-func (s *session) copier(d *direction, results chan<- copyResult) {
-	var err error
-	switch {
-	case d.filter == nil && canSplice(d.src, d.dst):
-		err = s.spliceCopy(d)
-	default:
-		err = s.bufferedCopy(d)
+// run moves bytes for d until its source ends or fails, then finishes d;
+// or, with a Poller, until d parks, in which case the Poller calls wake
+// when there is something to read. It is named, rather than a closure, so
+// stack dumps say what a goroutine does.
+func (s *session) run(d *direction) {
+	err, parked := s.pump(d)
+	if parked {
+		return
 	}
-	if d.filter != nil {
-		d.filter.closed()
+	s.finishDir(d, err)
+}
+
+// wake is the Poller's call for a parked direction: it carries on on a new
+// goroutine unless the session ended meanwhile.
+func (s *session) wake(d *direction) {
+	if d.state.CompareAndSwap(dirParked, dirRunning) {
+		go s.run(d)
 	}
-	if err == nil {
-		// Record who ended first before passing the half-close on: once
-		// the peer sees it, the other direction may finish and report
-		// before this goroutine does.
-		s.firstEOF.CompareAndSwap(0, int32(d.dir)+1)
-		if closeWrite(d.dst) && s.opt.Hooks.HalfClose != nil {
-			s.opt.Hooks.HalfClose(d.dir)
+}
+
+// errPark reports that a direction waited ParkAfter in vain.
+var errPark = errors.New("bridge: park")
+
+// pump is the loop of run: it returns nil at a clean end of file, the
+// error that ended the direction, or parked set when d is now in the
+// Poller and this goroutine must leave it alone.
+//
+// While nothing is ready it waits for the source's socket to be readable,
+// holding no buffer: a plain socket, or the socket under a *tls.Conn that
+// nbconn lets us read without blocking (after ErrWouldBlock the *tls.Conn
+// holds no record, so readability of the socket is all that matters).
+// Other conns block in a one-byte read instead.
+func (s *session) pump(d *direction) (err error, parked bool) {
+	for {
+		src := ioConn(d.src)
+		sock, nb := socketOf(src)
+		if sock == nil {
+			if err := s.blockingStep(d, src); err != nil {
+				return eofIsNil(err), false
+			}
+			continue
+		}
+		if nb != nil {
+			eof, err := s.drainTLS(d, src, nb)
+			if eof || err != nil {
+				return err, false
+			}
+		}
+		if d.rcFor != sock {
+			if d.rc, err = sock.(syscall.Conn).SyscallConn(); err != nil {
+				return err, false
+			}
+			d.rcFor = sock
+		}
+		avail, err := s.await(d, sock)
+		switch {
+		case err == errPark:
+			if s.park(d) {
+				return nil, true
+			}
+			continue
+		case err != nil:
+			return err, false
+		case nb != nil:
+			continue // drainTLS reads it, end of file included
+		case avail == 0:
+			return nil, false // end of file
+		}
+		if d.filter == nil && canSplice(sock, ioConn(d.dst)) {
+			n, err := s.splice(d, sock, avail)
+			if err != nil || n == 0 { // readable but nothing queued: end of file raced the count
+				return err, false
+			}
+			continue
+		}
+		if err := s.burst(d, src, nil); err != nil {
+			return eofIsNil(err), false
 		}
 	}
-	if err != nil {
-		s.abort(EndError) // the first reason wins; unblocks the other copier
+}
+
+// socketOf returns the socket whose readability means src has bytes, and
+// the nbconn under src when src is a *tls.Conn; nil when src may buffer
+// bytes out of sight or the platform cannot wait for readability.
+func socketOf(src net.Conn) (sock net.Conn, nb *nbconn.Conn) {
+	if !readinessSupported {
+		return nil, nil
 	}
-	results <- copyResult{dir: d.dir, err: err}
+	switch c := src.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return c, nil
+	case *tls.Conn:
+		if nb, ok := c.NetConn().(*nbconn.Conn); ok {
+			return nb.NetConn(), nb
+		}
+	}
+	return nil, nil
+}
+
+// await waits until sock is readable and returns the bytes queued (0 at
+// end of file). With a Poller it waits at most ParkAfter and then returns
+// errPark.
+func (s *session) await(d *direction, sock net.Conn) (int, error) {
+	if s.poller == nil || d.noPark {
+		return waitReadable(d.rc)
+	}
+	if avail, ready, err := peekReadable(d.rc); ready || err != nil {
+		return avail, err // the common case under load: no deadline to set
+	}
+	if err := sock.SetReadDeadline(time.Now().Add(s.parkAfter)); err != nil {
+		return 0, err
+	}
+	avail, err := waitReadable(d.rc)
+	if cerr := sock.SetReadDeadline(time.Time{}); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, errPark
+	}
+	return avail, err
+}
+
+// park hands d to the Poller and reports true if it took it; the caller
+// must then leave d alone, as a wake-up may already run it elsewhere. If
+// the Poller refuses, d waits on its goroutine from now on.
+func (s *session) park(d *direction) bool {
+	if d.entry == nil {
+		e, err := s.poller.register(d.rc, func() { s.wake(d) })
+		if err != nil {
+			d.noPark = true
+			return false
+		}
+		d.entry = e
+	}
+	add := !d.entry.added
+	d.entry.added = true
+	d.state.Store(dirParked) // before arming: the wake-up can come at once
+	if err := s.poller.arm(d.entry, add); err != nil {
+		if d.state.CompareAndSwap(dirParked, dirRunning) {
+			d.noPark = true
+			return false
+		}
+		return true // abort ended d meanwhile
+	}
+	return true
 }
 
 // canSplice reports whether src to dst can go through splice(2): both are
-// plain *net.TCPConn and the platform lets us wait for readability without
-// a buffer.
+// plain *net.TCPConn.
 func canSplice(src, dst net.Conn) bool {
 	_, ok1 := src.(*net.TCPConn)
 	_, ok2 := dst.(*net.TCPConn)
-	return ok1 && ok2 && readinessSupported
+	return ok1 && ok2
 }
 
-// spliceCopy waits for src to be readable without holding any buffer, then
-// lets io.Copy move exactly the bytes already queued. io.Copy finds
-// (*net.TCPConn).ReadFrom, which sees an *io.LimitedReader around a
+// splice lets io.Copy move the avail bytes already queued on src. io.Copy
+// finds (*net.TCPConn).ReadFrom, which sees an *io.LimitedReader around a
 // *net.TCPConn and uses splice(2), so the payload never enters user space.
-func (s *session) spliceCopy(d *direction) error {
-	src, dst := d.src.(*net.TCPConn), d.dst.(*net.TCPConn)
-	rc, err := src.SyscallConn()
-	if err != nil {
+func (s *session) splice(d *direction, src net.Conn, avail int) (int64, error) {
+	d.lr = io.LimitedReader{R: src, N: int64(min(avail, spliceChunk))}
+	n, err := io.Copy(ioConn(d.dst).(*net.TCPConn), &d.lr)
+	d.n.Add(n)
+	s.touch()
+	return n, err
+}
+
+// drainTLS reads the records the *tls.Conn src can decrypt without
+// blocking and writes them on, until it would block (nil), reaches end of
+// file (eof) or fails.
+func (s *session) drainTLS(d *direction, src net.Conn, nb *nbconn.Conn) (eof bool, err error) {
+	nb.SetNonblocking(true)
+	for {
+		err := s.burst(d, src, nil)
+		switch {
+		case err == nil:
+		case errors.Is(err, nbconn.ErrWouldBlock):
+			return false, nil
+		case errors.Is(err, io.EOF):
+			return true, nil
+		default:
+			return false, err
+		}
+	}
+}
+
+// blockingStep blocks in a one-byte read of src (a conn that may buffer
+// out of sight) and then moves what else is ready.
+func (s *session) blockingStep(d *direction, src net.Conn) error {
+	var one [1]byte
+	n, err := src.Read(one[:])
+	if n == 0 {
 		return err
 	}
-	lr := &io.LimitedReader{R: src}
-	for {
-		avail, err := waitReadable(rc)
-		if err != nil {
-			return err
-		}
-		if avail == 0 {
-			return nil // end of file
-		}
-		lr.N = int64(min(avail, spliceChunk))
-		n, err := io.Copy(dst, lr)
-		d.n.Add(n)
-		s.touch()
-		if err != nil {
-			return err
-		}
-		if n == 0 { // readable but nothing queued: end of file raced the count
-			return nil
-		}
-	}
-}
-
-// bufferedCopy reads bursts into pooled buffers. While idle it blocks
-// either in a readiness wait (plain sockets, no buffer held) or in a
-// one-byte read (TLS and other conns; a *tls.Conn decrypts a whole record
-// into its own buffer, so the rest of the record is then read at once).
-func (s *session) bufferedCopy(d *direction) error {
-	var one [1]byte
-	var rc syscall.RawConn
-	if readinessSupported {
-		rc = rawConn(d.src)
-	}
-	for {
-		head := 0
-		if rc != nil {
-			avail, err := waitReadable(rc)
-			if err != nil {
-				return err
-			}
-			if avail == 0 {
-				return nil
-			}
-		} else {
-			n, err := d.src.Read(one[:])
-			if n == 0 {
-				if err == nil {
-					continue
-				}
-				return eofIsNil(err)
-			}
-			head = 1
-		}
-		if err := s.burst(d, one[:head]); err != nil {
-			return eofIsNil(err)
-		}
-	}
+	return s.burst(d, src, one[:1])
 }
 
 // burst reads what is ready into a pooled buffer, after the head byte
 // already read, and writes it on; the buffer goes back before the next wait.
-func (s *session) burst(d *direction, head []byte) error {
+func (s *session) burst(d *direction, src net.Conn, head []byte) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	copy(buf, head)
-	n, rerr := d.src.Read(buf[len(head):])
+	n, rerr := src.Read(buf[len(head):])
 	n += len(head)
 	if n > 0 {
 		d.n.Add(int64(n))
@@ -174,26 +283,6 @@ func eofIsNil(err error) error {
 		return nil
 	}
 	return err
-}
-
-// rawConn returns the raw socket of conns whose Read is a plain socket
-// read, so that readiness means Read will not block. Wrappers are not
-// trusted: they may buffer.
-func rawConn(c net.Conn) syscall.RawConn {
-	var sc syscall.Conn
-	switch c := c.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *net.UnixConn:
-		sc = c
-	default:
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
 }
 
 // unwrapper is implemented by conns that wrap another and may hold bytes

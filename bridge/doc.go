@@ -21,7 +21,8 @@
 //		st.ClientToServer, st.ServerToClient, st.End, err)
 //
 // Join takes ownership of both conns: it closes them, and both of its copier
-// goroutines have returned, before it returns, whatever ended the session.
+// goroutines have finished their work, before it returns, whatever ended
+// the session.
 // Cancelling ctx, the idle timer and the MaxDuration timer close both conns
 // to unblock the copiers; none of them starts a goroutine until it fires.
 // Hooks and SMTPInspector callbacks run on the copier goroutines and must be
@@ -32,7 +33,12 @@
 // socket is waited on for readability without a buffer, and a 32 KiB buffer
 // is taken from a shared pool only for the bytes already queued; between
 // two plain *net.TCPConn the bytes go through splice(2) and never enter user
-// space. Other conns (a *tls.Conn, wrappers) block in a one-byte read and
-// take a pooled buffer for the rest of what arrived; *tls.Conn keeps its own
-// record buffers, which this package does not control.
+// space. A *tls.Conn made over the nbconn wrapper that the starttls and
+// backend packages use is read without blocking until it has no record
+// left, then its socket is waited on the same way. With Options.Poller, a
+// direction that has waited ParkAfter in vain gives up its goroutine too:
+// an idle session then holds only its heap objects (see Poller). Start is
+// Join for callers that do not want to keep a goroutine waiting either.
+// Other conns (wrappers that read ahead, a *tls.Conn made elsewhere) block
+// in a one-byte read on their goroutine.
 package bridge

@@ -6,6 +6,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/mailedge/mailedge/internal/nbconn"
 	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/stretchr/testify/require"
 )
@@ -42,11 +43,17 @@ func tlsConfigs(t testing.TB) (srv, cli *tls.Config) {
 }
 
 // tlsPair returns a loopback TCP connection with TLS on it, handshake done:
-// the first conn is the TLS client end, the second the server end.
+// the first conn is the TLS client end, the second the server end. Both
+// are over nbconn, as the starttls and backend packages make them.
 func tlsPair(t testing.TB, srv, cli *tls.Config) (*tls.Conn, *tls.Conn) {
 	t.Helper()
 	a, b := tcpPair(t)
-	tc, ts := tls.Client(a, cli), tls.Server(b, srv)
+	return handshakePair(t, tls.Client(nbconn.Wrap(a), cli), tls.Server(nbconn.Wrap(b), srv))
+}
+
+// handshakePair runs the handshake between tc and ts.
+func handshakePair(t testing.TB, tc, ts *tls.Conn) (*tls.Conn, *tls.Conn) {
+	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- ts.HandshakeContext(context.Background()) }()
 	require.NoError(t, tc.HandshakeContext(context.Background()))

@@ -17,9 +17,19 @@ const fionread = 0x541B
 // (0 at end of file). It uses the runtime's poller through RawConn.Read, so
 // closing the conn or a deadline ends the wait.
 func waitReadable(rc syscall.RawConn) (int, error) {
-	var avail int
+	avail, _, err := readable(rc, true)
+	return avail, err
+}
+
+// peekReadable is waitReadable without the wait: ready reports whether the
+// socket had bytes or had reached end of file.
+func peekReadable(rc syscall.RawConn) (avail int, ready bool, err error) {
+	return readable(rc, false)
+}
+
+func readable(rc syscall.RawConn, wait bool) (avail int, ready bool, err error) {
 	var serr error
-	err := rc.Read(func(fd uintptr) bool {
+	err = rc.Read(func(fd uintptr) bool {
 		var b [1]byte
 		for {
 			n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
@@ -29,11 +39,12 @@ func waitReadable(rc syscall.RawConn) (int, error) {
 			case syscall.EINTR:
 				continue
 			case syscall.EAGAIN:
-				return false // not ready: let the poller wait
+				return !wait // not ready: let the poller wait, or give up
 			default:
 				serr = errno
 				return true
 			}
+			ready = true
 			if n == 0 {
 				avail = 0 // end of file
 				return true
@@ -47,7 +58,10 @@ func waitReadable(rc syscall.RawConn) (int, error) {
 		}
 	})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	return avail, serr
+	if serr != nil {
+		return 0, true, serr
+	}
+	return avail, ready, nil
 }

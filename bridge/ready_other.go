@@ -14,3 +14,7 @@ const readinessSupported = false
 func waitReadable(rc syscall.RawConn) (int, error) {
 	return 0, errors.ErrUnsupported
 }
+
+func peekReadable(rc syscall.RawConn) (int, bool, error) {
+	return 0, false, errors.ErrUnsupported
+}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailedge/mailedge/internal/nbconn"
 )
 
 // Errors of the backend-facing dialogue that callers may branch on.
@@ -157,7 +159,7 @@ func (c *Client) Upgrade(ctx context.Context, conn net.Conn) (up *Upgraded, err 
 	if err := c.dialogue(b, up); err != nil {
 		return nil, fmt.Errorf("starttls: %s backend: %w", c.Protocol, err)
 	}
-	tc := tls.Client(conn, c.TLSConfig)
+	tc := tls.Client(nbconn.Wrap(conn), c.TLSConfig) // see Server.handshake
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, handshakeError(err)
 	}

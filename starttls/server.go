@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/bufpool"
+	"github.com/mailedge/mailedge/internal/nbconn"
 )
 
 // Server speaks the client-facing half of a mail protocol on a freshly
@@ -257,7 +258,9 @@ func (s *Server) guard(ctx context.Context, conn net.Conn, deadline time.Time, f
 // buffered reader, so no plaintext byte can reach the TLS layer or survive
 // into the encrypted session. The deadline is the caller's.
 func (s *Server) handshake(conn net.Conn) (*Session, error) {
-	tc := tls.Server(conn, s.TLSConfig)
+	// nbconn lets the bridge later read the session without blocking, so
+	// an idle session needs no goroutine parked inside crypto/tls.
+	tc := tls.Server(nbconn.Wrap(conn), s.TLSConfig)
 	if err := tc.Handshake(); err != nil {
 		return nil, fmt.Errorf("starttls: TLS handshake: %w", err)
 	}

@@ -1,0 +1,112 @@
+// Package nbconn provides the socket wrapper that goes under a *tls.Conn so
+// that a bridge can read the TLS stream without blocking: with the wrapper
+// switched to non-blocking reads, (*tls.Conn).Read returns ErrWouldBlock
+// instead of waiting when it needs bytes the socket does not have yet. That
+// is the one thing crypto/tls does not tell by itself: whether a record is
+// buffered inside the *tls.Conn. After ErrWouldBlock nothing is, so waiting
+// for the socket to become readable (without a buffer, without a goroutine
+// parked inside crypto/tls) cannot miss data.
+//
+// crypto/tls treats ErrWouldBlock like a read deadline: a temporary
+// net.Error that leaves the connection usable, with the bytes of a partial
+// record kept for the next Read.
+package nbconn
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+)
+
+// ErrWouldBlock is returned by Read in non-blocking mode when the socket has
+// no bytes queued. It is a net.Error whose Timeout and Temporary report
+// true, so crypto/tls keeps the connection usable.
+var ErrWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "nbconn: read would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// Conn is a *net.TCPConn or *net.UnixConn whose reads can be switched to
+// non-blocking. Everything but Read goes straight to the socket. It is safe
+// for concurrent use as the socket is; SetNonblocking is meant to be called
+// by the conn's only reader.
+type Conn struct {
+	net.Conn
+	rc       syscall.RawConn
+	nonblock atomic.Bool
+}
+
+var _ net.Conn = (*Conn)(nil)
+
+// socket is what a Conn can wrap: a socket the runtime polls.
+type socket interface {
+	net.Conn
+	syscall.Conn
+	CloseWrite() error
+}
+
+// Wrap returns c wrapped in a *Conn when c is a *net.TCPConn or
+// *net.UnixConn, and c itself otherwise (a conn that may buffer cannot be
+// read without blocking this way).
+func Wrap(c net.Conn) net.Conn {
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return c
+	}
+	rc, err := c.(socket).SyscallConn()
+	if err != nil {
+		return c
+	}
+	return &Conn{Conn: c, rc: rc}
+}
+
+// SetNonblocking switches Read between waiting for bytes (the default) and
+// returning ErrWouldBlock when none are queued.
+func (c *Conn) SetNonblocking(on bool) { c.nonblock.Store(on) }
+
+// Read reads from the socket; see SetNonblocking.
+func (c *Conn) Read(p []byte) (int, error) {
+	if !c.nonblock.Load() || len(p) == 0 {
+		return c.Conn.Read(p)
+	}
+	n, errno, err := c.readNow(p)
+	switch {
+	case err != nil: // closed, or a deadline passed
+		return 0, c.opError(err)
+	case errno == syscall.EAGAIN:
+		return 0, ErrWouldBlock
+	case errno != nil:
+		return 0, c.opError(os.NewSyscallError("read", errno))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *Conn) opError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return err
+	}
+	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// CloseWrite shuts down the writing side of the socket.
+func (c *Conn) CloseWrite() error { return c.Conn.(socket).CloseWrite() }
+
+// NetConn returns the socket, for readiness waits and splice(2).
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// Buffered returns 0: a Conn never reads ahead. With NetConn it lets a
+// bridge see the socket under it.
+func (c *Conn) Buffered() int { return 0 }
+
+// SyscallConn returns the socket's raw conn.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }

@@ -1,0 +1,176 @@
+package nbconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/nettest"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		ch <- c
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	b := <-ch
+	require.NotNil(t, b)
+	return a, b
+}
+
+// TestConformance runs the net.Conn conformance suite on a wrapped TCP
+// conn in its default, blocking mode.
+func TestConformance(t *testing.T) {
+	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+		a, b := tcpPair(t)
+		c1, c2 = Wrap(a), b
+		return c1, c2, func() { c1.Close(); c2.Close() }, nil
+	})
+}
+
+func TestWrapOnlySockets(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	assert.Same(t, a, Wrap(a), "a pipe is not a socket")
+	x, y := tcpPair(t)
+	defer x.Close()
+	defer y.Close()
+	w, ok := Wrap(x).(*Conn)
+	require.True(t, ok)
+	assert.Same(t, x, w.NetConn())
+	assert.Zero(t, w.Buffered())
+}
+
+// TestNonblockingPlain: a read with nothing queued returns ErrWouldBlock at
+// once, a timeout error that leaves the conn usable; end of file is io.EOF.
+func TestNonblockingPlain(t *testing.T) {
+	a, b := tcpPair(t)
+	defer b.Close()
+	c := Wrap(a).(*Conn)
+	defer c.Close()
+	c.SetNonblocking(true)
+	buf := make([]byte, 16)
+	_, err := c.Read(buf)
+	require.ErrorIs(t, err, ErrWouldBlock)
+	var ne net.Error
+	require.True(t, errors.As(err, &ne))
+	assert.True(t, ne.Timeout())
+	_, err = b.Write([]byte("hi"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		n, err := c.Read(buf)
+		return err == nil && string(buf[:n]) == "hi"
+	}, 5*time.Second, time.Millisecond)
+	b.Close()
+	require.Eventually(t, func() bool {
+		_, err := c.Read(buf)
+		return errors.Is(err, io.EOF)
+	}, 5*time.Second, time.Millisecond)
+}
+
+// TestNonblockingTLS: under a *tls.Conn, a record that arrives in pieces
+// yields ErrWouldBlock until it is whole, then its plaintext; crypto/tls
+// keeps the connection usable throughout, and close_notify reads as EOF.
+func TestNonblockingTLS(t *testing.T) {
+	ca, err := testcert.NewCA("nbconn CA")
+	require.NoError(t, err)
+	leaf, err := ca.Issue(testcert.Options{}, "mail.example")
+	require.NoError(t, err)
+	a, b := tcpPair(t)
+	nb := Wrap(a).(*Conn)
+	srv := tls.Server(nb, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
+	// The client writes through a pipe we control, to split records.
+	raw := &splitter{Conn: b}
+	cli := tls.Client(raw, &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example"})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.HandshakeContext(context.Background()) }()
+	require.NoError(t, cli.HandshakeContext(context.Background()))
+	require.NoError(t, <-errc)
+	defer srv.Close()
+	defer cli.Close()
+
+	nb.SetNonblocking(true)
+	buf := make([]byte, 32<<10)
+	_, err = srv.Read(buf)
+	require.ErrorIs(t, err, ErrWouldBlock)
+
+	raw.hold = 7 // the record's first 7 bytes now, the rest later
+	_, err = cli.Write([]byte("one record"))
+	require.NoError(t, err)
+	time.Sleep(20 * time.Millisecond)
+	_, err = srv.Read(buf)
+	require.ErrorIs(t, err, ErrWouldBlock, "half a record is not data")
+	require.NoError(t, raw.release())
+	var got []byte
+	require.Eventually(t, func() bool {
+		n, err := srv.Read(buf)
+		got = append(got, buf[:n]...)
+		return err == nil && n > 0
+	}, 5*time.Second, time.Millisecond)
+	assert.Equal(t, "one record", string(got))
+
+	// Two records in one segment: both are read without a wait between.
+	raw.coalesce = true
+	_, err = cli.Write([]byte("two"))
+	require.NoError(t, err)
+	_, err = cli.Write([]byte("three"))
+	require.NoError(t, err)
+	require.NoError(t, raw.release())
+	got = got[:0]
+	require.Eventually(t, func() bool {
+		n, _ := srv.Read(buf)
+		got = append(got, buf[:n]...)
+		return string(got) == "twothree"
+	}, 5*time.Second, time.Millisecond)
+
+	require.NoError(t, cli.CloseWrite())
+	require.Eventually(t, func() bool {
+		_, err := srv.Read(buf)
+		return errors.Is(err, io.EOF)
+	}, 5*time.Second, time.Millisecond)
+}
+
+// splitter holds back written bytes: with hold set, all but the first hold
+// bytes of the next write; with coalesce set, whole writes, until release.
+type splitter struct {
+	net.Conn
+	hold     int
+	coalesce bool
+	held     []byte
+}
+
+func (s *splitter) Write(p []byte) (int, error) {
+	switch {
+	case s.coalesce:
+		s.held = append(s.held, p...)
+		return len(p), nil
+	case s.hold > 0 && len(p) > s.hold:
+		s.held = append(s.held, p[s.hold:]...)
+		_, err := s.Conn.Write(p[:s.hold])
+		s.hold = 0
+		return len(p), err
+	}
+	return s.Conn.Write(p)
+}
+
+func (s *splitter) release() error {
+	_, err := s.Conn.Write(s.held)
+	s.held, s.coalesce = nil, false
+	return err
+}
