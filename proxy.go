@@ -127,74 +127,91 @@ func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
 		}
 		backoff = 0
 		p.wg.Add(1)
-		go p.serve(ctx, c, poller, p.sessionDone)
+		go p.serve(ctx, c, poller, nil)
 	}
 }
-
-func (p *Proxy) sessionDone(SessionInfo) { p.wg.Done() }
 
 // ServeConn serves one client connection to its end, closes it, and
 // returns what OnSession also receives. It parks the session in
 // Bridge.Poller if that is set.
 func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn) SessionInfo {
 	ended := make(chan SessionInfo, 1)
-	p.serve(ctx, conn, p.Bridge.Poller, func(info SessionInfo) { ended <- info })
+	p.serve(ctx, conn, p.Bridge.Poller, ended)
 	return <-ended
+}
+
+// conn is one connection's state from Accept until its session ends: a
+// single allocation that the copy's end hook finishes.
+type conn struct {
+	p       *Proxy
+	nc      net.Conn
+	info    SessionInfo
+	lease   ratelimit.Lease
+	userEnd func(bridge.Stats, error) // the caller's Bridge.Hooks.End
+	ended   chan<- SessionInfo        // nil: Serve's WaitGroup
 }
 
 // serve takes one connection through admission, the client side, the
 // backend dial and the handover, then starts the copy and returns: the
 // session goes on in the bridge, on goroutines of its own or parked in
-// poller. done is called last, once the session has ended, its conns are
-// closed and OnSession has run.
-func (p *Proxy) serve(ctx context.Context, conn net.Conn, poller *bridge.Poller, done func(SessionInfo)) {
-	info := &SessionInfo{Client: conn.RemoteAddr(), Start: time.Now(), Outcome: OutcomeOK, Implicit: p.Implicit}
-	var lease ratelimit.Lease
-	end := func() {
-		conn.Close()
-		lease.Release()
-		if p.OnSession != nil {
-			p.OnSession(*info)
-		}
-		done(*info)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
+// poller. When the session has ended, its conns are closed and OnSession
+// has run, the SessionInfo goes to ended, or Serve's WaitGroup is told.
+func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, ended chan<- SessionInfo) {
+	c := &conn{p: p, nc: nc, ended: ended}
+	c.info = SessionInfo{Client: nc.RemoteAddr(), Start: time.Now(), Outcome: OutcomeOK, Implicit: p.Implicit}
+	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true) // replies are whole; never let Nagle hold a greeting
 	}
-	src := AddrOf(conn.RemoteAddr())
+	src := AddrOf(c.info.Client)
 	if p.Limiter != nil {
 		var err error
-		if lease, err = p.Limiter.Admit(src); err != nil {
-			info.Outcome, info.Err = OutcomeLimited, err
+		if c.lease, err = p.Limiter.Admit(src); err != nil {
+			c.info.Outcome, c.info.Err = OutcomeLimited, err
 			p.limited(err)
-			p.refuse(conn, err)
-			end()
+			p.refuse(nc, err)
+			c.end()
 			return
 		}
 	}
-	client, server, sess := p.prepare(ctx, conn, info)
+	client, server, sess := p.prepare(ctx, nc, &c.info)
 	if sess == nil {
-		end()
+		c.end()
 		return
 	}
 	opt := p.bridgeOptions(sess.Protocol, src)
 	opt.Poller = poller
-	userEnd := opt.Hooks.End
-	opt.Hooks.End = func(st bridge.Stats, err error) {
-		if userEnd != nil {
-			userEnd(st, err)
-		}
-		info.Stats = st
-		switch {
-		case err == nil:
-		case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
-			info.Outcome = OutcomeReset // swaks, Outlook and others reset after QUIT
-		default:
-			info.Outcome, info.Err = OutcomeCopyError, err
-		}
-		end()
-	}
+	c.userEnd, opt.Hooks.End = opt.Hooks.End, c.copied
 	bridge.Start(ctx, client, server, opt)
+}
+
+// copied is the bridge's end hook: it records how the copy ended.
+func (c *conn) copied(st bridge.Stats, err error) {
+	if c.userEnd != nil {
+		c.userEnd(st, err)
+	}
+	c.info.Stats = st
+	switch {
+	case err == nil:
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+		c.info.Outcome = OutcomeReset // swaks, Outlook and others reset after QUIT
+	default:
+		c.info.Outcome, c.info.Err = OutcomeCopyError, err
+	}
+	c.end()
+}
+
+// end closes the client conn, releases the admission and reports.
+func (c *conn) end() {
+	c.nc.Close()
+	c.lease.Release()
+	if c.p.OnSession != nil {
+		c.p.OnSession(c.info)
+	}
+	if c.ended != nil {
+		c.ended <- c.info
+	} else {
+		c.p.wg.Done()
+	}
 }
 
 // prepare runs the client side, the backend dial and the handover. It
@@ -225,8 +242,7 @@ func (p *Proxy) clientSide(ctx context.Context, conn net.Conn, info *SessionInfo
 	default:
 		info.Session = sess
 		if sess.TLS {
-			st := sess.State
-			info.TLS = &st
+			info.TLS = &sess.State // not a copy: it is big, and kept with the session
 		}
 	}
 	return sess, err

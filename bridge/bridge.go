@@ -158,12 +158,13 @@ type Stats struct {
 // ctx.Err() or the I/O error, and Stats.End says which.
 func Join(ctx context.Context, client, server net.Conn, opt Options) (Stats, error) {
 	s := newSession(ctx, client, server, &opt)
+	s.finished = make(chan struct{})
 	// One copier runs on this goroutine: an idle session then costs one
 	// goroutine stack fewer. A copier that fails aborts the session itself,
 	// which unblocks the other wherever it runs. With a Poller, the copier
 	// may park and return early; the session then ends elsewhere.
-	go s.run(s.dirs[0]) // client->server
-	s.run(s.dirs[1])    // server->client
+	go s.run(&s.dirs[0]) // client->server
+	s.run(&s.dirs[1])    // server->client
 	<-s.finished
 	return s.stats, s.err
 }
@@ -175,8 +176,8 @@ func Join(ctx context.Context, client, server net.Conn, opt Options) (Stats, err
 // owns both conns as Join does.
 func Start(ctx context.Context, client, server net.Conn, opt Options) {
 	s := newSession(ctx, client, server, &opt)
-	go s.run(s.dirs[0])
-	go s.run(s.dirs[1])
+	go s.run(&s.dirs[0])
+	go s.run(&s.dirs[1])
 }
 
 // copyResult is what a copier reports when it returns.
@@ -200,14 +201,14 @@ type session struct {
 	firstEOF       atomic.Int32 // Direction+1 of the first clean end of file; 0 while none
 	done           chan struct{}
 	closeOnce      sync.Once
-	dirs           [2]*direction
+	dirs           [2]direction // in one allocation with the session
 	smtp           *smtpSession
 
 	// Results, filled in as the directions finish.
 	res       [2]copyResult // by Direction
 	firstDone atomic.Int32  // Direction+1 of the first to finish; 0 while none
 	nDone     atomic.Int32  // directions finished
-	finished  chan struct{} // closed once stats and err are set
+	finished  chan struct{} // Join's: closed once stats and err are set
 	stats     Stats
 	err       error
 
@@ -221,20 +222,19 @@ type session struct {
 // context and timers; the caller starts the copiers.
 func newSession(ctx context.Context, client, server net.Conn, opt *Options) *session {
 	s := &session{
-		client:   client,
-		server:   server,
-		opt:      opt,
-		ctx:      ctx,
-		start:    time.Now(),
-		idle:     opt.idleTimeout(),
-		done:     make(chan struct{}),
-		finished: make(chan struct{}),
+		client: client,
+		server: server,
+		opt:    opt,
+		ctx:    ctx,
+		start:  time.Now(),
+		idle:   opt.idleTimeout(),
+		done:   make(chan struct{}),
 	}
 	if opt.Poller.enabled() {
 		s.poller, s.parkAfter = opt.Poller, opt.Poller.parkAfter()
 	}
-	s.dirs[0] = &direction{dir: ClientToServer, src: client, dst: server}
-	s.dirs[1] = &direction{dir: ServerToClient, src: server, dst: client}
+	s.dirs[0] = direction{dir: ClientToServer, src: client, dst: server}
+	s.dirs[1] = direction{dir: ServerToClient, src: server, dst: client}
 	if opt.SMTP != nil {
 		s.smtp = newSMTPSession(opt.SMTP, client, server, s.done)
 		s.dirs[0].filter = s.smtp.commands
@@ -278,8 +278,8 @@ func (s *session) finish() {
 	s.stopCtx()
 	s.stopTimers()
 	s.closeBoth(false)
-	for _, d := range s.dirs {
-		if d.entry != nil {
+	for i := range s.dirs {
+		if d := &s.dirs[i]; d.entry != nil {
 			s.poller.unregister(d.entry)
 		}
 	}
@@ -289,7 +289,9 @@ func (s *session) finish() {
 	if s.opt.Hooks.End != nil {
 		s.opt.Hooks.End(s.stats, s.err)
 	}
-	close(s.finished)
+	if s.finished != nil {
+		close(s.finished)
+	}
 }
 
 // touch records activity now; one atomic store, no deadline change.
@@ -344,8 +346,8 @@ func (s *session) abort(reason End) {
 	s.reason.CompareAndSwap(0, int32(reason))
 	s.closeBoth(true)
 	// A parked direction has no goroutine to see the close: end it here.
-	for _, d := range s.dirs {
-		if d.state.CompareAndSwap(dirParked, dirDone) {
+	for i := range s.dirs {
+		if d := &s.dirs[i]; d.state.CompareAndSwap(dirParked, dirDone) {
 			s.finishDir(d, net.ErrClosed)
 		}
 	}
