@@ -99,11 +99,13 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			}
 			continue
 		}
+		drained := false // the socket was just found empty
 		if nb != nil {
 			eof, err := s.drainTLS(d, src, nb)
 			if eof || err != nil {
 				return err, false
 			}
+			drained = true
 		}
 		if d.rcFor != sock {
 			if d.rc, err = sock.(syscall.Conn).SyscallConn(); err != nil {
@@ -111,7 +113,8 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			}
 			d.rcFor = sock
 		}
-		avail, err := s.await(d, sock)
+		splice := nb == nil && d.filter == nil && canSplice(sock, ioConn(d.dst))
+		avail, err := s.await(d, sock, splice, drained)
 		switch {
 		case err == errPark:
 			if s.park(d) {
@@ -125,7 +128,7 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 		case avail == 0:
 			return nil, false // end of file
 		}
-		if d.filter == nil && canSplice(sock, ioConn(d.dst)) {
+		if splice {
 			n, err := s.splice(d, sock, avail)
 			if err != nil || n == 0 { // readable but nothing queued: end of file raced the count
 				return err, false
@@ -157,19 +160,27 @@ func socketOf(src net.Conn) (sock net.Conn, nb *nbconn.Conn) {
 }
 
 // await waits until sock is readable and returns the bytes queued (0 at
-// end of file). With a Poller it waits at most ParkAfter and then returns
-// errPark.
-func (s *session) await(d *direction, sock net.Conn) (int, error) {
-	if s.poller == nil || d.noPark {
-		return waitReadable(d.rc)
+// end of file; with count unset, 1 for any number). With a Poller it waits
+// at most ParkAfter and then returns errPark. drained says the socket was
+// just found empty, so that looking again before arming the deadline is
+// not worth a system call.
+func (s *session) await(d *direction, sock net.Conn, count, drained bool) (int, error) {
+	wait := awaitReadable
+	if count {
+		wait = waitReadable
 	}
-	if avail, ready, err := peekReadable(d.rc); ready || err != nil {
-		return avail, err // the common case under load: no deadline to set
+	if s.poller == nil || d.noPark {
+		return wait(d.rc)
+	}
+	if !drained {
+		if avail, ready, err := peekReadable(d.rc); ready || err != nil {
+			return avail, err // the common case under load: no deadline to set
+		}
 	}
 	if err := sock.SetReadDeadline(time.Now().Add(s.parkAfter)); err != nil {
 		return 0, err
 	}
-	avail, err := waitReadable(d.rc)
+	avail, err := wait(d.rc)
 	if cerr := sock.SetReadDeadline(time.Time{}); err == nil {
 		err = cerr
 	}
@@ -287,7 +298,8 @@ func eofIsNil(err error) error {
 
 // unwrapper is implemented by conns that wrap another and may hold bytes
 // read ahead, such as backend.Conn: while Buffered reports 0, reads and
-// writes may go to NetConn directly. *tls.Conn has NetConn but no Buffered,
+// writes may go to NetConn directly. Buffered must be safe to call from
+// both directions' goroutines. *tls.Conn has NetConn but no Buffered,
 // so it is never unwrapped.
 type unwrapper interface {
 	NetConn() net.Conn

@@ -17,17 +17,28 @@ const fionread = 0x541B
 // (0 at end of file). It uses the runtime's poller through RawConn.Read, so
 // closing the conn or a deadline ends the wait.
 func waitReadable(rc syscall.RawConn) (int, error) {
-	avail, _, err := readable(rc, true)
+	avail, _, err := readable(rc, true, true)
+	return avail, err
+}
+
+// awaitReadable is waitReadable for callers that read what is there
+// anyway: it reports 1 for a socket with bytes queued, without counting
+// them (one system call fewer).
+func awaitReadable(rc syscall.RawConn) (int, error) {
+	avail, _, err := readable(rc, true, false)
 	return avail, err
 }
 
 // peekReadable is waitReadable without the wait: ready reports whether the
 // socket had bytes or had reached end of file.
 func peekReadable(rc syscall.RawConn) (avail int, ready bool, err error) {
-	return readable(rc, false)
+	return readable(rc, false, true)
 }
 
-func readable(rc syscall.RawConn, wait bool) (avail int, ready bool, err error) {
+// readable peeks at the socket behind rc, waiting for it if wait is set;
+// with count set, avail is the number of bytes queued, else 1 when there
+// are any.
+func readable(rc syscall.RawConn, wait, count bool) (avail int, ready bool, err error) {
 	var serr error
 	err = rc.Read(func(fd uintptr) bool {
 		var b [1]byte
@@ -47,6 +58,10 @@ func readable(rc syscall.RawConn, wait bool) (avail int, ready bool, err error) 
 			ready = true
 			if n == 0 {
 				avail = 0 // end of file
+				return true
+			}
+			if !count {
+				avail = 1
 				return true
 			}
 			var q int32

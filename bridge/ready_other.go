@@ -18,3 +18,7 @@ func waitReadable(rc syscall.RawConn) (int, error) {
 func peekReadable(rc syscall.RawConn) (int, bool, error) {
 	return 0, false, errors.ErrUnsupported
 }
+
+func awaitReadable(rc syscall.RawConn) (int, error) {
+	return 0, errors.ErrUnsupported
+}

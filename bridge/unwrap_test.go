@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -14,22 +15,27 @@ import (
 )
 
 // aheadConn is a wrapper like backend.Conn: it may hold bytes read ahead,
-// and counts its Close calls.
+// and counts its Close calls. Like backend.Conn it is safe for concurrent
+// use: the bridge asks Buffered from both directions.
 type aheadConn struct {
 	net.Conn
+	mu     sync.Mutex
 	ahead  []byte
 	closed atomic.Int32
 }
 
 func (c *aheadConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
 	if len(c.ahead) > 0 {
 		n := copy(p, c.ahead)
 		c.ahead = c.ahead[n:]
+		c.mu.Unlock()
 		return n, nil
 	}
+	c.mu.Unlock()
 	return c.Conn.Read(p)
 }
-func (c *aheadConn) Buffered() int     { return len(c.ahead) }
+func (c *aheadConn) Buffered() int     { c.mu.Lock(); defer c.mu.Unlock(); return len(c.ahead) }
 func (c *aheadConn) NetConn() net.Conn { return c.Conn }
 func (c *aheadConn) Close() error      { c.closed.Add(1); return c.Conn.Close() }
 func (c *aheadConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
