@@ -19,7 +19,7 @@ import (
 // health checkers, certificate watcher and metrics server.
 func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 	for _, ls := range g.specs {
-		l, err := net.Listen("tcp", ls.Addr)
+		l, err := listen("tcp", ls.Addr)
 		if err != nil {
 			for _, prev := range g.listeners {
 				prev.Close()

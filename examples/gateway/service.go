@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"time"
@@ -27,11 +28,14 @@ func newService(name string, p *mailedge.Proxy, log *slog.Logger, m *metrics) *s
 // finish writes the one log line per session: client, SNI, TLS version,
 // backend, bytes each way, duration, outcome.
 func (s *service) finish(in mailedge.SessionInfo) {
+	s.m.session(s.name, in)
+	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return // the line would be dropped: do not format it (-log-level warn, error)
+	}
 	sniName, version, cipher := "", "", ""
 	if in.TLS != nil {
 		sniName, version, cipher = in.TLS.ServerName, tls.VersionName(in.TLS.Version), tls.CipherSuiteName(in.TLS.CipherSuite)
 	}
-	s.m.session(s.name, in)
 	attrs := []any{
 		"listener", s.name, "client", in.Client.String(), "outcome", string(in.Outcome),
 		"sni", sniName, "tls", version, "cipher", cipher, "backend", in.Member,
