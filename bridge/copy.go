@@ -99,14 +99,6 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			}
 			continue
 		}
-		drained := false // the socket was just found empty
-		if nb != nil {
-			eof, err := s.drainTLS(d, src, nb)
-			if eof || err != nil {
-				return err, false
-			}
-			drained = true
-		}
 		if d.rcFor != sock {
 			if d.rc, err = sock.(syscall.Conn).SyscallConn(); err != nil {
 				return err, false
@@ -114,7 +106,15 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			d.rcFor = sock
 		}
 		splice := nb == nil && d.filter == nil && canSplice(sock, ioConn(d.dst))
-		avail, err := s.await(d, sock, splice, drained)
+		if !splice {
+			// Read what is there without waiting, then wait below with no
+			// buffer held. Under load the reads find bytes and no wait or
+			// readiness check happens between two bursts.
+			if eof, err := s.drain(d, src, nb); eof || err != nil {
+				return err, false
+			}
+		}
+		avail, err := s.await(d, sock, splice, !splice)
 		switch {
 		case err == errPark:
 			if s.park(d) {
@@ -123,20 +123,14 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			continue
 		case err != nil:
 			return err, false
-		case nb != nil:
-			continue // drainTLS reads it, end of file included
+		case !splice:
+			continue // drain reads it, end of file included
 		case avail == 0:
 			return nil, false // end of file
 		}
-		if splice {
-			n, err := s.splice(d, sock, avail)
-			if err != nil || n == 0 { // readable but nothing queued: end of file raced the count
-				return err, false
-			}
-			continue
-		}
-		if err := s.burst(d, src, nil); err != nil {
-			return eofIsNil(err), false
+		n, err := s.splice(d, sock, avail)
+		if err != nil || n == 0 { // readable but nothing queued: end of file raced the count
+			return err, false
 		}
 	}
 }
@@ -234,15 +228,22 @@ func (s *session) splice(d *direction, src net.Conn, avail int) (int64, error) {
 	return n, err
 }
 
-// drainTLS reads the records the *tls.Conn src can decrypt without
-// blocking and writes them on, until it would block (nil), reaches end of
-// file (eof) or fails.
-func (s *session) drainTLS(d *direction, src net.Conn, nb *nbconn.Conn) (eof bool, err error) {
-	nb.SetNonblocking(true)
+// drain reads what src has without waiting and writes it on, until src
+// would block (nil), reaches end of file (eof) or fails. src is a plain
+// socket, read through d.rc, or a *tls.Conn over nb.
+func (s *session) drain(d *direction, src net.Conn, nb *nbconn.Conn) (eof bool, err error) {
+	read := func(p []byte) (int, error) { return nbconn.ReadNow(d.rc, p) }
+	if nb != nil {
+		nb.SetNonblocking(true)
+		read = src.Read
+	}
 	for {
-		err := s.burst(d, src, nil)
+		more, err := s.fill(d, read, nb != nil)
 		switch {
 		case err == nil:
+			if !more {
+				return false, nil
+			}
 		case errors.Is(err, nbconn.ErrWouldBlock):
 			return false, nil
 		case errors.Is(err, io.EOF):
@@ -251,6 +252,36 @@ func (s *session) drainTLS(d *direction, src net.Conn, nb *nbconn.Conn) (eof boo
 			return false, err
 		}
 	}
+}
+
+// fill reads into a pooled buffer until it is full or src would block,
+// writes the bytes on, and returns the buffer before the caller waits. A
+// plain socket is drained by one short read (more is false then); a
+// *tls.Conn (records set) returns a record per read, so records are
+// gathered up to the buffer's size and leave in one write.
+func (s *session) fill(d *direction, read func([]byte) (int, error), records bool) (more bool, err error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	n := 0
+	for n < len(buf) {
+		m, rerr := read(buf[n:])
+		n += m
+		if rerr != nil {
+			err = rerr
+			break
+		}
+		if !records && n < len(buf) {
+			break // the socket had no more
+		}
+	}
+	more = err == nil && (records || n == len(buf))
+	if n > 0 {
+		if werr := s.forward(d, buf[:n]); werr != nil {
+			return false, werr
+		}
+	}
+	return more, err
 }
 
 // blockingStep blocks in a one-byte read of src (a conn that may buffer
@@ -274,19 +305,22 @@ func (s *session) burst(d *direction, src net.Conn, head []byte) error {
 	n, rerr := src.Read(buf[len(head):])
 	n += len(head)
 	if n > 0 {
-		d.n.Add(int64(n))
-		s.touch()
-		var werr error
-		if d.filter != nil {
-			werr = d.filter.write(buf[:n])
-		} else {
-			_, werr = d.dst.Write(buf[:n])
-		}
-		if werr != nil {
+		if werr := s.forward(d, buf[:n]); werr != nil {
 			return werr
 		}
 	}
 	return rerr
+}
+
+// forward counts p and writes it on, through the filter if there is one.
+func (s *session) forward(d *direction, p []byte) error {
+	d.n.Add(int64(len(p)))
+	s.touch()
+	if d.filter != nil {
+		return d.filter.write(p)
+	}
+	_, err := d.dst.Write(p)
+	return err
 }
 
 func eofIsNil(err error) error {

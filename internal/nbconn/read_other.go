@@ -2,9 +2,13 @@
 
 package nbconn
 
-// readNow blocks where sockets cannot be read without waiting; the bridge
-// never switches a Conn to non-blocking on these platforms.
-func (c *Conn) readNow(p []byte) (n int, errno, err error) {
-	n, err = c.Conn.Read(p)
-	return n, nil, err
+import (
+	"errors"
+	"syscall"
+)
+
+// readNow is not available where sockets cannot be read without waiting;
+// the bridge never reads that way on these platforms.
+func readNow(rc syscall.RawConn, p []byte) (n int, errno, err error) {
+	return 0, nil, errors.ErrUnsupported
 }

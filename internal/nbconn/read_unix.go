@@ -4,11 +4,11 @@ package nbconn
 
 import "syscall"
 
-// readNow makes one read(2) on the socket without letting the runtime's
+// readNow makes one read(2) on the socket of rc without letting the runtime's
 // poller wait: errno is EAGAIN when nothing is queued; err is the
 // runtime's (closed conn, deadline passed).
-func (c *Conn) readNow(p []byte) (n int, errno, err error) {
-	err = c.rc.Read(func(fd uintptr) bool {
+func readNow(rc syscall.RawConn, p []byte) (n int, errno, err error) {
+	err = rc.Read(func(fd uintptr) bool {
 		for {
 			n, errno = syscall.Read(int(fd), p)
 			if errno != syscall.EINTR {
