@@ -313,15 +313,35 @@ func (s *session) burst(d *direction, src net.Conn, head []byte) error {
 }
 
 // forward counts p and writes it on, through the filter if there is one.
+// Toward a *tls.Conn over nbconn, the records of a burst longer than one
+// record are corked into a single write(2).
 func (s *session) forward(d *direction, p []byte) error {
 	d.n.Add(int64(len(p)))
 	s.touch()
-	if d.filter != nil {
-		return d.filter.write(p)
+	var nb *nbconn.Conn
+	if len(p) > maxRecord {
+		if tc, ok := ioConn(d.dst).(*tls.Conn); ok {
+			if nb, _ = tc.NetConn().(*nbconn.Conn); nb != nil {
+				nb.Cork()
+			}
+		}
 	}
-	_, err := d.dst.Write(p)
+	var err error
+	if d.filter != nil {
+		err = d.filter.write(p)
+	} else {
+		_, err = d.dst.Write(p)
+	}
+	if nb != nil {
+		if uerr := nb.Uncork(); err == nil {
+			err = uerr
+		}
+	}
 	return err
 }
+
+// maxRecord is the most plaintext one TLS record carries.
+const maxRecord = 16 << 10
 
 func eofIsNil(err error) error {
 	if errors.Is(err, io.EOF) {

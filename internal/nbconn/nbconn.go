@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -40,7 +41,19 @@ type Conn struct {
 	net.Conn
 	rc       syscall.RawConn
 	nonblock atomic.Bool
+
+	wmu    sync.Mutex
+	corked bool
+	wbuf   *[]byte // pending writes while corked; pooled, nil when empty
 }
+
+// maxCork bounds the bytes a corked Conn gathers before it writes: four
+// full TLS records and their overhead.
+const maxCork = 4 * (16<<10 + 256)
+
+// corkPool holds the buffers of corked Conns. It is a cache, not state: a
+// Conn holds one only between Cork and Uncork.
+var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, maxCork); return &b }}
 
 var _ net.Conn = (*Conn)(nil)
 
@@ -113,8 +126,70 @@ func (c *Conn) opError(err error) error {
 	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
-// CloseWrite shuts down the writing side of the socket.
-func (c *Conn) CloseWrite() error { return c.Conn.(socket).CloseWrite() }
+// Cork makes writes gather in a buffer until Uncork, so that the records a
+// *tls.Conn writes for one large Write leave in one write(2): one system
+// call, and one trip through the loopback or NIC path, instead of one per
+// 16 KiB record. A write that would overflow the buffer flushes it first.
+func (c *Conn) Cork() {
+	c.wmu.Lock()
+	c.corked = true
+	c.wmu.Unlock()
+}
+
+// Uncork writes what Cork gathered and makes writes direct again.
+func (c *Conn) Uncork() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.corked = false
+	return c.flushLocked()
+}
+
+// Write writes p to the socket, or gathers it while corked.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.corked {
+		if c.wbuf != nil && len(*c.wbuf)+len(p) > maxCork {
+			if err := c.flushLocked(); err != nil {
+				return 0, err
+			}
+		}
+		if len(p) <= maxCork {
+			if c.wbuf == nil {
+				c.wbuf = corkPool.Get().(*[]byte)
+			}
+			*c.wbuf = append(*c.wbuf, p...)
+			return len(p), nil
+		}
+	}
+	if err := c.flushLocked(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *Conn) flushLocked() error {
+	if c.wbuf == nil {
+		return nil
+	}
+	_, err := c.Conn.Write(*c.wbuf)
+	*c.wbuf = (*c.wbuf)[:0]
+	corkPool.Put(c.wbuf)
+	c.wbuf = nil
+	return err
+}
+
+// CloseWrite writes what is gathered, then shuts down the writing side of
+// the socket.
+func (c *Conn) CloseWrite() error {
+	c.wmu.Lock()
+	err := c.flushLocked()
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.Conn.(socket).CloseWrite()
+}
 
 // NetConn returns the socket, for readiness waits and splice(2).
 func (c *Conn) NetConn() net.Conn { return c.Conn }

@@ -1,6 +1,7 @@
 package nbconn
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -173,4 +174,38 @@ func (s *splitter) release() error {
 	_, err := s.Conn.Write(s.held)
 	s.held, s.coalesce = nil, false
 	return err
+}
+
+// TestCork: writes gathered between Cork and Uncork reach the peer in
+// order and whole, in one write when they fit; an oversize write and
+// CloseWrite flush what is gathered first.
+func TestCork(t *testing.T) {
+	a, b := tcpPair(t)
+	defer b.Close()
+	c := Wrap(a).(*Conn)
+	defer c.Close()
+	var want []byte
+	c.Cork()
+	for i := range 3 {
+		p := bytes.Repeat([]byte{byte('a' + i)}, 10000)
+		want = append(want, p...)
+		n, err := c.Write(p)
+		require.NoError(t, err)
+		require.Equal(t, len(p), n)
+	}
+	require.NotNil(t, c.wbuf, "gathered, not written")
+	big := bytes.Repeat([]byte{'z'}, maxCork+1)
+	want = append(want, big...)
+	_, err := c.Write(big) // flushes the gathered bytes, then goes straight out
+	require.NoError(t, err)
+	tail := []byte("tail")
+	want = append(want, tail...)
+	_, err = c.Write(tail)
+	require.NoError(t, err)
+	require.NoError(t, c.CloseWrite()) // flushes "tail" before the FIN
+	got, err := io.ReadAll(b)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.NoError(t, c.Uncork())
+	assert.Nil(t, c.wbuf, "no buffer held after Uncork")
 }
