@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -102,6 +103,8 @@ func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
 		defer poller.Close() // after the sessions: deferred calls run last first
 	}
 	defer p.wg.Wait()
+	w := &workers{p: p, ctx: ctx, poller: poller, conns: make(chan net.Conn)}
+	defer w.stop()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	var backoff time.Duration
@@ -127,8 +130,60 @@ func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
 		}
 		backoff = 0
 		p.wg.Add(1)
-		go p.serve(ctx, c, poller, nil)
+		w.serve(c)
 	}
+}
+
+// maxIdleWorkers bounds the goroutines a Serve keeps waiting for the next
+// connection.
+const maxIdleWorkers = 16
+
+// workers run the connections of one Serve up to their copy on reused
+// goroutines: the stack a TLS handshake grows (tens of KiB) is then grown
+// once per worker instead of once per connection. Sessions do not keep a
+// worker: the copy runs on the bridge's goroutines or is parked.
+type workers struct {
+	p      *Proxy
+	ctx    context.Context
+	poller *bridge.Poller
+	conns  chan net.Conn // unbuffered: a send succeeds only to an idle worker
+	idle   atomic.Int32
+	wg     sync.WaitGroup
+}
+
+// serve hands c to an idle worker or starts a new one.
+func (w *workers) serve(c net.Conn) {
+	select {
+	case w.conns <- c:
+	default:
+		w.wg.Add(1)
+		go w.work(c)
+	}
+}
+
+// work serves c, then the connections handed to it while it is one of at
+// most maxIdleWorkers idle workers, until stop.
+func (w *workers) work(c net.Conn) {
+	defer w.wg.Done()
+	for {
+		w.p.serve(w.ctx, c, w.poller, nil)
+		if w.idle.Add(1) > maxIdleWorkers {
+			w.idle.Add(-1)
+			return
+		}
+		var ok bool
+		c, ok = <-w.conns
+		w.idle.Add(-1)
+		if !ok {
+			return
+		}
+	}
+}
+
+// stop ends the idle workers and waits for them all.
+func (w *workers) stop() {
+	close(w.conns)
+	w.wg.Wait()
 }
 
 // ServeConn serves one client connection to its end, closes it, and
@@ -159,9 +214,8 @@ type conn struct {
 func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, ended chan<- SessionInfo) {
 	c := &conn{p: p, nc: nc, ended: ended}
 	c.info = SessionInfo{Client: nc.RemoteAddr(), Start: time.Now(), Outcome: OutcomeOK, Implicit: p.Implicit}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetNoDelay(true) // replies are whole; never let Nagle hold a greeting
-	}
+	// Replies are written whole, and net turns Nagle off on every TCP conn
+	// it makes, so a greeting never waits for the client's delayed ACK.
 	src := AddrOf(c.info.Client)
 	if p.Limiter != nil {
 		var err error
