@@ -158,15 +158,15 @@ type Stats struct {
 // ctx.Err() or the I/O error, and Stats.End says which.
 func Join(ctx context.Context, client, server net.Conn, opt Options) (Stats, error) {
 	s := newSession(ctx, client, server, &opt)
-	s.finished = make(chan struct{})
+	s.finished = make(chan joinResult, 1)
 	// One copier runs on this goroutine: an idle session then costs one
 	// goroutine stack fewer. A copier that fails aborts the session itself,
 	// which unblocks the other wherever it runs. With a Poller, the copier
 	// may park and return early; the session then ends elsewhere.
 	go s.run(&s.dirs[0]) // client->server
 	s.run(&s.dirs[1])    // server->client
-	<-s.finished
-	return s.stats, s.err
+	r := <-s.finished
+	return r.st, r.err
 }
 
 // Start is Join without the wait: it returns at once, and the session runs
@@ -178,6 +178,12 @@ func Start(ctx context.Context, client, server net.Conn, opt Options) {
 	s := newSession(ctx, client, server, &opt)
 	go s.run(&s.dirs[0])
 	go s.run(&s.dirs[1])
+}
+
+// joinResult is what Join returns.
+type joinResult struct {
+	st  Stats
+	err error
 }
 
 // copyResult is what a copier reports when it returns.
@@ -208,9 +214,7 @@ type session struct {
 	res       [2]copyResult // by Direction
 	firstDone atomic.Int32  // Direction+1 of the first to finish; 0 while none
 	nDone     atomic.Int32  // directions finished
-	finished  chan struct{} // Join's: closed once stats and err are set
-	stats     Stats
-	err       error
+	finished  chan joinResult // Join's: receives the results; nil for Start
 
 	timerMu   sync.Mutex
 	stopped   bool
@@ -285,12 +289,12 @@ func (s *session) finish() {
 	}
 	first := s.res[s.firstDone.Load()-1]
 	second := s.res[1-first.dir]
-	s.stats, s.err = s.result(s.ctx, first, second)
+	st, err := s.result(s.ctx, first, second)
 	if s.opt.Hooks.End != nil {
-		s.opt.Hooks.End(s.stats, s.err)
+		s.opt.Hooks.End(st, err)
 	}
 	if s.finished != nil {
-		close(s.finished)
+		s.finished <- joinResult{st, err}
 	}
 }
 

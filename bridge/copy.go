@@ -189,7 +189,7 @@ func (s *session) await(d *direction, sock net.Conn, count, drained bool) (int, 
 // the Poller refuses, d waits on its goroutine from now on.
 func (s *session) park(d *direction) bool {
 	if d.entry == nil {
-		e, err := s.poller.register(d.rc, func() { s.wake(d) })
+		e, err := s.poller.register(d.rc, s, d)
 		if err != nil {
 			d.noPark = true
 			return false

@@ -68,10 +68,6 @@ type legs struct {
 	done            chan joinResult
 }
 
-type joinResult struct {
-	st  Stats
-	err error
-}
 
 // startJoin builds two loopback legs (plain or TLS) and runs Join between
 // their inner ends.

@@ -55,7 +55,8 @@ type pollEntry struct {
 	token uint64
 	rc    syscall.RawConn
 	added bool // asked to join the epoll set; owned by the direction
-	wake  func()
+	s     *session
+	d     *direction
 }
 
 func (p *Poller) parkAfter() time.Duration {
@@ -70,9 +71,9 @@ func (p *Poller) enabled() bool {
 	return p != nil && pollSupported && p.ParkAfter >= 0
 }
 
-// register returns a new entry for rc, not yet armed; wake runs on the
-// Poller's goroutine when rc becomes readable after an arm.
-func (p *Poller) register(rc syscall.RawConn, wake func()) (*pollEntry, error) {
+// register returns a new entry for d's socket rc, not yet armed; s.wake(d)
+// runs on the Poller's goroutine when rc becomes readable after an arm.
+func (p *Poller) register(rc syscall.RawConn, s *session, d *direction) (*pollEntry, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -88,7 +89,7 @@ func (p *Poller) register(rc syscall.RawConn, wake func()) (*pollEntry, error) {
 		go p.wait()
 	}
 	p.next++
-	e := &pollEntry{token: p.next, rc: rc, wake: wake}
+	e := &pollEntry{token: p.next, rc: rc, s: s, d: d}
 	p.entries[e.token] = e
 	return e, nil
 }
@@ -141,7 +142,7 @@ func (p *Poller) wait() {
 			e := p.entries[t]
 			p.mu.Unlock()
 			if e != nil {
-				e.wake()
+				e.s.wake(e.d)
 			}
 		}
 	}
@@ -171,7 +172,7 @@ func (p *Poller) Close() error {
 	p.entries = nil
 	p.mu.Unlock()
 	for _, e := range entries {
-		e.wake() // a direction not parked ignores it
+		e.s.wake(e.d) // a direction not parked ignores it
 	}
 	return nil
 }
