@@ -211,9 +211,9 @@ type session struct {
 	smtp           *smtpSession
 
 	// Results, filled in as the directions finish.
-	res       [2]copyResult // by Direction
-	firstDone atomic.Int32  // Direction+1 of the first to finish; 0 while none
-	nDone     atomic.Int32  // directions finished
+	res       [2]copyResult   // by Direction
+	firstDone atomic.Int32    // Direction+1 of the first to finish; 0 while none
+	nDone     atomic.Int32    // directions finished
 	finished  chan joinResult // Join's: receives the results; nil for Start
 
 	timerMu   sync.Mutex

@@ -68,7 +68,6 @@ type legs struct {
 	done            chan joinResult
 }
 
-
 // startJoin builds two loopback legs (plain or TLS) and runs Join between
 // their inner ends.
 func startJoin(t testing.TB, ctx context.Context, useTLS bool, opt Options) *legs {
