@@ -55,6 +55,12 @@ type direction struct {
 	entry  *pollEntry      // registration in the Poller, once parked
 	noPark bool            // the Poller refused: wait on this goroutine
 	lr     io.LimitedReader
+
+	// readSocket's callback and its results.
+	readFn func(fd uintptr) bool
+	rbuf   *[]byte // the pooled buffer of a read that found bytes
+	rn     int
+	rerr   error
 }
 
 // run moves bytes for d until its source ends or fails, then finishes d;
@@ -106,10 +112,21 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			d.rcFor = sock
 		}
 		splice := nb == nil && d.filter == nil && canSplice(sock, ioConn(d.dst))
-		if !splice {
-			// Read what is there without waiting, then wait below with no
-			// buffer held. Under load the reads find bytes and no wait or
-			// readiness check happens between two bursts.
+		if nb == nil && !splice {
+			switch err := s.readSocket(d, sock); {
+			case err == nil:
+			case err == errPark:
+				if s.park(d) {
+					return nil, true
+				}
+			default:
+				return eofIsNil(err), false
+			}
+			continue
+		}
+		if nb != nil {
+			// Read the records there are without waiting, then wait below
+			// with no buffer held.
 			if eof, err := s.drain(d, src, nb); eof || err != nil {
 				return err, false
 			}
@@ -123,7 +140,7 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			continue
 		case err != nil:
 			return err, false
-		case !splice:
+		case nb != nil:
 			continue // drain reads it, end of file included
 		case avail == 0:
 			return nil, false // end of file
@@ -228,22 +245,15 @@ func (s *session) splice(d *direction, src net.Conn, avail int) (int64, error) {
 	return n, err
 }
 
-// drain reads what src has without waiting and writes it on, until src
-// would block (nil), reaches end of file (eof) or fails. src is a plain
-// socket, read through d.rc, or a *tls.Conn over nb.
+// drain reads what the *tls.Conn src over nb has without waiting and
+// writes it on, until src would block (nil), reaches end of file (eof) or
+// fails.
 func (s *session) drain(d *direction, src net.Conn, nb *nbconn.Conn) (eof bool, err error) {
-	read := func(p []byte) (int, error) { return nbconn.ReadNow(d.rc, p) }
-	if nb != nil {
-		nb.SetNonblocking(true)
-		read = src.Read
-	}
+	nb.SetNonblocking(true)
 	for {
-		more, err := s.fill(d, read, nb != nil)
+		err := s.fill(d, src)
 		switch {
 		case err == nil:
-			if !more {
-				return false, nil
-			}
 		case errors.Is(err, nbconn.ErrWouldBlock):
 			return false, nil
 		case errors.Is(err, io.EOF):
@@ -256,32 +266,67 @@ func (s *session) drain(d *direction, src net.Conn, nb *nbconn.Conn) (eof bool, 
 
 // fill reads into a pooled buffer until it is full or src would block,
 // writes the bytes on, and returns the buffer before the caller waits. A
-// plain socket is drained by one short read (more is false then); a
-// *tls.Conn (records set) returns a record per read, so records are
-// gathered up to the buffer's size and leave in one write.
-func (s *session) fill(d *direction, read func([]byte) (int, error), records bool) (more bool, err error) {
+// *tls.Conn returns a record per read, so records are gathered up to the
+// buffer's size and leave in one write.
+func (s *session) fill(d *direction, src net.Conn) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	n := 0
-	for n < len(buf) {
-		m, rerr := read(buf[n:])
+	var err error
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = src.Read(buf[n:])
 		n += m
-		if rerr != nil {
-			err = rerr
-			break
-		}
-		if !records && n < len(buf) {
-			break // the socket had no more
-		}
 	}
-	more = err == nil && (records || n == len(buf))
 	if n > 0 {
 		if werr := s.forward(d, buf[:n]); werr != nil {
-			return false, werr
+			return werr
 		}
 	}
-	return more, err
+	return err
+}
+
+// readSocket waits until the plain socket sock has bytes, reads them into
+// a pooled buffer and writes them on. The read happens inside the
+// runtime's readiness wait (RawConn.Read), so a wake-up costs one read(2),
+// and the buffer is taken only for a read that finds bytes: none is held
+// while waiting. With a Poller it waits at most ParkAfter, then returns
+// errPark.
+func (s *session) readSocket(d *direction, sock net.Conn) error {
+	if d.readFn == nil {
+		d.readFn = d.readOnce // one method value per direction, not per wait
+	}
+	linger := s.poller != nil && !d.noPark
+	if linger {
+		if err := sock.SetReadDeadline(time.Now().Add(s.parkAfter)); err != nil {
+			return err
+		}
+	}
+	err := d.rc.Read(d.readFn)
+	if linger {
+		if cerr := sock.SetReadDeadline(time.Time{}); err == nil {
+			err = cerr
+		}
+	}
+	bp := d.rbuf
+	d.rbuf = nil
+	if bp == nil { // the wait failed: closed, or the deadline passed
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return errPark
+		}
+		return err
+	}
+	defer bufPool.Put(bp)
+	if d.rn > 0 {
+		if werr := s.forward(d, (*bp)[:d.rn]); werr != nil {
+			return werr
+		}
+	}
+	if err == nil {
+		err = d.rerr
+	}
+	return err
 }
 
 // blockingStep blocks in a one-byte read of src (a conn that may buffer

@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"io"
+	"os"
 	"syscall"
 	"unsafe"
 )
@@ -79,4 +81,29 @@ func readable(rc syscall.RawConn, wait, count bool) (avail int, ready bool, err 
 		return 0, true, serr
 	}
 	return avail, ready, nil
+}
+
+// readOnce is the RawConn.Read callback of readSocket: one read(2) into a
+// pooled buffer, taken for the call only. It reports false, holding no
+// buffer, when nothing is queued, so the runtime waits for readability.
+func (d *direction) readOnce(fd uintptr) bool {
+	bp := bufPool.Get().(*[]byte)
+	for {
+		n, errno := syscall.Read(int(fd), *bp)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno == syscall.EAGAIN:
+			bufPool.Put(bp)
+			return false
+		case errno != nil:
+			d.rn, d.rerr = 0, os.NewSyscallError("read", errno)
+		case n == 0:
+			d.rn, d.rerr = 0, io.EOF
+		default:
+			d.rn, d.rerr = n, nil
+		}
+		d.rbuf = bp
+		return true
+	}
 }

@@ -22,3 +22,6 @@ func peekReadable(rc syscall.RawConn) (int, bool, error) {
 func awaitReadable(rc syscall.RawConn) (int, error) {
 	return 0, errors.ErrUnsupported
 }
+
+// readOnce is never called where readinessSupported is false.
+func (d *direction) readOnce(fd uintptr) bool { return true }

@@ -41,6 +41,7 @@ type Conn struct {
 	net.Conn
 	rc       syscall.RawConn
 	nonblock atomic.Bool
+	drained  bool // the last non-blocking read was short; owned by the reader
 
 	wmu    sync.Mutex
 	corked bool
@@ -81,18 +82,31 @@ func Wrap(c net.Conn) net.Conn {
 }
 
 // SetNonblocking switches Read between waiting for bytes (the default) and
-// returning ErrWouldBlock when none are queued.
-func (c *Conn) SetNonblocking(on bool) { c.nonblock.Store(on) }
+// returning ErrWouldBlock when none are queued. Only the conn's reader may
+// call it.
+func (c *Conn) SetNonblocking(on bool) {
+	c.nonblock.Store(on)
+	c.drained = false
+}
 
-// Read reads from the socket; see SetNonblocking.
+// Read reads from the socket; see SetNonblocking. In non-blocking mode, a
+// read that got fewer bytes than asked for means the socket had no more:
+// the next Read then returns ErrWouldBlock without asking it again (bytes
+// that arrived meanwhile are found by the caller's readiness wait, which
+// looks before it waits).
 func (c *Conn) Read(p []byte) (int, error) {
 	if !c.nonblock.Load() || len(p) == 0 {
 		return c.Conn.Read(p)
+	}
+	if c.drained {
+		c.drained = false
+		return 0, ErrWouldBlock
 	}
 	n, err := ReadNow(c.rc, p)
 	if err != nil && err != ErrWouldBlock && err != io.EOF {
 		return n, c.opError(err)
 	}
+	c.drained = err == nil && n < len(p)
 	return n, err
 }
 
