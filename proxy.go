@@ -315,7 +315,11 @@ func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Ses
 		return nil, nil, false
 	}
 	info.Member = be.Member
-	client, server, err = starttls.Handover(ctx, sess, be.Backend())
+	// The bridge's guards and SMTP inspector filter every capability
+	// answer, so the handover need not wait for the client's first
+	// command: a client slow to speak waits parked in the copy, under the
+	// idle timeout, holding no goroutine or reader.
+	client, server, err = starttls.HandoverWith(ctx, sess, be.Backend(), starttls.HandoverOptions{Guarded: true})
 	if err != nil {
 		be.Close()
 		info.Outcome, info.Err = OutcomeHandover, err

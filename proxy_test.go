@@ -380,3 +380,32 @@ func waitPumping(t *testing.T, want int) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestProxySilentClientTimesOut: a client that completes TLS, gets the
+// greeting and never speaks is under the copy's idle timeout (it used to
+// wait in the handover for its first command with no timeout at all).
+func TestProxySilentClientTimesOut(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	f := newFixture(t)
+	sessions := make(chan mailedge.SessionInfo, 1)
+	addr := serve(t, &mailedge.Proxy{
+		Server:    &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
+		Implicit:  true,
+		Backend:   &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
+		Bridge:    bridge.Options{IdleTimeout: 100 * time.Millisecond},
+		OnSession: func(in mailedge.SessionInfo) { sessions <- in },
+	})
+	c, err := tls.Dial("tcp", addr, f.roots)
+	require.NoError(t, err)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	greeting, err := r.ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(greeting, "* OK"), greeting)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = r.ReadString('\n')
+	assert.ErrorIs(t, err, io.EOF, "the proxy closes the silent session")
+	in := <-sessions
+	assert.ErrorIs(t, in.Err, bridge.ErrIdleTimeout)
+}

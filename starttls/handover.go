@@ -65,12 +65,30 @@ const maxHandoverLine = 8192
 // before it returns. On error Handover closes both conns; on success the
 // caller owns the returned ones.
 func Handover(ctx context.Context, s *Session, b Backend) (client, server net.Conn, err error) {
+	return HandoverWith(ctx, s, b, HandoverOptions{})
+}
+
+// HandoverOptions adjust HandoverWith. The zero value is Handover.
+type HandoverOptions struct {
+	// Guarded says the copy that follows removes STARTTLS, STLS and
+	// LOGINDISABLED from every capability answer itself, as bridge.Join
+	// does with an SMTPInspector or a Guard. The handover then never waits
+	// for the client's first command: it filters the answer to a
+	// capability command only when s.Pending holds it, as for a plain
+	// session, and returns right after the greeting. A client that is slow
+	// to speak then waits in the copy, under its idle timeout, instead of
+	// in the handover.
+	Guarded bool
+}
+
+// HandoverWith is Handover with options.
+func HandoverWith(ctx context.Context, s *Session, b Backend, opt HandoverOptions) (client, server net.Conn, err error) {
 	if s == nil || s.Conn == nil || b.Conn == nil {
 		return nil, nil, fmt.Errorf("%w: Handover needs a session conn and a backend conn", ErrConfig)
 	}
 	releaseC := guardDeadline(ctx, s.Conn, time.Time{})
 	releaseB := guardDeadline(ctx, b.Conn, time.Time{})
-	h := &handover{s: s, b: b, br: bufpool.Get(b.Conn, bufpool.Small)}
+	h := &handover{s: s, b: b, br: bufpool.Get(b.Conn, bufpool.Small), guarded: opt.Guarded}
 	defer func() {
 		bufpool.Put(h.br) // serverConn copied out what it holds
 		releaseC()
@@ -95,6 +113,7 @@ type handover struct {
 	b          Backend
 	br         *bufio.Reader // over b.Conn; what it still holds goes to the client
 	clientRest []byte        // client bytes read and not forwarded: for the copy
+	guarded    bool          // HandoverOptions.Guarded
 }
 
 // run performs the handover steps in order.
@@ -113,7 +132,7 @@ func (h *handover) run() error {
 			return err
 		}
 	}
-	return h.firstCommand(h.s.TLS || h.s.Implicit)
+	return h.firstCommand((h.s.TLS || h.s.Implicit) && !h.guarded)
 }
 
 // refuse tells the client the service is unavailable and returns err.

@@ -108,6 +108,17 @@ func TestHandoverIMAP(t *testing.T) {
 			fake: fake, wantClient: answers, wantBackend: sent},
 		{name: "plain/pending LOGIN forwarded", session: withPending(Session{Protocol: IMAP}, "a1 LOGIN u p\r\na2 LOGOUT\r\n"),
 			fake: fake, wantClient: "a1 OK LOGIN done\r\n* BYE\r\na2 OK bye\r\n", wantBackend: []string{"a1 LOGIN u p", "a2 LOGOUT"}},
+		// Guarded: the copy filters capability answers (bridge's guard), so
+		// the handover returns after the greeting and leaves the client's
+		// bytes on the conn; the plain copy of this test passes the answer
+		// as the backend sent it.
+		{name: "implicit/guarded: no wait for the first command", session: withProto(implicitTLS, IMAP), guarded: true,
+			fake: fake, input: pipeline, wantBackend: sent,
+			wantClient: "* OK [CAPABILITY IMAP4rev1] backend ready\r\n" +
+				"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN\r\na1 OK [CAPABILITY IMAP4rev1 STARTTLS] done\r\na2 OK NOOP done\r\n* BYE\r\na3 OK bye\r\n"},
+		{name: "implicit/guarded: pending CAPABILITY still filtered", session: withPending(withProto(implicitTLS, IMAP), pipeline),
+			guarded: true, fake: fake, wantBackend: sent,
+			wantClient: "* OK [CAPABILITY IMAP4rev1] backend ready\r\n" + answers},
 		{name: "plain/BYE greeting", session: withPending(Session{Protocol: IMAP}, "a1 LOGOUT\r\n"),
 			fake: fakeBackend{proto: IMAP, greeting: "* BYE busy\r\n"}, wantClient: bye, wantErr: ErrRefused},
 	}
