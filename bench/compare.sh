@@ -26,11 +26,13 @@ mkdir -p "$OUT"
 DIR=$OUT/run
 mkdir -p "$DIR"
 
-# Ports: backend 31xxx; each proxy its own block.
+# Ports: backend 31xxx; each proxy its own block, all below the kernel's
+# ephemeral range (32768 and up here), so no load client's socket can hold
+# a port a proxy is about to listen on.
 BACKEND_IMAP=127.0.0.1:31143 BACKEND_SMTP=127.0.0.1:31025 BACKEND_POP3=127.0.0.1:31110 BACKEND_AUTH=127.0.0.1:31180
-declare -A IMAPS=([gateway]=32993 [haproxy]=33993 [nginx-stream]=34993 [nginx-mail]=35993 [stunnel]=36993)
-declare -A SMTPS=([gateway]=32465 [haproxy]=33465 [nginx-stream]=34465 [stunnel]=36465)
-GW_IMAP=32143 GW_SUBMISSION=32587 GW_POP3=32110 GW_POP3S=32995
+declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993)
+declare -A SMTPS=([gateway]=30465 [haproxy]=29465 [nginx-stream]=28465 [stunnel]=26465)
+GW_IMAP=30143 GW_SUBMISSION=30587 GW_POP3=30110 GW_POP3S=30995
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 

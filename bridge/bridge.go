@@ -245,7 +245,10 @@ func newSession(ctx context.Context, client, server net.Conn, opt *Options) *ses
 		s.dirs[1].filter = s.smtp.replies
 	}
 	s.setGuard(opt)
-	s.stopCtx = context.AfterFunc(ctx, func() { s.abort(EndCanceled) })
+	s.stopCtx = noStop
+	if ctx.Done() != nil { // context.Background and the like never cancel
+		s.stopCtx = context.AfterFunc(ctx, s.canceled)
+	}
 	s.startTimers()
 	return s
 }
@@ -297,6 +300,10 @@ func (s *session) finish() {
 		s.finished <- joinResult{st, err}
 	}
 }
+
+func (s *session) canceled() { s.abort(EndCanceled) }
+
+func noStop() bool { return false }
 
 // touch records activity now; one atomic store, no deadline change.
 func (s *session) touch() {
