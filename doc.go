@@ -20,7 +20,9 @@
 //     address (PROXY v1/v2, XCLIENT, IMAP ID), and a Pool with balancing,
 //     failover, health marks and draining.
 //   - bridge: after both ends are ready, the two-way copy with half-close,
-//     idle and session timeouts, counters, and an SMTP line inspector.
+//     idle and session timeouts, counters, an SMTP line inspector and IMAP
+//     and POP3 STARTTLS guards; a Poller holds idle sessions with no
+//     goroutine at all.
 //   - monitor: protocol health probes (SMTP, IMAP, POP3, TLS certificate,
 //     greeting) and the Checker that turns them into up/down state.
 //   - ratelimit: admission per source address: access lists, trusted
@@ -35,13 +37,17 @@
 //	     starttls.Server.Serve (143/587/25/110) until TLS is on
 //	  -> backend.Pool.Dial(ctx, client)         healthy member, PROXY/XCLIENT
 //	  -> starttls.Handover                      greeting and capabilities
-//	  -> bridge.Join                            copy both ways until done
+//	  -> bridge.Join or Start                   copy both ways until done
 //
 // Proxy is that whole path in one value, for applications that need no more
 // control than its fields give: a listener, a starttls.Server, a Backend (a
 // backend.Pool or Dialer), an optional ratelimit.Limiter, bridge.Options, and
-// a callback per finished session. Each step stays usable on its own for
-// applications that need to do something between them.
+// a callback per finished session. Its Serve runs each connection up to the
+// copy on a reused worker goroutine, then leaves the session to the bridge,
+// which parks it in a bridge.Poller while it is idle: a session waiting for
+// its next command costs its heap objects (about 8 KiB with TLS) and no
+// goroutine stack. Each step stays usable on its own for applications that
+// need to do something between them.
 //
 // No package keeps global mutable state; every blocking call takes a
 // context.Context; every goroutine a package starts ends when its owner's

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/mailedge/mailedge/bridge"
 )
@@ -125,4 +126,63 @@ func ExampleSMTPInspector() {
 	// 250 RCPT ok
 	// 250 QUIT ok
 	// 2 recipients accepted, 1 refused
+}
+
+// ExamplePoller starts sessions with Start and a shared Poller: a session
+// that waits for its next command holds no goroutine, and its end is
+// reported through Hooks.End.
+func ExamplePoller() {
+	backend := listen() // answers each line, as a mail server would
+	defer backend.Close()
+	go func() {
+		c, err := backend.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			fmt.Fprintf(c, "ok %s\r\n", sc.Text())
+		}
+	}()
+	poller := &bridge.Poller{ParkAfter: 10 * time.Millisecond}
+	defer poller.Close() // after the sessions
+	proxy := listen()
+	defer proxy.Close()
+	ended := make(chan bridge.Stats, 1)
+	go func() {
+		client, err := proxy.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		server, err := net.Dial("tcp", backend.Addr().String())
+		if err != nil {
+			log.Fatal(err)
+		}
+		bridge.Start(context.Background(), client, server, bridge.Options{
+			Poller: poller,
+			Hooks:  bridge.Hooks{End: func(st bridge.Stats, err error) { ended <- st }},
+		})
+		// Start has returned: from here the session needs no goroutine
+		// of ours, and while idle none of its own either.
+	}()
+
+	c, err := net.Dial("tcp", proxy.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	for _, cmd := range []string{"NOOP", "NOOP"} {
+		fmt.Fprintf(c, "%s\r\n", cmd)
+		reply, _ := r.ReadString('\n')
+		fmt.Print(strings.TrimRight(reply, "\r\n"), "\n")
+		time.Sleep(50 * time.Millisecond) // idle: the session parks
+	}
+	c.Close()
+	st := <-ended
+	fmt.Println(st.ClientToServer, "bytes up,", st.End)
+	// Output:
+	// ok NOOP
+	// ok NOOP
+	// 12 bytes up, client closed
 }
