@@ -325,6 +325,7 @@ func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Ses
 		info.Outcome, info.Err = OutcomeHandover, err
 		return nil, nil, false
 	}
+	be.Greeting = nil // relayed or swallowed: not kept for the session's life
 	return client, server, true
 }
 

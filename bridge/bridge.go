@@ -202,16 +202,16 @@ type session struct {
 	parkAfter      time.Duration
 	start          time.Time
 	idle           time.Duration
-	last           atomic.Int64 // nanoseconds since start of the last activity
-	reason         atomic.Int32 // End chosen by abort; 0 while none
-	firstEOF       atomic.Int32 // Direction+1 of the first clean end of file; 0 while none
-	done           chan struct{}
+	last           atomic.Int64  // nanoseconds since start of the last activity
+	reason         atomic.Int32  // End chosen by abort; 0 while none
+	firstEOF       atomic.Int32  // Direction+1 of the first clean end of file; 0 while none
+	done           chan struct{} // closed at teardown; nil without an SMTP inspector
 	closeOnce      sync.Once
 	dirs           [2]direction // in one allocation with the session
 	smtp           *smtpSession
 
 	// Results, filled in as the directions finish.
-	res       [2]copyResult   // by Direction
+	errs      [2]error        // by Direction: nil at a clean end of file
 	firstDone atomic.Int32    // Direction+1 of the first to finish; 0 while none
 	nDone     atomic.Int32    // directions finished
 	finished  chan joinResult // Join's: receives the results; nil for Start
@@ -232,7 +232,6 @@ func newSession(ctx context.Context, client, server net.Conn, opt *Options) *ses
 		ctx:    ctx,
 		start:  time.Now(),
 		idle:   opt.idleTimeout(),
-		done:   make(chan struct{}),
 	}
 	if opt.Poller.enabled() {
 		s.poller, s.parkAfter = opt.Poller, opt.Poller.parkAfter()
@@ -240,6 +239,7 @@ func newSession(ctx context.Context, client, server net.Conn, opt *Options) *ses
 	s.dirs[0] = direction{dir: ClientToServer, src: client, dst: server}
 	s.dirs[1] = direction{dir: ServerToClient, src: server, dst: client}
 	if opt.SMTP != nil {
+		s.done = make(chan struct{}) // only the inspector waits on it
 		s.smtp = newSMTPSession(opt.SMTP, client, server, s.done)
 		s.dirs[0].filter = s.smtp.commands
 		s.dirs[1].filter = s.smtp.replies
@@ -260,7 +260,7 @@ func (s *session) finishDir(d *direction, err error) {
 	if d.filter != nil {
 		d.filter.closed()
 	}
-	s.res[d.dir] = copyResult{dir: d.dir, err: err}
+	s.errs[d.dir] = err
 	s.firstDone.CompareAndSwap(0, int32(d.dir)+1)
 	if err == nil {
 		// Record who ended first before passing the half-close on: once
@@ -290,8 +290,9 @@ func (s *session) finish() {
 			s.poller.unregister(d.entry)
 		}
 	}
-	first := s.res[s.firstDone.Load()-1]
-	second := s.res[1-first.dir]
+	f := Direction(s.firstDone.Load() - 1)
+	first := copyResult{dir: f, err: s.errs[f]}
+	second := copyResult{dir: 1 - f, err: s.errs[1-f]}
 	st, err := s.result(s.ctx, first, second)
 	if s.opt.Hooks.End != nil {
 		s.opt.Hooks.End(st, err)
@@ -369,7 +370,9 @@ func (s *session) abort(reason End) {
 // that is not reading.
 func (s *session) closeBoth(hard bool) {
 	s.closeOnce.Do(func() {
-		close(s.done)
+		if s.done != nil {
+			close(s.done)
+		}
 		for _, c := range []net.Conn{s.client, s.server} {
 			if hard {
 				if u := underlying(c); u != nil {

@@ -50,11 +50,9 @@ type direction struct {
 	state    atomic.Int32 // dirRunning, dirParked or dirDone
 
 	// Owned by the goroutine running the direction.
-	rcFor  net.Conn        // the socket rc belongs to
-	rc     syscall.RawConn // raw conn of the socket waited on
-	entry  *pollEntry      // registration in the Poller, once parked
 	noPark bool            // the Poller refused: wait on this goroutine
-	lr     io.LimitedReader
+	rc     syscall.RawConn // raw conn of the socket waited on; it never changes
+	entry  *pollEntry      // registration in the Poller, once parked
 
 	// readSocket's callback and its results.
 	readFn func(fd uintptr) bool
@@ -105,11 +103,12 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			}
 			continue
 		}
-		if d.rcFor != sock {
+		// The socket under src is the same whatever wraps it: a wrapper
+		// that read ahead (sock nil above) is only ever unwrapped onto it.
+		if d.rc == nil {
 			if d.rc, err = sock.(syscall.Conn).SyscallConn(); err != nil {
 				return err, false
 			}
-			d.rcFor = sock
 		}
 		splice := nb == nil && d.filter == nil && canSplice(sock, ioConn(d.dst))
 		if nb == nil && !splice {
@@ -238,8 +237,8 @@ func canSplice(src, dst net.Conn) bool {
 // finds (*net.TCPConn).ReadFrom, which sees an *io.LimitedReader around a
 // *net.TCPConn and uses splice(2), so the payload never enters user space.
 func (s *session) splice(d *direction, src net.Conn, avail int) (int64, error) {
-	d.lr = io.LimitedReader{R: src, N: int64(min(avail, spliceChunk))}
-	n, err := io.Copy(ioConn(d.dst).(*net.TCPConn), &d.lr)
+	lr := &io.LimitedReader{R: src, N: int64(min(avail, spliceChunk))}
+	n, err := io.Copy(ioConn(d.dst).(*net.TCPConn), lr)
 	d.n.Add(n)
 	s.touch()
 	return n, err
