@@ -130,7 +130,7 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 				return err, false
 			}
 		}
-		avail, err := s.await(d, sock, splice, !splice)
+		avail, err := s.await(d, sock, splice)
 		switch {
 		case err == errPark:
 			if s.park(d) {
@@ -169,22 +169,21 @@ func socketOf(src net.Conn) (sock net.Conn, nb *nbconn.Conn) {
 	return nil, nil
 }
 
-// await waits until sock is readable and returns the bytes queued (0 at
-// end of file; with count unset, 1 for any number). With a Poller it waits
-// at most ParkAfter and then returns errPark. drained says the socket was
-// just found empty, so that looking again before arming the deadline is
-// not worth a system call.
-func (s *session) await(d *direction, sock net.Conn, count, drained bool) (int, error) {
+// await waits until sock is readable: for splice, it returns the bytes
+// queued (0 at end of file); for a *tls.Conn's socket, just found empty by
+// drain, any positive number. With a Poller it waits at most ParkAfter and
+// then returns errPark.
+func (s *session) await(d *direction, sock net.Conn, splice bool) (int, error) {
 	wait := awaitReadable
-	if count {
+	if splice {
 		wait = waitReadable
 	}
 	if s.poller == nil || d.noPark {
 		return wait(d.rc)
 	}
-	if !drained {
+	if splice { // under load bytes are queued already: no deadline to set
 		if avail, ready, err := peekReadable(d.rc); ready || err != nil {
-			return avail, err // the common case under load: no deadline to set
+			return avail, err
 		}
 	}
 	if err := sock.SetReadDeadline(time.Now().Add(s.parkAfter)); err != nil {

@@ -39,7 +39,7 @@ type Poller struct {
 	// zero, 500ms. If negative, nothing parks.
 	ParkAfter time.Duration
 
-	mu      sync.Mutex
+	mu      sync.RWMutex // arms hold it shared, so Close cannot close the epoll set under one
 	sys     pollSys
 	started bool
 	closed  bool
@@ -99,10 +99,9 @@ func (p *Poller) register(rc syscall.RawConn, s *session, d *direction) (*pollEn
 // caller must not touch e or its direction after a successful arm: the
 // wake-up may already be running it.
 func (p *Poller) arm(e *pollEntry, add bool) error {
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
 		return errPollerClosed
 	}
 	var serr error
@@ -138,9 +137,9 @@ func (p *Poller) wait() {
 			if t == 0 {
 				return // Close
 			}
-			p.mu.Lock()
+			p.mu.RLock()
 			e := p.entries[t]
-			p.mu.Unlock()
+			p.mu.RUnlock()
 			if e != nil {
 				e.s.wake(e.d)
 			}

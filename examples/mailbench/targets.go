@@ -21,25 +21,29 @@ type goal struct {
 	factor float64
 	ref    string // "best peer", a label, or "floor"
 	vs     group  // the reference group when it differs from g (STARTTLS)
+	except string // a peer left out of "best peer": its test is not the same
 }
 
 func (t *table) goals(base string) []goal {
 	imap := func(test string) group { return group{test, "imap", "implicit"} }
 	ms := func(test string, i int) metric { return metricsFor(test)[i] }
 	gs := []goal{
-		{"proxy CPU per full handshake ≤ 0.85× best peer", imap("full"), ms("full", 0), 0.85, "best peer", group{}},
-		{"proxy CPU per full handshake ≤ 3× crypto floor", imap("full"), ms("full", 0), 3, "floor", group{}},
-		{"KiB per idle TLS session ≤ 0.9× HAProxy", imap("idle"), ms("idle", 0), 0.9, "haproxy", group{}},
-		{"proxy CPU per GB, 16 streams download ≤ 0.9× best peer", imap("bulk16"), ms("bulk16", 1), 0.9, "best peer", group{}},
-		{"proxy CPU per GB, 16 streams SMTP upload ≤ 0.9× best peer", group{"bulk16", "smtp", "implicit"}, ms("bulk16", 1), 0.9, "best peer", group{}},
-		{"MB/s, 16 streams download ≥ 1.0× best peer", imap("bulk16"), ms("bulk16", 0), 1, "best peer", group{}},
-		{"MB/s, one stream download ≥ 1.0× best peer", imap("bulk1"), ms("bulk1", 0), 1, "best peer", group{}},
-		{"RTT p99 ≤ best peer", imap("rtt"), ms("rtt", 1), 1, "best peer", group{}},
-		{"one client, sequential connects p50 ≤ best peer", imap("seq"), ms("seq", 0), 1, "best peer", group{}},
+		// nginx mail greets by itself: its full handshake connects no
+		// backend, so it is no reference for a handshake "incl. backend
+		// connect" (issue 10); its login row, which does, is in the table.
+		{"proxy CPU per full handshake incl. backend connect ≤ 0.85× best peer", imap("full"), ms("full", 0), 0.85, "best peer", group{}, "nginx-mail"},
+		{"proxy CPU per full handshake ≤ 3× crypto floor", imap("full"), ms("full", 0), 3, "floor", group{}, ""},
+		{"KiB per idle TLS session ≤ 0.9× HAProxy", imap("idle"), ms("idle", 0), 0.9, "haproxy", group{}, ""},
+		{"proxy CPU per GB, 16 streams download ≤ 0.9× best peer", imap("bulk16"), ms("bulk16", 1), 0.9, "best peer", group{}, ""},
+		{"proxy CPU per GB, 16 streams SMTP upload ≤ 0.9× best peer", group{"bulk16", "smtp", "implicit"}, ms("bulk16", 1), 0.9, "best peer", group{}, ""},
+		{"MB/s, 16 streams download ≥ 1.0× best peer", imap("bulk16"), ms("bulk16", 0), 1, "best peer", group{}, ""},
+		{"MB/s, one stream download ≥ 1.0× best peer", imap("bulk1"), ms("bulk1", 0), 1, "best peer", group{}, ""},
+		{"RTT p99 ≤ best peer", imap("rtt"), ms("rtt", 1), 1, "best peer", group{}, ""},
+		{"one client, sequential connects p50 ≤ best peer", imap("seq"), ms("seq", 0), 1, "best peer", group{}, ""},
 	}
 	for _, p := range []string{"imap", "smtp", "pop3"} {
 		gs = append(gs, goal{"STARTTLS dialogue + handshake ≤ 1.15× implicit TLS handshake (" + p + ", proxy CPU)",
-			group{"full", p, "starttls"}, ms("full", 0), 1.15, base, group{"full", p, "implicit"}})
+			group{"full", p, "starttls"}, ms("full", 0), 1.15, base, group{"full", p, "implicit"}, ""})
 	}
 	return gs
 }
@@ -64,7 +68,7 @@ func (t *table) reference(gl goal, base string, floor float64) (float64, string)
 		best, who := math.NaN(), ""
 		for _, l := range t.labels {
 			s := t.spreadOf(gl.g, l, gl.m)
-			if l == base || s.N == 0 {
+			if l == base || l == gl.except || s.N == 0 {
 				continue
 			}
 			if math.IsNaN(best) || (gl.m.lowerBetter && s.Median < best) || (!gl.m.lowerBetter && s.Median > best) {
