@@ -197,7 +197,6 @@ type session struct {
 	client, server net.Conn
 	opt            *Options
 	ctx            context.Context
-	stopCtx        func() bool
 	poller         *Poller // nil: directions never park
 	parkAfter      time.Duration
 	start          time.Time
@@ -216,10 +215,18 @@ type session struct {
 	nDone     atomic.Int32    // directions finished
 	finished  chan joinResult // Join's: receives the results; nil for Start
 
-	timerMu   sync.Mutex
-	stopped   bool
-	idleTimer *time.Timer
-	maxTimer  *time.Timer
+	// Timeouts and cancellation (timers.go): a timer and a context
+	// watcher of the session's own, or entries in its Poller's clock and
+	// watch list.
+	timerMu sync.Mutex
+	stopped bool        // finish has begun: no more checks
+	timer   *time.Timer // without a Poller
+	stopCtx func() bool // without a Poller
+	dueAt   int64       // in the Poller's clock: when, on its scale
+	heapIdx int         // in the Poller's clock: index in its heap, -1 if not in it
+	watch   *ctxWatch   // in the Poller's watch of ctx, if ctx can end
+	prev    *session    // in watch's list
+	next    *session
 }
 
 // newSession sets up the session of one Join or Start and arms its
@@ -245,10 +252,6 @@ func newSession(ctx context.Context, client, server net.Conn, opt *Options) *ses
 		s.dirs[1].filter = s.smtp.replies
 	}
 	s.setGuard(opt)
-	s.stopCtx = noStop
-	if ctx.Done() != nil { // context.Background and the like never cancel
-		s.stopCtx = context.AfterFunc(ctx, s.canceled)
-	}
 	s.startTimers()
 	return s
 }
@@ -282,7 +285,6 @@ func (s *session) finishDir(d *direction, err error) {
 // stops the timers, closes both conns, sets the results, calls Hooks.End
 // and releases Join.
 func (s *session) finish() {
-	s.stopCtx()
 	s.stopTimers()
 	s.closeBoth(false)
 	for i := range s.dirs {
@@ -302,54 +304,9 @@ func (s *session) finish() {
 	}
 }
 
-func (s *session) canceled() { s.abort(EndCanceled) }
-
-func noStop() bool { return false }
-
 // touch records activity now; one atomic store, no deadline change.
 func (s *session) touch() {
 	s.last.Store(int64(time.Since(s.start)))
-}
-
-// startTimers arms the idle and maximum-duration timers. Neither starts a
-// goroutine until it fires.
-func (s *session) startTimers() {
-	if s.idle > 0 {
-		s.idleTimer = time.AfterFunc(s.idle, s.checkIdle)
-	}
-	if d := s.opt.MaxDuration; d > 0 {
-		s.maxTimer = time.AfterFunc(d, func() { s.abort(EndMaxDuration) })
-	}
-}
-
-// checkIdle runs when the idle timer fires: it ends the session if nothing
-// moved for the idle timeout and otherwise re-arms the timer for the rest.
-func (s *session) checkIdle() {
-	s.timerMu.Lock()
-	if s.stopped {
-		s.timerMu.Unlock()
-		return
-	}
-	quiet := time.Since(s.start) - time.Duration(s.last.Load())
-	if quiet < s.idle {
-		s.idleTimer.Reset(s.idle - quiet)
-		s.timerMu.Unlock()
-		return
-	}
-	s.timerMu.Unlock()
-	s.abort(EndIdle)
-}
-
-func (s *session) stopTimers() {
-	s.timerMu.Lock()
-	defer s.timerMu.Unlock()
-	s.stopped = true
-	if s.idleTimer != nil {
-		s.idleTimer.Stop()
-	}
-	if s.maxTimer != nil {
-		s.maxTimer.Stop()
-	}
 }
 
 // abort ends the session for reason: the first reason wins, and both conns

@@ -28,6 +28,11 @@ var errPollerClosed = errors.New("bridge: poller closed")
 // ahead, a *tls.Conn made elsewhere) keep their goroutine as without a
 // Poller.
 //
+// Sessions started with a Poller also share its clock (one runtime timer
+// for all their idle and maximum-duration timeouts) and its watch of their
+// context (one context.AfterFunc per distinct context), so a parked session
+// holds no runtime object of its own.
+//
 // The zero value is ready to use on Linux; elsewhere it parks nothing and
 // sessions keep their goroutines. It starts one goroutine, blocked in
 // epoll_wait, at the first park. Close stops it; sessions parked then are
@@ -46,6 +51,9 @@ type Poller struct {
 	next    uint64                // token of the next entry; 0 is the wake-up pipe
 	entries map[uint64]*pollEntry // armed or armable entries by token
 	done    chan struct{}         // closed when the wait goroutine has returned
+
+	clock   clock   // the timeouts of its sessions
+	watches watches // the contexts of its sessions
 }
 
 // pollEntry is one direction's registration: its socket stays in the

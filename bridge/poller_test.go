@@ -229,3 +229,62 @@ func TestTLSWithoutNBConn(t *testing.T) {
 	backend.Close()
 	<-l.done
 }
+
+// TestPollerClockAndWatches: sessions of one Poller share its clock and
+// its watch of their context. Each ends at its own idle timeout, activity
+// postpones it, a cancelled context ends its sessions only, an ended
+// context ends a new session at once, and the shared structures are empty
+// once the sessions are gone.
+func TestPollerClockAndWatches(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	p := newPoller(t)
+	start := time.Now()
+	short := startJoin(t, context.Background(), false, Options{Poller: p, IdleTimeout: 100 * time.Millisecond})
+	busy := startJoin(t, context.Background(), false, Options{Poller: p, IdleTimeout: 150 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	c1 := startJoin(t, ctx, false, Options{Poller: p})
+	c2 := startJoin(t, ctx, true, Options{Poller: p})
+
+	// Keep busy active past its own timeout.
+	stopBusy := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stopBusy:
+				return
+			case <-time.After(40 * time.Millisecond):
+				busy.client.Write([]byte("x"))
+			}
+		}
+	}()
+	r := <-short.done
+	assert.Equal(t, EndIdle, r.st.End)
+	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
+	select {
+	case r := <-busy.done:
+		t.Fatalf("busy session ended: %v", r.err)
+	default:
+	}
+	close(stopBusy)
+	r = <-busy.done
+	assert.Equal(t, EndIdle, r.st.End)
+
+	cancel()
+	for _, l := range []*legs{c1, c2} {
+		r := <-l.done
+		assert.Equal(t, EndCanceled, r.st.End)
+		assert.ErrorIs(t, r.err, context.Canceled)
+	}
+	late := startJoin(t, ctx, false, Options{Poller: p})
+	r = <-late.done
+	assert.Equal(t, EndCanceled, r.st.End, "an ended context ends a new session at once")
+
+	p.clock.mu.Lock()
+	assert.Empty(t, p.clock.h)
+	p.clock.mu.Unlock()
+	p.watches.mu.Lock()
+	assert.Empty(t, p.watches.m)
+	p.watches.mu.Unlock()
+}
