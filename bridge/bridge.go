@@ -197,7 +197,8 @@ type session struct {
 	client, server net.Conn
 	opt            *Options
 	ctx            context.Context
-	poller         *Poller // nil: directions never park
+	poller         *Poller       // nil: directions never park
+	token          atomic.Uint64 // in poller, once a direction parked; 0 before
 	parkAfter      time.Duration
 	start          time.Time
 	idle           time.Duration
@@ -287,10 +288,8 @@ func (s *session) finishDir(d *direction, err error) {
 func (s *session) finish() {
 	s.stopTimers()
 	s.closeBoth(false)
-	for i := range s.dirs {
-		if d := &s.dirs[i]; d.entry != nil {
-			s.poller.unregister(d.entry)
-		}
+	if s.poller != nil {
+		s.poller.unregister(s)
 	}
 	f := Direction(s.firstDone.Load() - 1)
 	first := copyResult{dir: f, err: s.errs[f]}

@@ -52,7 +52,7 @@ type direction struct {
 	// Owned by the goroutine running the direction.
 	noPark bool            // the Poller refused: wait on this goroutine
 	rc     syscall.RawConn // raw conn of the socket waited on; it never changes
-	entry  *pollEntry      // registration in the Poller, once parked
+	added  bool            // the socket is in the Poller's epoll set
 
 	// readSocket's callback and its results.
 	readFn func(fd uintptr) bool
@@ -203,18 +203,14 @@ func (s *session) await(d *direction, sock net.Conn, splice bool) (int, error) {
 // must then leave d alone, as a wake-up may already run it elsewhere. If
 // the Poller refuses, d waits on its goroutine from now on.
 func (s *session) park(d *direction) bool {
-	if d.entry == nil {
-		e, err := s.poller.register(d.rc, s, d)
-		if err != nil {
-			d.noPark = true
-			return false
-		}
-		d.entry = e
+	if err := s.poller.register(s); err != nil {
+		d.noPark = true
+		return false
 	}
-	add := !d.entry.added
-	d.entry.added = true
+	add := !d.added
+	d.added = true
 	d.state.Store(dirParked) // before arming: the wake-up can come at once
-	if err := s.poller.arm(d.entry, add); err != nil {
+	if err := s.poller.arm(s, d.dir, d.rc, add); err != nil {
 		if d.state.CompareAndSwap(dirParked, dirRunning) {
 			d.noPark = true
 			return false

@@ -44,28 +44,23 @@ type Poller struct {
 	// zero, 500ms. If negative, nothing parks.
 	ParkAfter time.Duration
 
-	mu      sync.RWMutex // arms hold it shared, so Close cannot close the epoll set under one
-	sys     pollSys
-	started bool
-	closed  bool
-	next    uint64                // token of the next entry; 0 is the wake-up pipe
-	entries map[uint64]*pollEntry // armed or armable entries by token
-	done    chan struct{}         // closed when the wait goroutine has returned
+	mu       sync.RWMutex // arms hold it shared, so Close cannot close the epoll set under one
+	sys      pollSys
+	started  bool
+	closed   bool
+	next     uint64              // token of the next session registered
+	sessions map[uint64]*session // sessions registered, by token
+	done     chan struct{}       // closed when the wait goroutine has returned
 
 	clock   clock   // the timeouts of its sessions
 	watches watches // the contexts of its sessions
 }
 
-// pollEntry is one direction's registration: its socket stays in the
-// epoll set for the life of the session, disarmed after each wake-up
-// (EPOLLONESHOT) and re-armed at each park.
-type pollEntry struct {
-	token uint64
-	rc    syscall.RawConn
-	added bool // asked to join the epoll set; owned by the direction
-	s     *session
-	d     *direction
-}
+// A session registers with the Poller once, when a direction first parks:
+// it gets a token, and each of its sockets joins the epoll set with the
+// token and the direction as its data (token<<1 | direction; 0 is the
+// wake-up pipe). A socket stays in the set for the life of the session,
+// disarmed after each wake-up (EPOLLONESHOT) and re-armed at each park.
 
 func (p *Poller) parkAfter() time.Duration {
 	if p.ParkAfter == 0 {
@@ -79,42 +74,49 @@ func (p *Poller) enabled() bool {
 	return p != nil && pollSupported && p.ParkAfter >= 0
 }
 
-// register returns a new entry for d's socket rc, not yet armed; s.wake(d)
-// runs on the Poller's goroutine when rc becomes readable after an arm.
-func (p *Poller) register(rc syscall.RawConn, s *session, d *direction) (*pollEntry, error) {
+// register gives s its token, once, starting the Poller's goroutine at the
+// first session.
+func (p *Poller) register(s *session) error {
+	if s.token.Load() != 0 {
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return nil, errPollerClosed
+		return errPollerClosed
+	}
+	if s.token.Load() != 0 { // the other direction got here first
+		return nil
 	}
 	if !p.started {
 		if err := p.sys.open(); err != nil {
-			return nil, err
+			return err
 		}
 		p.started = true
-		p.entries = make(map[uint64]*pollEntry)
+		p.sessions = make(map[uint64]*session)
 		p.done = make(chan struct{})
 		go p.wait()
 	}
 	p.next++
-	e := &pollEntry{token: p.next, rc: rc, s: s, d: d}
-	p.entries[e.token] = e
-	return e, nil
+	p.sessions[p.next] = s
+	s.token.Store(p.next)
+	return nil
 }
 
-// arm asks for one wake-up when e's socket is readable. If it already is,
-// the wake-up comes at once. add says e joins the epoll set now. The
-// caller must not touch e or its direction after a successful arm: the
-// wake-up may already be running it.
-func (p *Poller) arm(e *pollEntry, add bool) error {
+// arm asks for one wake-up of direction dir of s when the socket behind rc
+// is readable. If it already is, the wake-up comes at once. add says the
+// socket joins the epoll set now. The caller must not touch the direction
+// after a successful arm: the wake-up may already be running it.
+func (p *Poller) arm(s *session, dir Direction, rc syscall.RawConn, add bool) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return errPollerClosed
 	}
+	data := s.token.Load()<<1 | uint64(dir)
 	var serr error
-	err := e.rc.Control(func(fd uintptr) {
-		serr = p.sys.arm(int(fd), e.token, add)
+	err := rc.Control(func(fd uintptr) {
+		serr = p.sys.arm(int(fd), data, add)
 	})
 	if err == nil {
 		err = serr
@@ -122,16 +124,18 @@ func (p *Poller) arm(e *pollEntry, add bool) error {
 	return err
 }
 
-// unregister forgets e: a wake-up still on its way is dropped. The socket
-// leaves the epoll set when it is closed.
-func (p *Poller) unregister(e *pollEntry) {
-	p.mu.Lock()
-	delete(p.entries, e.token)
-	p.mu.Unlock()
+// unregister forgets s: a wake-up still on its way is dropped. Its sockets
+// leave the epoll set when they are closed.
+func (p *Poller) unregister(s *session) {
+	if t := s.token.Load(); t != 0 {
+		p.mu.Lock()
+		delete(p.sessions, t)
+		p.mu.Unlock()
+	}
 }
 
-// wait is the Poller's goroutine: it hands each readable socket's entry
-// back to its session until Close.
+// wait is the Poller's goroutine: it hands each readable socket back to its
+// session's direction until Close.
 func (p *Poller) wait() {
 	defer close(p.done)
 	var tokens []uint64
@@ -146,10 +150,10 @@ func (p *Poller) wait() {
 				return // Close
 			}
 			p.mu.RLock()
-			e := p.entries[t]
+			s := p.sessions[t>>1]
 			p.mu.RUnlock()
-			if e != nil {
-				e.s.wake(e.d)
+			if s != nil {
+				s.wake(&s.dirs[t&1])
 			}
 		}
 	}
@@ -175,11 +179,12 @@ func (p *Poller) Close() error {
 	<-p.done
 	p.sys.close()
 	p.mu.Lock()
-	entries := p.entries
-	p.entries = nil
+	sessions := p.sessions
+	p.sessions = nil
 	p.mu.Unlock()
-	for _, e := range entries {
-		e.s.wake(e.d) // a direction not parked ignores it
+	for _, s := range sessions {
+		s.wake(&s.dirs[0]) // a direction not parked ignores it
+		s.wake(&s.dirs[1])
 	}
 	return nil
 }
