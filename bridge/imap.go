@@ -17,11 +17,11 @@ const imapRefused = "XSTARTTLS-REFUSED-INSIDE-TLS"
 // response. It runs on one copier goroutine only.
 type imapGuard struct {
 	out    outbuf
-	client bool  // client-to-server direction
-	start  bool  // the next line begins a command or response
 	skip   int64 // literal bytes still to pass through
-	noLit  bool  // the current long line is a status response: no literal
 	held   heldLine
+	client bool // client-to-server direction
+	start  bool // the next line begins a command or response
+	noLit  bool // the current long line is a status response: no literal
 }
 
 func (g *imapGuard) write(p []byte) error {
