@@ -139,7 +139,10 @@ bench() {
 			-json "$OUT/$name-$rep-smtps.json" >>"$OUT/$name.txt" || log "$name smtps: errors"
 	fi
 	if [[ $name == gateway ]]; then
-		"$MB" "${common[@]}" -addr "127.0.0.1:$GW_POP3S" -proto pop3 -tests full -json "$OUT/$name-$rep-pop3s.json" >>"$OUT/$name.txt" || log "gateway pop3s: errors"
+		"$MB" "${common[@]}" -addr "127.0.0.1:$GW_POP3S" -proto pop3 -tests full,first -json "$OUT/$name-$rep-pop3s.json" >>"$OUT/$name.txt" || log "gateway pop3s: errors"
+		# The implicit-TLS reference for STARTTLS: the same first command.
+		"$MB" "${common[@]}" -addr "127.0.0.1:${IMAPS[$name]}" -proto imap -tests first -json "$OUT/$name-$rep-first-imaps.json" >>"$OUT/$name.txt" || log "gateway first imaps: errors"
+		"$MB" "${common[@]}" -addr "127.0.0.1:${SMTPS[$name]}" -proto smtp -tests first -json "$OUT/$name-$rep-first-smtps.json" >>"$OUT/$name.txt" || log "gateway first smtps: errors"
 		local p
 		for p in imap:$GW_IMAP smtp:$GW_SUBMISSION pop3:$GW_POP3; do
 			"$MB" "${common[@]}" -addr "127.0.0.1:${p#*:}" -proto "${p%%:*}" -tls starttls -tests full \

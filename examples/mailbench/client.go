@@ -146,6 +146,12 @@ func (s *session) startTLS(ctx context.Context, cfg *tls.Config) error {
 	if err := s.upgrade(ctx, cfg); err != nil {
 		return err
 	}
+	return s.firstCommand()
+}
+
+// firstCommand asks for capabilities (EHLO, CAPA, CAPABILITY): what a
+// client sends first after TLS, through the proxy to the backend.
+func (s *session) firstCommand() error {
 	switch s.t.Proto {
 	case "smtp":
 		return s.smtpCmd(250, "EHLO mailbench.invalid")

@@ -84,7 +84,7 @@ func TestEndToEnd(t *testing.T) {
 	tests := []struct {
 		name, proto, mode, tests string
 	}{
-		{"imap implicit", "imap", "implicit", "idle,full,resumed,login,rtt,seq,bulk1,bulk16"},
+		{"imap implicit", "imap", "implicit", "idle,full,resumed,login,rtt,seq,bulk1,bulk16,first"},
 		{"smtp upload", "smtp", "implicit", "login,bulk1"},
 		{"imap starttls", "imap", "starttls", "full,login"},
 		{"smtp starttls", "smtp", "starttls", "full,rtt"},
@@ -131,7 +131,9 @@ func TestEndToEnd(t *testing.T) {
 	var sum bytes.Buffer
 	require.Equal(t, 0, run(context.Background(), append([]string{"summarize"}, files...), &sum, os.Stderr))
 	assert.Contains(t, sum.String(), "| full imap | proxy CPU µs/op |")
-	assert.Contains(t, sum.String(), "| STARTTLS dialogue + handshake ≤ 1.15× implicit TLS handshake (imap, proxy CPU) |")
+	assert.Contains(t, sum.String(), "| first imap | proxy CPU µs/op |")
+	assert.Regexp(t, `\| STARTTLS dialogue \+ handshake ≤ 1\.15× implicit TLS handshake, same first command \(imap, proxy CPU\) \| [0-9.]+ proxy CPU µs/op \| [0-9.]+ gateway first imap \|`, sum.String())
+	assert.Contains(t, sum.String(), "| STARTTLS with its first command ≤ 1.15× implicit TLS without one (imap, proxy CPU) |")
 }
 
 func TestBackendLiteralLogin(t *testing.T) {

@@ -35,7 +35,7 @@ func metricsFor(test string) []metric {
 	rate := metric{"ops/s", func(r Result) float64 { return r.Rate }, false}
 	p50 := metric{"p50 µs", func(r Result) float64 { return r.P50us }, true}
 	switch test {
-	case "full", "login":
+	case "full", "login", "first":
 		return []metric{cpuOp, rate, p50}
 	case "resumed":
 		return []metric{cpuOp, rate, {"% resumed", func(r Result) float64 { return pct(r.Resumed, r.Ops) }, false}}

@@ -25,7 +25,7 @@ type bench struct {
 // testNames are the tests -tests accepts, in the order "all" runs them.
 // idle comes first so that it sees the proxy before the other tests have
 // grown its heap.
-var testNames = []string{"idle", "full", "resumed", "login", "rtt", "seq", "bulk1", "bulk16"}
+var testNames = []string{"idle", "full", "resumed", "login", "rtt", "seq", "bulk1", "bulk16", "first"}
 
 // tlsConfig returns a per-worker copy of the base config.
 func (b *bench) tlsConfig() *tls.Config { return b.base.Clone() }
@@ -37,6 +37,8 @@ func (b *bench) runTest(ctx context.Context, name string) (Result, error) {
 	switch name {
 	case "full":
 		m = b.run(ctx, job{op: b.connectOp}, b.c, b.d)
+	case "first":
+		m = b.run(ctx, job{op: b.firstOp}, b.c, b.d)
 	case "resumed":
 		m = b.run(ctx, job{setup: b.warmCache, op: b.connectOp}, b.c, b.d)
 		r.Resumed = m.resumed
@@ -76,6 +78,22 @@ func (b *bench) connectOp(ctx context.Context, w *worker) (int64, error) {
 	}
 	s.close()
 	return 0, nil
+}
+
+// firstOp is connectOp plus the first command (EHLO, CAPABILITY, CAPA)
+// through to the backend: what a STARTTLS connectOp does after the
+// upgrade, so that implicit TLS and STARTTLS compare with the same backend
+// work. On a STARTTLS target it is connectOp.
+func (b *bench) firstOp(ctx context.Context, w *worker) (int64, error) {
+	s, err := b.t.open(ctx, w.cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer s.close()
+	if b.t.TLS == "implicit" {
+		err = s.firstCommand()
+	}
+	return 0, err
 }
 
 // warmCache gives a worker a session cache and one ticket in it.
