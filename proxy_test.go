@@ -54,6 +54,18 @@ func newFixture(t *testing.T) *fixture {
 		roots: &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com"}}
 }
 
+// imaps returns an implicit-TLS IMAP Proxy in front of the demo's IMAP
+// server, with opt for the copy and onSession (which may be nil).
+func (f *fixture) imaps(opt bridge.Options, onSession func(mailedge.SessionInfo)) *mailedge.Proxy {
+	return &mailedge.Proxy{
+		Server:    &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
+		Implicit:  true,
+		Backend:   &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
+		Bridge:    opt,
+		OnSession: onSession,
+	}
+}
+
 // serve runs p on a loopback listener; the cleanup closes the listener,
 // cancels the sessions and waits for Serve to return.
 func serve(t *testing.T, p *mailedge.Proxy, wrap ...net.Listener) string {
@@ -82,12 +94,7 @@ func TestProxyIMAPSOffload(t *testing.T) {
 	leaktest.CheckFDs(t)
 	f := newFixture(t)
 	sessions := make(chan mailedge.SessionInfo, 1)
-	addr := serve(t, &mailedge.Proxy{
-		Server:    &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
-		Implicit:  true,
-		Backend:   &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
-		OnSession: func(in mailedge.SessionInfo) { sessions <- in },
-	})
+	addr := serve(t, f.imaps(bridge.Options{}, func(in mailedge.SessionInfo) { sessions <- in }))
 	c, err := imapclient.DialTLS(addr, &imapclient.Options{TLSConfig: f.roots})
 	require.NoError(t, err)
 	require.NoError(t, c.Login("demo@example.com", "demo").Wait())
@@ -315,12 +322,7 @@ func TestProxyParksIdleSessions(t *testing.T) {
 	f := newFixture(t)
 	poller := &bridge.Poller{ParkAfter: 5 * time.Millisecond}
 	t.Cleanup(func() { poller.Close() })
-	addr := serve(t, &mailedge.Proxy{
-		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
-		Implicit: true,
-		Backend:  &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
-		Bridge:   bridge.Options{Poller: poller},
-	})
+	addr := serve(t, f.imaps(bridge.Options{Poller: poller}, nil))
 	type client struct {
 		c *tls.Conn
 		r *bufio.Reader
@@ -389,13 +391,7 @@ func TestProxySilentClientTimesOut(t *testing.T) {
 	leaktest.CheckFDs(t)
 	f := newFixture(t)
 	sessions := make(chan mailedge.SessionInfo, 1)
-	addr := serve(t, &mailedge.Proxy{
-		Server:    &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
-		Implicit:  true,
-		Backend:   &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
-		Bridge:    bridge.Options{IdleTimeout: 100 * time.Millisecond},
-		OnSession: func(in mailedge.SessionInfo) { sessions <- in },
-	})
+	addr := serve(t, f.imaps(bridge.Options{IdleTimeout: 100 * time.Millisecond}, func(in mailedge.SessionInfo) { sessions <- in }))
 	c, err := tls.Dial("tcp", addr, f.roots)
 	require.NoError(t, err)
 	defer c.Close()

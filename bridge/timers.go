@@ -89,23 +89,18 @@ func (s *session) expired() End {
 // onTimer runs when the session's own timer fires: it ends the session on
 // a timeout that passed, or re-arms the timer for the next check.
 func (s *session) onTimer() {
-	s.timerMu.Lock()
-	if s.stopped {
-		s.timerMu.Unlock()
-		return
-	}
-	reason := s.expired()
-	if reason == 0 {
-		s.timer.Reset(s.nextDue() - time.Since(s.start))
-	}
-	s.timerMu.Unlock()
-	if reason != 0 {
-		s.abort(reason)
-	}
+	s.checkTimeouts(func() { s.timer.Reset(s.nextDue() - time.Since(s.start)) })
 }
 
 // onClock is onTimer for a session in a Poller's clock.
 func (s *session) onClock(c *clock) {
+	s.checkTimeouts(func() { c.schedule(s) })
+}
+
+// checkTimeouts ends the session on a timeout that passed, or else calls
+// rearm, under timerMu so that stopTimers comes after a re-arm or stops
+// the next check.
+func (s *session) checkTimeouts(rearm func()) {
 	s.timerMu.Lock()
 	if s.stopped {
 		s.timerMu.Unlock()
@@ -113,7 +108,7 @@ func (s *session) onClock(c *clock) {
 	}
 	reason := s.expired()
 	if reason == 0 {
-		c.schedule(s) // under timerMu, so stopTimers' unschedule comes after
+		rearm()
 	}
 	s.timerMu.Unlock()
 	if reason != 0 {
