@@ -49,9 +49,7 @@ func (s *session) stopTimers() {
 	s.timerMu.Unlock()
 	if s.poller != nil {
 		s.poller.clock.unschedule(s)
-		if s.watch != nil {
-			s.poller.watches.remove(s)
-		}
+		s.poller.watches.remove(s) // s.watch is read under the watches' lock
 		return
 	}
 	s.stopCtx()
