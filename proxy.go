@@ -78,6 +78,12 @@ type Proxy struct {
 	// autologout is at least 30), SMTP and POP3 10 minutes (RFC 5321
 	// §4.5.3.2 DATA timeout, RFC 1939).
 	Bridge bridge.Options
+	// HandoverTimeout bounds the handover of a plain session, where the
+	// proxy talks to the backend before the copy (SMTP: the client's EHLO
+	// replayed and its answer read). If zero, 30 seconds. If negative, only
+	// ctx bounds it. A TLS session's handover reads nothing from the
+	// backend (the Dialer has read the greeting) and needs no bound.
+	HandoverTimeout time.Duration
 	// OnSession, if non-nil, is called once per connection when it ends.
 	OnSession func(SessionInfo)
 	// OnLimited, if non-nil, is called with each refusal by the Limiter,
@@ -266,7 +272,13 @@ func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Ses
 	// answer, so the handover need not wait for the client's first
 	// command: a client slow to speak waits parked in the copy, under the
 	// idle timeout, holding no goroutine or reader.
-	client, server, err = starttls.HandoverWith(ctx, sess, be.Backend(), starttls.HandoverOptions{Guarded: true})
+	hctx := ctx
+	if d := p.handoverTimeout(); !sess.TLS && d > 0 {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	client, server, err = starttls.HandoverWith(hctx, sess, be.Backend(), starttls.HandoverOptions{Guarded: true})
 	if err != nil {
 		be.Close()
 		info.Outcome, info.Err = OutcomeHandover, err
@@ -274,6 +286,17 @@ func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Ses
 	}
 	be.Greeting = nil // relayed or swallowed: not kept for the session's life
 	return client, server, true
+}
+
+// defaultHandoverTimeout is the bound on a plain session's handover when
+// Proxy.HandoverTimeout is zero.
+const defaultHandoverTimeout = 30 * time.Second
+
+func (p *Proxy) handoverTimeout() time.Duration {
+	if p.HandoverTimeout == 0 {
+		return defaultHandoverTimeout
+	}
+	return p.HandoverTimeout
 }
 
 // refuse writes the Limiter's refusal in the protocol's words on a plain

@@ -26,6 +26,7 @@ import (
 	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
@@ -404,4 +405,40 @@ func TestProxySilentClientTimesOut(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF, "the proxy closes the silent session")
 	in := <-sessions
 	assert.ErrorIs(t, in.Err, bridge.ErrIdleTimeout)
+}
+
+// TestProxyHandoverTimeout: a backend that greets and then never answers
+// the EHLO replayed for a plain SMTP session ends the session after
+// HandoverTimeout, instead of holding it for as long as the backend likes.
+func TestProxyHandoverTimeout(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	f := newFixture(t)
+	mute := testnet.Serve(t, func(c net.Conn) {
+		c.Write([]byte("220 mute.test ESMTP\r\n"))
+		io.Copy(io.Discard, c) // reads the replayed EHLO, never answers
+	})
+	sessions := make(chan mailedge.SessionInfo, 1)
+	addr := serve(t, &mailedge.Proxy{
+		Server:          &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Allow, TLSConfig: f.cfg},
+		Backend:         &backend.Dialer{Addr: mute, Protocol: starttls.SMTP},
+		HandoverTimeout: 100 * time.Millisecond,
+		OnSession:       func(in mailedge.SessionInfo) { sessions <- in },
+	})
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	_, err = c.Write([]byte("EHLO client.test\r\nMAIL FROM:<a@example.net>\r\n"))
+	require.NoError(t, err)
+	select {
+	case in := <-sessions:
+		assert.Equal(t, mailedge.OutcomeHandover, in.Outcome)
+		assert.ErrorIs(t, in.Err, context.DeadlineExceeded)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handover was not bounded")
+	}
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.ReadAll(r) // the proxy's own 220 and EHLO answer, then the close
+	assert.NoError(t, err)
 }

@@ -139,14 +139,17 @@ bench() {
 			-json "$OUT/$name-$rep-smtps.json" >>"$OUT/$name.txt" || log "$name smtps: errors"
 	fi
 	if [[ $name == gateway ]]; then
-		"$MB" "${common[@]}" -addr "127.0.0.1:$GW_POP3S" -proto pop3 -tests full,first -json "$OUT/$name-$rep-pop3s.json" >>"$OUT/$name.txt" || log "gateway pop3s: errors"
-		# The implicit-TLS reference for STARTTLS: the same first command.
-		"$MB" "${common[@]}" -addr "127.0.0.1:${IMAPS[$name]}" -proto imap -tests first -json "$OUT/$name-$rep-first-imaps.json" >>"$OUT/$name.txt" || log "gateway first imaps: errors"
-		"$MB" "${common[@]}" -addr "127.0.0.1:${SMTPS[$name]}" -proto smtp -tests first -json "$OUT/$name-$rep-first-smtps.json" >>"$OUT/$name.txt" || log "gateway first smtps: errors"
-		local p
-		for p in imap:$GW_IMAP smtp:$GW_SUBMISSION pop3:$GW_POP3; do
-			"$MB" "${common[@]}" -addr "127.0.0.1:${p#*:}" -proto "${p%%:*}" -tls starttls -tests full \
-				-json "$OUT/$name-$rep-starttls-${p%%:*}.json" >>"$OUT/$name.txt" || log "gateway starttls ${p%%:*}: errors"
+		"$MB" "${common[@]}" -addr "127.0.0.1:$GW_POP3S" -proto pop3 -tests full -json "$OUT/$name-$rep-pop3s.json" >>"$OUT/$name.txt" || log "gateway pop3s: errors"
+		# Each STARTTLS full test right after its implicit-TLS reference, the
+		# first test (the same first command), so that both see the machine
+		# in the same state.
+		local p proto implicit plain
+		for p in imap:${IMAPS[$name]}:$GW_IMAP smtp:${SMTPS[$name]}:$GW_SUBMISSION pop3:$GW_POP3S:$GW_POP3; do
+			IFS=: read -r proto implicit plain <<<"$p"
+			"$MB" "${common[@]}" -addr "127.0.0.1:$implicit" -proto "$proto" -tests first \
+				-json "$OUT/$name-$rep-first-$proto.json" >>"$OUT/$name.txt" || log "gateway first $proto: errors"
+			"$MB" "${common[@]}" -addr "127.0.0.1:$plain" -proto "$proto" -tls starttls -tests full \
+				-json "$OUT/$name-$rep-starttls-$proto.json" >>"$OUT/$name.txt" || log "gateway starttls $proto: errors"
 		done
 	fi
 	stop
