@@ -102,33 +102,18 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.drained = false
 		return 0, ErrWouldBlock
 	}
-	n, err := ReadNow(c.rc, p)
-	if err != nil && err != ErrWouldBlock && err != io.EOF {
-		return n, c.opError(err)
-	}
-	c.drained = err == nil && n < len(p)
-	return n, err
-}
-
-// ReadNow makes one read(2) on the socket behind rc without waiting:
-// ErrWouldBlock when nothing is queued, io.EOF at end of file. Other
-// errors are the runtime's (closed conn, deadline passed) or an
-// *os.SyscallError.
-func ReadNow(rc syscall.RawConn, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, errno, err := readNow(rc, p)
+	n, errno, err := readNow(c.rc, p)
 	switch {
-	case err != nil:
-		return 0, err
+	case err != nil: // closed, or a deadline passed
+		return 0, c.opError(err)
 	case errno == syscall.EAGAIN:
 		return 0, ErrWouldBlock
 	case errno != nil:
-		return 0, os.NewSyscallError("read", errno)
+		return 0, c.opError(os.NewSyscallError("read", errno))
 	case n == 0:
 		return 0, io.EOF
 	}
+	c.drained = n < len(p)
 	return n, nil
 }
 
