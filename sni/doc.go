@@ -11,9 +11,12 @@
 // GetCertificate. It serves a default certificate to clients that send no
 // SNI or an unknown name, as Postfix and Dovecot do, or refuses them when
 // Strict. When a name has both an ECDSA and an RSA certificate, each client
-// gets the one it supports, ECDSA preferred. A Store is a Resolver fed by
-// loaders (a cert/key pair, a certbot folder, a Postfix tls_server_sni_maps
-// source file) that reloads atomically, on demand or when files change.
+// gets the one it supports, ECDSA preferred. A Store serves the same way
+// from loaders (a cert/key pair, a certbot folder, a Postfix
+// tls_server_sni_maps source file) and reloads them atomically, on demand or
+// when files change; it has no Add or Set, since the next reload would drop
+// a certificate added by hand. Use a Resolver for certificates the
+// application holds in memory, a Store for certificates on disk.
 //
 // Typical usage:
 //
@@ -34,8 +37,9 @@
 // through an atomic pointer, take no lock and do not allocate for ASCII
 // names (choosing between an ECDSA and an RSA certificate for one name asks
 // crypto/tls's SupportsCertificate, which allocates when it rejects one);
-// Add, Set and Reload build a new snapshot and swap it in, so a
-// handshake in flight finishes with the snapshot it started with. All
-// methods are safe for concurrent use. The package starts no goroutine:
-// Watch runs in the caller's goroutine and returns when its context ends.
+// a Resolver's Add and Set and a Store's Reload build a new snapshot and
+// swap it in, so a handshake in flight finishes with the snapshot it
+// started with. All methods are safe for concurrent use. The package
+// starts no goroutine: Watch runs in the caller's goroutine and returns
+// when its context ends.
 package sni

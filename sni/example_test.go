@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -114,4 +115,56 @@ func ExampleResolver_Expiring() {
 	// mail.example.com: ECDSA P-256, issued by Example CA, default true
 	// old.example.com: RSA 2048, issued by Example CA, default false
 	// renew: old.example.com
+}
+
+// ExampleStore serves the certificates of files on disk and picks up a
+// renewal. A Store has no Add: what it serves is what its Sources hold, so
+// a renewal is a change to the files followed by a reload (Watch does the
+// reloading on its own).
+func ExampleStore() {
+	ca, err := testcert.NewCA("Example CA")
+	if err != nil {
+		log.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "sni-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	issue := func(names ...string) (certFile, keyFile string) {
+		l, err := ca.Issue(testcert.Options{}, names...)
+		if err != nil {
+			log.Fatal(err)
+		}
+		certFile, keyFile, err = l.WriteFiles(dir, "mail")
+		if err != nil {
+			log.Fatal(err)
+		}
+		return certFile, keyFile
+	}
+
+	certFile, keyFile := issue("mail.example.com")
+	certs := &sni.Store{Sources: []sni.Source{sni.Pair{CertFile: certFile, KeyFile: keyFile}}}
+	if err := certs.Reload(); err != nil { // at start-up: fail early on bad files
+		log.Fatal(err)
+	}
+	cfg := certs.TLSConfig(sni.Policy{Protocol: sni.ALPNSMTP}) // follows every reload
+	_, ok := certs.Lookup("mail.example.net")
+	fmt.Println("mail.example.net served:", ok)
+
+	issue("mail.example.com", "mail.example.net") // the renewal adds a name
+	reloaded, err := certs.ReloadIfChanged()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("reloaded:", reloaded)
+	c, err := cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: "mail.example.net"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("mail.example.net served by:", c.Leaf.DNSNames)
+	// Output:
+	// mail.example.net served: false
+	// reloaded: true
+	// mail.example.net served by: [mail.example.com mail.example.net]
 }

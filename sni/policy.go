@@ -71,11 +71,17 @@ func (p Policy) nextProtos() []string {
 // The caller may change the returned config before use, as with any
 // *tls.Config; Clone it to make variants.
 func (r *Resolver) TLSConfig(p Policy) *tls.Config {
+	return p.config(r.GetCertificate)
+}
+
+// config builds the *tls.Config of p around get, a GetCertificate that
+// reports a refused name with ErrNoCertificate.
+func (p Policy) config(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
 	return &tls.Config{
 		MinVersion: p.minVersion(),
 		NextProtos: p.nextProtos(),
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c, err := r.GetCertificate(hello)
+			c, err := get(hello)
 			if errors.Is(err, ErrNoCertificate) {
 				// With Certificates empty, crypto/tls turns (nil, nil) into its
 				// own "no certificates" error and the unrecognized_name alert.

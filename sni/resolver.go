@@ -143,6 +143,12 @@ func (r *Resolver) Lookup(name string) (*tls.Certificate, bool) {
 // ErrNoCertificate when Strict is set or there is no default. It never
 // returns nil with a nil error.
 func (r *Resolver) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.get(hello, r.Strict)
+}
+
+// get is GetCertificate with the strictness passed in, so that a Store can
+// apply its own Strict to the Resolver it holds.
+func (r *Resolver) get(hello *tls.ClientHelloInfo, strict bool) (*tls.Certificate, error) {
 	s := r.snap.Load()
 	if s == nil {
 		return nil, fmt.Errorf("%w %q: the resolver is empty", ErrNoCertificate, hello.ServerName)
@@ -150,7 +156,7 @@ func (r *Resolver) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate,
 	if set := s.match(hello.ServerName); len(set) > 0 {
 		return choose(hello, set), nil
 	}
-	if r.Strict || len(s.defaults) == 0 {
+	if strict || len(s.defaults) == 0 {
 		return nil, fmt.Errorf("%w %q", ErrNoCertificate, hello.ServerName)
 	}
 	return choose(hello, s.defaults), nil

@@ -2,6 +2,7 @@ package sni
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log"
 	"os"
@@ -59,20 +60,29 @@ type PostfixMap struct {
 // Load implements Source.
 func (m PostfixMap) Load() ([]Entry, []string, error) { return loadPostfixMap(m.Path) }
 
-// Store is a Resolver fed by Sources: Reload reads them all again and swaps
-// the new set in atomically, and Watch does so when their files change on
-// disk (renewals by certbot or cert-manager). Handshakes in flight keep the
-// set they started with; a reload that fails keeps the old set serving.
+// Store serves the certificates its Sources hold: Reload reads them all
+// again and swaps the new set in atomically, and Watch does so when their
+// files change on disk (renewals by certbot or cert-manager). Handshakes in
+// flight keep the set they started with; a reload that fails keeps the old
+// set serving.
 //
-// Set Sources and the callbacks before calling Reload or Watch, and call
-// Reload once at start-up to fail early on bad files. Store is safe for
-// concurrent use and must not be copied after first use.
+// The set a Store serves is always exactly what its Sources held at the
+// last successful reload, so a Store has no Add or Set: a certificate added
+// by hand would be dropped silently at the next reload. Put certificates
+// you hold in memory in a Resolver instead, or give the Store a Source that
+// returns them. For lookups, listing and tls.Config, a Store offers the
+// same methods as a Resolver.
+//
+// Set Sources, Strict and the callbacks before calling Reload or Watch, and
+// call Reload once at start-up to fail early on bad files. Store is safe
+// for concurrent use and must not be copied after first use.
 type Store struct {
-	// Resolver serves the loaded set; its GetCertificate goes into
-	// tls.Config (see Resolver.TLSConfig).
-	Resolver
 	// Sources are loaded in order; entries from all of them form one set.
 	Sources []Source
+	// Strict refuses handshakes without SNI or for unknown names with
+	// ErrNoCertificate instead of serving a default certificate, as
+	// Resolver.Strict does. If false, the default is served.
+	Strict bool
 	// OnError receives the error of each reload Watch attempts that fails.
 	// If nil, the error is logged with the standard logger.
 	OnError func(error)
@@ -80,8 +90,39 @@ type Store struct {
 	// If nil, nothing is called.
 	OnReload func()
 
+	res    Resolver   // the loaded set; only reloadLocked writes to it
 	mu     sync.Mutex // serialises reloads
 	stamps map[string]stamp
+}
+
+// GetCertificate returns the certificate for hello's server name from the
+// loaded set, for use as tls.Config.GetCertificate; see
+// Resolver.GetCertificate. Before the first successful reload it returns
+// an error wrapping ErrNoCertificate.
+func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.res.get(hello, s.Strict)
+}
+
+// TLSConfig returns a server *tls.Config that takes its certificates from
+// the Store, so that every reload reaches new handshakes, and applies p;
+// see Resolver.TLSConfig.
+func (s *Store) TLSConfig(p Policy) *tls.Config { return p.config(s.GetCertificate) }
+
+// Lookup returns the certificate loaded for name without falling back to
+// the default; see Resolver.Lookup.
+func (s *Store) Lookup(name string) (*tls.Certificate, bool) { return s.res.Lookup(name) }
+
+// Len returns the number of certificates loaded.
+func (s *Store) Len() int { return s.res.Len() }
+
+// Certificates lists every served name with its certificate; see
+// Resolver.Certificates.
+func (s *Store) Certificates() []Info { return s.res.Certificates() }
+
+// Expiring returns the entries of Certificates whose certificate is no
+// longer valid at now+within; see Resolver.Expiring.
+func (s *Store) Expiring(now time.Time, within time.Duration) []Info {
+	return s.res.Expiring(now, within)
 }
 
 // stamp is what Watch remembers of a file: enough to notice an edit, a
@@ -148,7 +189,7 @@ func (s *Store) reloadLocked() error {
 	if len(all) == 0 {
 		return fmt.Errorf("%w: the sources hold no certificate", ErrNoCertificate)
 	}
-	return s.Resolver.Set(all)
+	return s.res.Set(all)
 }
 
 // ReloadIfChanged reloads when any file read by the last reload has

@@ -2,10 +2,12 @@ package sni
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -260,4 +262,88 @@ func TestStoreCertificatesInfo(t *testing.T) {
 	now := time.Now()
 	assert.Empty(t, f.store.Expiring(now, 24*time.Hour), "fresh certificates are not expiring")
 	assert.Len(t, f.store.Expiring(now, 365*24*time.Hour), 3, "all expire within a year")
+}
+
+// TestStoreSurface pins what a Store offers: the reads and the tls.Config
+// of a Resolver, and the reloads, but none of the Resolver's writers, since
+// a certificate added by hand would vanish at the next reload.
+func TestStoreSurface(t *testing.T) {
+	var _ interface {
+		GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+		TLSConfig(Policy) *tls.Config
+		Lookup(string) (*tls.Certificate, bool)
+		Len() int
+		Certificates() []Info
+		Expiring(time.Time, time.Duration) []Info
+		Reload() error
+		ReloadIfChanged() (bool, error)
+		Watch(context.Context, time.Duration) error
+	} = (*Store)(nil)
+
+	typ := reflect.TypeFor[*Store]()
+	for _, name := range []string{"Add", "AddNames", "AddDefault", "Set"} {
+		_, ok := typ.MethodByName(name)
+		assert.False(t, ok, "Store has %s; its set must come from Sources only", name)
+	}
+	_, ok := typ.Elem().FieldByName("Resolver")
+	assert.False(t, ok, "Store exposes its Resolver")
+}
+
+func TestStoreStrict(t *testing.T) {
+	tests := []struct {
+		name       string
+		strict     bool
+		serverName string
+		want       string // Common Name served; "" for ErrNoCertificate
+	}{
+		{name: "known name", serverName: "le.example.com", want: "le.example.com"},
+		{name: "unknown name gets the default", serverName: "other.example.com", want: "default.example.com"},
+		{name: "no SNI gets the default", want: "default.example.com"},
+		{name: "strict known name", strict: true, serverName: "map.example.com", want: "map.example.com"},
+		{name: "strict unknown name", strict: true, serverName: "other.example.com"},
+		{name: "strict no SNI", strict: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newStoreFixture(t)
+			f.store.Strict = tt.strict
+			c, err := f.store.GetCertificate(&tls.ClientHelloInfo{ServerName: tt.serverName})
+			if tt.want == "" {
+				assert.ErrorIs(t, err, ErrNoCertificate)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cn(c))
+		})
+	}
+}
+
+func TestStoreBeforeReload(t *testing.T) {
+	var s Store
+	_, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: "mail.example.com"})
+	assert.ErrorIs(t, err, ErrNoCertificate)
+	assert.Zero(t, s.Len())
+	assert.Empty(t, s.Certificates())
+	_, ok := s.Lookup("mail.example.com")
+	assert.False(t, ok)
+}
+
+// TestStoreTLSConfigFollowsReload checks that a config taken before a
+// reload serves the reloaded set: the config holds the Store, not a set.
+func TestStoreTLSConfigFollowsReload(t *testing.T) {
+	f := newStoreFixture(t)
+	cfg := f.store.TLSConfig(Policy{})
+	get := func(name string) string {
+		t.Helper()
+		c, err := cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		require.NoError(t, err)
+		return cn(c)
+	}
+	assert.Equal(t, "default.example.com", get("later.example.com"))
+	l := leaf(t, testcert.ECDSA, "later.example.com")
+	writeFile(t, f.dir, "later.key", l.KeyPEM)
+	writeFile(t, f.dir, "later.crt", l.CertPEM)
+	replaceFile(t, f.mapPath, []byte("map.example.com map.key map.crt\nlater.example.com later.key later.crt\n"))
+	require.NoError(t, f.store.Reload())
+	assert.Equal(t, "later.example.com", get("later.example.com"))
 }
