@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailedge/mailedge/internal/mailwire"
 	"github.com/mailedge/mailedge/internal/nbconn"
 )
 
@@ -106,7 +107,7 @@ type backendConn struct {
 
 // line reads one line with its terminator.
 func (b *backendConn) line() ([]byte, error) {
-	return readRawLine(b.br, b.max)
+	return mailwire.ReadLine(b.br, b.max)
 }
 
 // send writes one command line; cmd has no terminator.

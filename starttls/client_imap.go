@@ -2,6 +2,8 @@ package starttls
 
 import (
 	"fmt"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // imapDialogue runs the IMAP side of Upgrade (RFC 9051 sections 6.2.1 and
@@ -20,7 +22,7 @@ func imapDialogue(b *backendConn, up *Upgraded) error {
 	if err != nil {
 		return fmt.Errorf("greeting: %w", err)
 	}
-	g, err := parseIMAPLine(trimEOL(raw))
+	g, err := parseIMAPLine(mailwire.TrimEOL(raw))
 	if err != nil {
 		return fmt.Errorf("greeting: %w", err)
 	}
@@ -52,13 +54,13 @@ func imapDialogue(b *backendConn, up *Upgraded) error {
 func imapGreetingOK(g imapResp, raw []byte) error {
 	switch {
 	case g.tag != "*":
-		return fmt.Errorf("%w: greeting is not untagged: %q", ErrBadResponse, trimEOL(raw))
+		return fmt.Errorf("%w: greeting is not untagged: %q", ErrBadResponse, mailwire.TrimEOL(raw))
 	case g.kind == "BYE":
-		return fmt.Errorf("%w: greeting %q", ErrRefused, trimEOL(raw))
+		return fmt.Errorf("%w: greeting %q", ErrRefused, mailwire.TrimEOL(raw))
 	case g.kind == "PREAUTH":
-		return fmt.Errorf("%w: %q", ErrPreAuth, trimEOL(raw))
+		return fmt.Errorf("%w: %q", ErrPreAuth, mailwire.TrimEOL(raw))
 	case g.kind != "OK":
-		return fmt.Errorf("%w: greeting %q", ErrBadResponse, trimEOL(raw))
+		return fmt.Errorf("%w: greeting %q", ErrBadResponse, mailwire.TrimEOL(raw))
 	}
 	return untrustedCode(g, raw)
 }
@@ -69,7 +71,7 @@ func imapGreetingOK(g imapResp, raw []byte) error {
 func untrustedCode(r imapResp, raw []byte) error {
 	switch r.code {
 	case "ALERT", "REFERRAL":
-		return fmt.Errorf("%w: [%s] before TLS: %q", ErrBadResponse, r.code, trimEOL(raw))
+		return fmt.Errorf("%w: [%s] before TLS: %q", ErrBadResponse, r.code, mailwire.TrimEOL(raw))
 	}
 	return nil
 }
@@ -87,7 +89,7 @@ func imapCommand(b *backendConn, tag, cmd string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("answer to %s: %w", cmd, err)
 		}
-		r, err := parseIMAPLine(trimEOL(raw))
+		r, err := parseIMAPLine(mailwire.TrimEOL(raw))
 		if err != nil {
 			return nil, fmt.Errorf("answer to %s: %w", cmd, err)
 		}
@@ -108,7 +110,7 @@ func imapCommand(b *backendConn, tag, cmd string) ([]string, error) {
 
 // imapStep judges one response to cmd; done is true at its tagged OK.
 func imapStep(r imapResp, raw []byte, tag, cmd string) (done bool, err error) {
-	line := trimEOL(raw)
+	line := mailwire.TrimEOL(raw)
 	switch {
 	case r.tag == tag && r.kind == "OK":
 		return true, nil

@@ -2,6 +2,8 @@ package starttls
 
 import (
 	"fmt"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // pop3Dialogue runs the POP3 side of Upgrade (RFC 1939, RFC 2449, RFC 2595):
@@ -16,11 +18,11 @@ func pop3Dialogue(b *backendConn, up *Upgraded) error {
 	if err != nil {
 		return fmt.Errorf("greeting: %w", err)
 	}
-	switch pop3Status(trimEOL(raw)) {
+	switch mailwire.POP3Status(mailwire.TrimEOL(raw)) {
 	case -1:
-		return fmt.Errorf("%w: greeting %q", ErrRefused, trimEOL(raw))
+		return fmt.Errorf("%w: greeting %q", ErrRefused, mailwire.TrimEOL(raw))
 	case 0:
-		return fmt.Errorf("%w: greeting %q", ErrBadResponse, trimEOL(raw))
+		return fmt.Errorf("%w: greeting %q", ErrBadResponse, mailwire.TrimEOL(raw))
 	}
 	up.Greeting = raw
 	if err := b.quiet("the greeting"); err != nil {
@@ -36,7 +38,7 @@ func pop3Dialogue(b *backendConn, up *Upgraded) error {
 	if _, up.Capabilities, err = readPOP3Multi(b.line); err != nil {
 		return fmt.Errorf("CAPA list: %w", err)
 	}
-	if !hasKeyword(up.Capabilities, "STLS") {
+	if !mailwire.HasKeyword(up.Capabilities, "STLS") {
 		return ErrNoStartTLS
 	}
 	if err := b.quiet("the CAPA list"); err != nil {
@@ -61,11 +63,11 @@ func pop3Command(b *backendConn, cmd string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("answer to %s: %w", cmd, err)
 	}
-	switch pop3Status(trimEOL(raw)) {
+	switch mailwire.POP3Status(mailwire.TrimEOL(raw)) {
 	case 1:
 		return true, nil
 	case -1:
 		return false, nil
 	}
-	return false, fmt.Errorf("%w: %q in answer to %s", ErrBadResponse, trimEOL(raw), cmd)
+	return false, fmt.Errorf("%w: %q in answer to %s", ErrBadResponse, mailwire.TrimEOL(raw), cmd)
 }

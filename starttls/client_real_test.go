@@ -15,9 +15,11 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/emersion/go-smtp"
-	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // smtpSession accepts everything and stores nothing.
@@ -138,7 +140,7 @@ func TestClientRealSMTP(t *testing.T) {
 	up := upgradeReal(t, SMTP)
 	defer up.Conn.Close()
 	assert.True(t, strings.HasPrefix(string(up.Greeting), "220 mail.test"), "greeting %q", up.Greeting)
-	assert.True(t, hasKeyword(up.Capabilities, "STARTTLS"))
+	assert.True(t, mailwire.HasKeyword(up.Capabilities, "STARTTLS"))
 	reply := exchange(t, up.Conn, bufio.NewReader(up.Conn), "EHLO proxy.test\r\n", "250 ")
 	assert.NotContains(t, reply, "STARTTLS", "got %q over TLS", reply)
 }

@@ -7,12 +7,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // linesOf returns a next function over s for the reply readers.
 func linesOf(s string) func() ([]byte, error) {
 	br := bufio.NewReader(strings.NewReader(s))
-	return func() ([]byte, error) { return readRawLine(br, 512) }
+	return func() ([]byte, error) { return mailwire.ReadLine(br, 512) }
 }
 
 func TestReadSMTPReply(t *testing.T) {
@@ -46,9 +48,9 @@ func TestReadSMTPReply(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, tt.code, r.code)
-			assert.Equal(t, tt.lines, r.lines)
-			assert.Equal(t, tt.in, string(r.raw))
+			assert.Equal(t, tt.code, r.Code)
+			assert.Equal(t, tt.lines, r.Lines)
+			assert.Equal(t, tt.in, string(r.Raw))
 		})
 	}
 }
@@ -67,7 +69,7 @@ func TestFilterEHLO(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := readSMTPReply(linesOf(tt.in))
 			require.NoError(t, err)
-			assert.Equal(t, tt.want, string(filterEHLO(r)))
+			assert.Equal(t, tt.want, string(r.DropExtension("STARTTLS")))
 		})
 	}
 }
@@ -143,12 +145,12 @@ func TestPOP3Multi(t *testing.T) {
 	raw, texts, err := readPOP3Multi(linesOf("USER\r\nSTLS\r\n..x\r\nSASL PLAIN\r\n.\r\nafter\r\n"))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"USER", "STLS", ".x", "SASL PLAIN"}, texts)
-	assert.Equal(t, "USER\r\n..x\r\nSASL PLAIN\r\n.\r\n", string(filterCAPA(raw)))
+	assert.Equal(t, "USER\r\n..x\r\nSASL PLAIN\r\n.\r\n", string(mailwire.DropSTLS(raw)))
 	_, _, err = readPOP3Multi(linesOf("USER\r\n"))
 	assert.Error(t, err, "a list without its end")
-	assert.Equal(t, 1, pop3Status([]byte("+ok fine")))
-	assert.Equal(t, -1, pop3Status([]byte("-ERR")))
-	assert.Equal(t, 0, pop3Status([]byte("+OKAY")))
+	assert.Equal(t, 1, mailwire.POP3Status([]byte("+ok fine")))
+	assert.Equal(t, -1, mailwire.POP3Status([]byte("-ERR")))
+	assert.Equal(t, 0, mailwire.POP3Status([]byte("+OKAY")))
 }
 
 func TestLiteralAnnounced(t *testing.T) {
@@ -168,7 +170,8 @@ func TestLiteralAnnounced(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			n, ok := literalAnnounced([]byte(tt.in))
+			lit, ok := mailwire.ParseLiteral([]byte(tt.in))
+			n := lit.Size
 			assert.Equal(t, tt.want, ok)
 			assert.Equal(t, tt.n, n)
 		})

@@ -3,6 +3,8 @@ package starttls
 import (
 	"fmt"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // smtp runs the SMTP side of Upgrade (RFC 5321, RFC 3207): greeting, EHLO,
@@ -13,10 +15,10 @@ func (c *Client) smtp(b *backendConn, up *Upgraded) error {
 	if err != nil {
 		return fmt.Errorf("greeting: %w", err)
 	}
-	if greet.code != 220 {
-		return fmt.Errorf("%w: greeting %s", ErrRefused, greet.text())
+	if greet.Code != 220 {
+		return fmt.Errorf("%w: greeting %s", ErrRefused, greet.String())
 	}
-	up.Greeting = greet.raw
+	up.Greeting = greet.Raw
 	if err := b.quiet("the greeting"); err != nil {
 		return err
 	}
@@ -24,11 +26,11 @@ func (c *Client) smtp(b *backendConn, up *Upgraded) error {
 	if err != nil {
 		return err
 	}
-	if ehlo.code != 250 {
-		return fmt.Errorf("%w: EHLO answered %s", ErrRefused, ehlo.text())
+	if ehlo.Code != 250 {
+		return fmt.Errorf("%w: EHLO answered %s", ErrRefused, ehlo.String())
 	}
-	up.Capabilities = ehloKeywords(ehlo)
-	if !hasKeyword(up.Capabilities, "STARTTLS") {
+	up.Capabilities = ehlo.Keywords()
+	if !mailwire.HasKeyword(up.Capabilities, "STARTTLS") {
 		return ErrNoStartTLS
 	}
 	if err := b.quiet("the EHLO reply"); err != nil {
@@ -38,16 +40,16 @@ func (c *Client) smtp(b *backendConn, up *Upgraded) error {
 	if err != nil {
 		return err
 	}
-	if st.code != 220 {
-		return fmt.Errorf("%w: STARTTLS answered %s", ErrRefused, st.text())
+	if st.Code != 220 {
+		return fmt.Errorf("%w: STARTTLS answered %s", ErrRefused, st.String())
 	}
 	return nil
 }
 
 // exchangeSMTP sends one command and reads its reply.
-func exchangeSMTP(b *backendConn, cmd string) (smtpReply, error) {
+func exchangeSMTP(b *backendConn, cmd string) (mailwire.Reply, error) {
 	if err := b.send(cmd); err != nil {
-		return smtpReply{}, fmt.Errorf("sending %s: %w", verbOf(cmd), err)
+		return mailwire.Reply{}, fmt.Errorf("sending %s: %w", verbOf(cmd), err)
 	}
 	r, err := readSMTPReply(b.line)
 	if err != nil {

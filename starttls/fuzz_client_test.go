@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // FuzzSMTPReply checks the multi-line reply parser and the EHLO filter: a
@@ -25,40 +27,40 @@ func FuzzSMTPReply(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		br := bufio.NewReader(bytes.NewReader(in))
-		r, err := readSMTPReply(func() ([]byte, error) { return readRawLine(br, 512) })
+		r, err := readSMTPReply(func() ([]byte, error) { return mailwire.ReadLine(br, 512) })
 		if err != nil {
 			return
 		}
-		if !bytes.HasPrefix(in, r.raw) {
-			t.Fatalf("raw %q is not a prefix of the input", r.raw)
+		if !bytes.HasPrefix(in, r.Raw) {
+			t.Fatalf("raw %q is not a prefix of the input", r.Raw)
 		}
-		again := mustSMTP(t, r.render())
-		if again.code != r.code || strings.Join(again.lines, "\n") != strings.Join(r.lines, "\n") {
+		again := mustSMTP(t, r.Render())
+		if again.Code != r.Code || strings.Join(again.Lines, "\n") != strings.Join(r.Lines, "\n") {
 			t.Fatalf("render round trip: %+v != %+v", again, r)
 		}
-		filtered := mustSMTP(t, filterEHLO(r))
-		if filtered.code != r.code || filtered.lines[0] != r.lines[0] {
+		filtered := mustSMTP(t, r.DropExtension("STARTTLS"))
+		if filtered.Code != r.Code || filtered.Lines[0] != r.Lines[0] {
 			t.Fatalf("filter changed code or name line: %+v -> %+v", r, filtered)
 		}
 		want := 0
-		for i, l := range r.lines {
-			if i == 0 || r.code != 250 || ehloKeyword(l) != "STARTTLS" {
+		for i, l := range r.Lines {
+			if i == 0 || r.Code != 250 || !mailwire.KeywordIs([]byte(l), "STARTTLS") {
 				want++
 			}
 		}
-		if len(filtered.lines) != want {
-			t.Fatalf("filter kept %d lines of %q; want %d", len(filtered.lines), r.lines, want)
+		if len(filtered.Lines) != want {
+			t.Fatalf("filter kept %d lines of %q; want %d", len(filtered.Lines), r.Lines, want)
 		}
-		if r.code == 250 && hasKeyword(filtered.lines[1:], "STARTTLS") {
-			t.Fatalf("STARTTLS survived: %q", filtered.lines)
+		if r.Code == 250 && mailwire.HasKeyword(filtered.Lines[1:], "STARTTLS") {
+			t.Fatalf("STARTTLS survived: %q", filtered.Lines)
 		}
 	})
 }
 
-func mustSMTP(t *testing.T, b []byte) smtpReply {
+func mustSMTP(t *testing.T, b []byte) mailwire.Reply {
 	t.Helper()
 	br := bufio.NewReader(bytes.NewReader(b))
-	r, err := readSMTPReply(func() ([]byte, error) { return readRawLine(br, 1<<20) })
+	r, err := readSMTPReply(func() ([]byte, error) { return mailwire.ReadLine(br, 1<<20) })
 	if err != nil {
 		t.Fatalf("reparse %q: %v", b, err)
 	}
@@ -89,7 +91,7 @@ func FuzzIMAPLine(f *testing.F) {
 		}
 		raw := append(append([]byte(nil), line...), "\r\n"...)
 		out := filterIMAPLine(raw)
-		fr, err := parseIMAPLine(trimEOL(out))
+		fr, err := parseIMAPLine(mailwire.TrimEOL(out))
 		if err != nil {
 			t.Fatalf("filtered %q does not parse: %v", out, err)
 		}
@@ -100,7 +102,7 @@ func FuzzIMAPLine(f *testing.F) {
 			t.Fatalf("filter kept a TLS capability: %q", out)
 		}
 		if r.code != "" {
-			sr, err := parseIMAPLine(trimEOL(stripIMAPCode(raw)))
+			sr, err := parseIMAPLine(mailwire.TrimEOL(stripIMAPCode(raw)))
 			if err != nil || sr.code != "" || sr.tag != r.tag || sr.kind != r.kind {
 				t.Fatalf("strip left a code or broke %q: %+v %v", raw, sr, err)
 			}
@@ -116,18 +118,18 @@ func FuzzPOP3Multi(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		br := bufio.NewReader(bytes.NewReader(in))
-		raw, texts, err := readPOP3Multi(func() ([]byte, error) { return readRawLine(br, 512) })
+		raw, texts, err := readPOP3Multi(func() ([]byte, error) { return mailwire.ReadLine(br, 512) })
 		if err != nil {
 			return
 		}
-		br2 := bufio.NewReader(bytes.NewReader(filterCAPA(raw)))
-		_, again, err := readPOP3Multi(func() ([]byte, error) { return readRawLine(br2, 512) })
+		br2 := bufio.NewReader(bytes.NewReader(mailwire.DropSTLS(raw)))
+		_, again, err := readPOP3Multi(func() ([]byte, error) { return mailwire.ReadLine(br2, 512) })
 		if err != nil {
 			t.Fatalf("filtered list does not parse: %v", err)
 		}
 		var want []string
 		for _, tx := range texts {
-			if ehloKeyword(tx) != "STLS" {
+			if !mailwire.KeywordIs([]byte(tx), "STLS") {
 				want = append(want, tx)
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 func FuzzParseSMTPCommand(f *testing.F) {
@@ -39,8 +41,8 @@ func FuzzParseIMAPCommand(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		cmd, err := parseIMAPCommand(line)
-		if cmd.lit.size < -1 || cmd.lit.size > 9999999999 {
-			t.Fatalf("parse(%q): literal size %d", line, cmd.lit.size)
+		if cmd.lit.Size < 0 || !cmd.hasLit && cmd.lit != (mailwire.Literal{}) {
+			t.Fatalf("parse(%q): literal %+v (announced %v)", line, cmd.lit, cmd.hasLit)
 		}
 		if err != nil {
 			return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/bufpool"
+	"github.com/mailedge/mailedge/internal/mailwire"
 	"github.com/mailedge/mailedge/internal/prefixconn"
 )
 
@@ -146,7 +147,7 @@ func (h *handover) refuse(err error) error {
 
 // backendLine reads one raw line from the backend.
 func (h *handover) backendLine() ([]byte, error) {
-	return readRawLine(h.br, maxHandoverLine)
+	return mailwire.ReadLine(h.br, maxHandoverLine)
 }
 
 func (h *handover) toClient(p []byte) error {
@@ -167,7 +168,7 @@ func (h *handover) greeting() ([]byte, error) {
 	if len(h.b.Greeting) > 0 {
 		gr = bufpool.Get(bytes.NewReader(h.b.Greeting), bufpool.Small)
 		defer bufpool.Put(gr) // readGreeting returns copies
-		next = func() ([]byte, error) { return readRawLine(gr, maxHandoverLine) }
+		next = func() ([]byte, error) { return mailwire.ReadLine(gr, maxHandoverLine) }
 	}
 	raw, err := readGreeting(h.s.Protocol, next)
 	if err != nil {
@@ -188,16 +189,16 @@ func readGreeting(p Protocol, next func() ([]byte, error)) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("greeting: %w", err)
 		}
-		if r.code != 220 {
-			return nil, fmt.Errorf("%w: greeting %s", ErrRefused, r.text())
+		if r.Code != 220 {
+			return nil, fmt.Errorf("%w: greeting %s", ErrRefused, r.String())
 		}
-		return r.raw, nil
+		return r.Raw, nil
 	case IMAP:
 		raw, err := next()
 		if err != nil {
 			return nil, fmt.Errorf("greeting: %w", err)
 		}
-		g, err := parseIMAPLine(trimEOL(raw))
+		g, err := parseIMAPLine(mailwire.TrimEOL(raw))
 		if err != nil {
 			return nil, fmt.Errorf("greeting: %w", err)
 		}
@@ -216,11 +217,11 @@ func readGreeting(p Protocol, next func() ([]byte, error)) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("greeting: %w", err)
 		}
-		switch pop3Status(trimEOL(raw)) {
+		switch mailwire.POP3Status(mailwire.TrimEOL(raw)) {
 		case -1:
-			return nil, fmt.Errorf("%w: greeting %q", ErrRefused, trimEOL(raw))
+			return nil, fmt.Errorf("%w: greeting %q", ErrRefused, mailwire.TrimEOL(raw))
 		case 0:
-			return nil, fmt.Errorf("%w: greeting %q", ErrBadResponse, trimEOL(raw))
+			return nil, fmt.Errorf("%w: greeting %q", ErrBadResponse, mailwire.TrimEOL(raw))
 		}
 		return raw, nil
 	}
@@ -256,8 +257,8 @@ func (h *handover) replayHelo() error {
 	if err != nil {
 		return fmt.Errorf("reply to replayed %s: %w", verb, err)
 	}
-	if r.code != 250 {
-		return h.refuse(fmt.Errorf("%w: replayed %s answered %s", ErrRefused, verb, r.text()))
+	if r.Code != 250 {
+		return h.refuse(fmt.Errorf("%w: replayed %s answered %s", ErrRefused, verb, r.String()))
 	}
 	return nil
 }

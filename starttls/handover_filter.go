@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/mailedge/mailedge/internal/bufpool"
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // maxFilteredLines bounds the responses Handover relays while it waits for
@@ -48,15 +48,15 @@ func (h *handover) capabilityFilter(line []byte) func() error {
 	}
 	switch h.s.Protocol {
 	case SMTP:
-		if strings.EqualFold(verbOf(string(trimEOL(line))), "EHLO") {
+		if strings.EqualFold(verbOf(string(mailwire.TrimEOL(line))), "EHLO") {
 			return h.filterSMTP
 		}
 	case IMAP:
-		if tag, ok := imapCapabilityCommand(trimEOL(line)); ok {
+		if tag, ok := imapCapabilityCommand(mailwire.TrimEOL(line)); ok {
 			return func() error { return h.filterIMAP(tag) }
 		}
 	case POP3:
-		if strings.EqualFold(string(trimEOL(line)), "CAPA") {
+		if strings.EqualFold(string(mailwire.TrimEOL(line)), "CAPA") {
 			return h.filterPOP3
 		}
 	}
@@ -97,11 +97,11 @@ func (h *handover) clientFirstLine(block bool) (line, rest []byte, err error) {
 // imapCapabilityCommand reports whether line is "tag CAPABILITY" and returns
 // the tag.
 func imapCapabilityCommand(line []byte) (string, bool) {
-	tag, cmd, ok := strings.Cut(string(line), " ")
-	if !ok || tag == "" || strings.ContainsAny(tag, "*+(){%\"\\]") {
+	tag, name, end := mailwire.SplitCommand(line)
+	if len(tag) == 0 || !allBytes(tag, mailwire.IsTagChar) || end != len(line) {
 		return "", false
 	}
-	return tag, strings.EqualFold(cmd, "CAPABILITY")
+	return string(tag), bytes.EqualFold(name, []byte("CAPABILITY"))
 }
 
 // filterSMTP relays the EHLO reply without STARTTLS.
@@ -110,7 +110,7 @@ func (h *handover) filterSMTP() error {
 	if err != nil {
 		return fmt.Errorf("EHLO reply: %w", err)
 	}
-	return h.toClient(filterEHLO(r))
+	return h.toClient(r.DropExtension("STARTTLS"))
 }
 
 // filterIMAP relays responses up to the tagged answer to tag, with STARTTLS
@@ -124,47 +124,31 @@ func (h *handover) filterIMAP(tag string) error {
 		if err != nil {
 			return fmt.Errorf("CAPABILITY answer: %w", err)
 		}
-		out := raw
+		out, noLiteral := raw, false
 		if !continued {
-			out = filterIMAPLine(raw)
+			var edited []byte
+			if edited, noLiteral = mailwire.DropTLSCapabilities(raw); edited != nil {
+				out = edited
+			}
 		}
 		if err := h.toClient(out); err != nil {
 			return err
 		}
-		size, ok := literalAnnounced(trimEOL(raw))
-		if ok {
-			if _, err := io.CopyN(h.s.Conn, h.br, size); err != nil {
+		if lit, ok := mailwire.ParseLiteral(raw); ok && !noLiteral {
+			if _, err := io.CopyN(h.s.Conn, h.br, lit.Size); err != nil {
 				return fmt.Errorf("CAPABILITY answer literal: %w", err)
 			}
 			continued = true
 			continue
 		}
 		if !continued {
-			if r, err := parseIMAPLine(trimEOL(raw)); err == nil && r.tag == tag {
+			if r, err := parseIMAPLine(mailwire.TrimEOL(raw)); err == nil && r.tag == tag {
 				return nil
 			}
 		}
 		continued = false
 	}
 	return fmt.Errorf("%w: more than %d responses to CAPABILITY", ErrBadResponse, maxFilteredLines)
-}
-
-// literalAnnounced returns n if line ends with an IMAP literal announcement
-// "{n}" or "{n+}" (RFC 9051 section 4.3, RFC 7888).
-func literalAnnounced(line []byte) (int64, bool) {
-	if len(line) < 3 || line[len(line)-1] != '}' {
-		return 0, false
-	}
-	i := bytes.LastIndexByte(line, '{')
-	if i < 0 {
-		return 0, false
-	}
-	digits := bytes.TrimSuffix(line[i+1:len(line)-1], []byte("+"))
-	n, err := strconv.ParseInt(string(digits), 10, 64)
-	if err != nil || n < 0 || len(digits) == 0 || digits[0] == '+' {
-		return 0, false
-	}
-	return n, true
 }
 
 // filterPOP3 relays the CAPA answer without STLS.
@@ -176,12 +160,12 @@ func (h *handover) filterPOP3() error {
 	if err := h.toClient(status); err != nil {
 		return err
 	}
-	if pop3Status(trimEOL(status)) != 1 {
+	if mailwire.POP3Status(mailwire.TrimEOL(status)) != 1 {
 		return nil
 	}
 	raw, _, err := readPOP3Multi(h.backendLine)
 	if err != nil {
 		return fmt.Errorf("CAPA list: %w", err)
 	}
-	return h.toClient(filterCAPA(raw))
+	return h.toClient(mailwire.DropSTLS(raw))
 }

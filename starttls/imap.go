@@ -1,11 +1,11 @@
 package starttls
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // The IMAP dialogue before TLS (RFC 9051, RFC 3501, RFC 2595).
@@ -40,17 +40,12 @@ var (
 
 // imapRequest is a parsed IMAP command line.
 type imapRequest struct {
-	tag  string // exactly as sent; "" when invalid
-	name string // upper-cased
-	args string // everything after the name and one space, verbatim
-	size int    // length of the line
-	lit  imapLiteral
-}
-
-// imapLiteral is the literal announced at the end of a line, if any.
-type imapLiteral struct {
-	size    int64 // -1 when the line announces no literal
-	nonSync bool  // "{n+}": the client sends it without waiting
+	tag    string // exactly as sent; "" when invalid
+	name   string // upper-cased
+	args   string // everything after the name and one space, verbatim
+	size   int    // length of the line
+	lit    mailwire.Literal
+	hasLit bool // the line announces lit
 }
 
 // parseIMAPCommand parses "tag SP name [SP args]" (line without CRLF). The
@@ -59,47 +54,21 @@ type imapLiteral struct {
 // IMAP tag (answer with tag "*"), errIMAPCommand when the name is missing
 // or not an atom (answer with the tag).
 func parseIMAPCommand(line []byte) (imapRequest, error) {
-	cmd := imapRequest{size: len(line), lit: parseIMAPLiteral(line)}
-	tag, rest, _ := bytes.Cut(line, []byte{' '})
-	if len(tag) == 0 || !allBytes(tag, isTagChar) {
+	cmd := imapRequest{size: len(line)}
+	cmd.lit, cmd.hasLit = mailwire.ParseLiteral(line)
+	tag, name, end := mailwire.SplitCommand(line)
+	if len(tag) == 0 || !allBytes(tag, mailwire.IsTagChar) {
 		return cmd, errIMAPTag
 	}
 	cmd.tag = string(tag)
-	name, args, _ := bytes.Cut(rest, []byte{' '})
-	if len(name) == 0 || !allBytes(name, isAtomChar) {
+	if len(name) == 0 || !allBytes(name, mailwire.IsAtomChar) {
 		return cmd, errIMAPCommand
 	}
 	cmd.name = strings.ToUpper(string(name))
-	cmd.args = string(args)
+	if end < len(line) {
+		cmd.args = string(line[end+1:])
+	}
 	return cmd, nil
-}
-
-// parseIMAPLiteral finds a literal announcement "{n}", "{n+}" or "~{n}" at
-// the end of line. n must be a decimal of at most 10 digits (number64 is
-// not needed before TLS: such a command is refused or handed over).
-func parseIMAPLiteral(line []byte) imapLiteral {
-	none := imapLiteral{size: -1}
-	if len(line) < 3 || line[len(line)-1] != '}' {
-		return none
-	}
-	open := bytes.LastIndexByte(line, '{')
-	if open < 0 {
-		return none
-	}
-	digits := line[open+1 : len(line)-1]
-	lit := imapLiteral{}
-	if d, ok := bytes.CutSuffix(digits, []byte{'+'}); ok {
-		digits, lit.nonSync = d, true
-	}
-	if len(digits) == 0 || len(digits) > 10 || !allBytes(digits, isDigit) {
-		return none
-	}
-	n, err := strconv.ParseInt(string(digits), 10, 64)
-	if err != nil {
-		return none
-	}
-	lit.size = n
-	return lit
 }
 
 func allBytes(b []byte, ok func(byte) bool) bool {
@@ -109,19 +78,6 @@ func allBytes(b []byte, ok func(byte) bool) bool {
 		}
 	}
 	return true
-}
-
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// isAtomChar is RFC 9051 ATOM-CHAR: a visible ASCII character that is not an
-// atom-special.
-func isAtomChar(c byte) bool {
-	return c > 0x20 && c < 0x7f && !strings.ContainsRune(`(){%*"\]`, rune(c))
-}
-
-// isTagChar is an ASTRING-CHAR other than "+" (RFC 9051 tag).
-func isTagChar(c byte) bool {
-	return c == ']' || c != '+' && isAtomChar(c)
 }
 
 // imapCapabilities are the extra capability atoms to advertise; in Require
@@ -184,7 +140,7 @@ func (h imapHandler) handle(d *dialogue, line, _ []byte) action {
 		// RFC 2971 allows ID in any state, and clients send it before
 		// STARTTLS; it is answered here so that, in Allow mode, it does
 		// not hand a client that may still upgrade to the backend.
-		if cmd.lit.size >= 0 {
+		if cmd.hasLit {
 			h.refuse(d, cmd, cmd.tag+" BAD No literals in ID before TLS")
 			return actContinue
 		}
@@ -229,8 +185,8 @@ func (imapHandler) local(d *dialogue, cmd imapRequest) action {
 // refuse answers a bad or refused command with reply, after discarding a
 // non-synchronising literal that is on its way (see the rule above).
 func (imapHandler) refuse(d *dialogue, cmd imapRequest, reply string) {
-	if cmd.lit.size >= 0 && cmd.lit.nonSync {
-		if err := skipIMAPLiterals(d, cmd.lit.size, cmd.size+2); err != nil {
+	if cmd.hasLit && cmd.lit.NonSync {
+		if err := skipIMAPLiterals(d, cmd.lit.Size, cmd.size+2); err != nil {
 			d.closeWith("Command too long", err)
 			return
 		}
@@ -252,15 +208,15 @@ func skipIMAPLiterals(d *dialogue, n int64, used int) error {
 			return fmt.Errorf("starttls: discarding literal: %w", err)
 		}
 		budget -= n
-		raw, err := readRawLine(d.br, int(budget))
+		raw, err := mailwire.ReadLine(d.br, int(budget))
 		if err != nil {
 			return err
 		}
 		budget -= int64(len(raw))
-		lit := parseIMAPLiteral(trimEOL(raw))
-		if lit.size < 0 || !lit.nonSync {
+		lit, ok := mailwire.ParseLiteral(raw)
+		if !ok || !lit.NonSync {
 			return nil
 		}
-		n = lit.size
+		n = lit.Size
 	}
 }

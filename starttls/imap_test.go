@@ -153,7 +153,8 @@ func TestIMAPParse(t *testing.T) {
 		{name: "non-sync literal", line: "A LOGIN {12+}", tag: "A", cmd: "LOGIN", args: "{12+}", lit: 12, nonSync: true},
 		{name: "literal8", line: "A APPEND x ~{3}", tag: "A", cmd: "APPEND", args: "x ~{3}", lit: 3},
 		{name: "bad literal", line: "A X {1a}", tag: "A", cmd: "X", args: "{1a}", lit: -1},
-		{name: "huge literal", line: "A X {99999999999}", tag: "A", cmd: "X", args: "{99999999999}", lit: -1},
+		{name: "large literal", line: "A X {99999999999}", tag: "A", cmd: "X", args: "{99999999999}", lit: 99999999999},
+		{name: "literal past number64", line: "A X {9223372036854775808}", tag: "A", cmd: "X", args: "{9223372036854775808}", lit: -1},
 		{name: "plus tag", line: "+ NOOP", lit: -1, err: errIMAPTag},
 		{name: "empty", line: "", lit: -1, err: errIMAPTag},
 		{name: "no command", line: "a", tag: "a", lit: -1, err: errIMAPCommand},
@@ -168,8 +169,12 @@ func TestIMAPParse(t *testing.T) {
 			if tt.err == nil {
 				assert.Equal(t, tt.args, cmd.args)
 			}
-			assert.Equal(t, tt.lit, cmd.lit.size)
-			assert.Equal(t, tt.nonSync, cmd.lit.nonSync)
+			size := int64(-1)
+			if cmd.hasLit {
+				size = cmd.lit.Size
+			}
+			assert.Equal(t, tt.lit, size)
+			assert.Equal(t, tt.nonSync, cmd.lit.NonSync)
 		})
 	}
 }

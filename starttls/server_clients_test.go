@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/internal/mailwire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -63,7 +64,8 @@ func afterTLS(p Protocol, conn net.Conn) []string {
 	br := bufio.NewReader(conn)
 	var seen []string
 	for {
-		line, err := readLine(br, 8192)
+		raw, err := mailwire.ReadLine(br, 8192)
+		line := mailwire.TrimEOL(raw)
 		if err != nil {
 			return seen
 		}

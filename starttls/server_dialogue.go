@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/bufpool"
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // action is what a handler tells the dialogue loop to do after a command.
@@ -75,7 +76,7 @@ func (d *dialogue) run() (*Session, error) {
 		if err := d.flushIfIdle(); err != nil {
 			return nil, err
 		}
-		raw, err := readRawLine(d.br, d.maxLine)
+		raw, err := mailwire.ReadLine(d.br, d.maxLine)
 		if err != nil {
 			if err := d.readFailed(err); err != nil {
 				return nil, err
@@ -100,7 +101,7 @@ func (d *dialogue) command(raw []byte) action {
 	if !d.count() {
 		return actClose
 	}
-	act := d.h.handle(d, trimEOL(raw), raw)
+	act := d.h.handle(d, mailwire.TrimEOL(raw), raw)
 	if d.err != nil {
 		return actClose
 	}
@@ -122,7 +123,7 @@ func (d *dialogue) count() bool {
 // reader resynchronised is a bad command; any other error ends the dialogue.
 func (d *dialogue) readFailed(err error) error {
 	switch {
-	case resynced(err):
+	case mailwire.Resynced(err):
 		if d.count() {
 			d.bad(d.h.tooLong(d))
 		}

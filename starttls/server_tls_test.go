@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // startTLSCase is one protocol's way to STARTTLS: what to send before it
@@ -167,7 +169,7 @@ func TestServeNoLineEnd(t *testing.T) {
 		t.Run(tt.proto.String(), func(t *testing.T) {
 			res := runPipe(t, &Server{Protocol: tt.proto, TLSConfig: newSrvPKI(t).server}, strings.Repeat("x", 1<<20))
 			assert.ErrorIs(t, res.err, ErrLineTooLong)
-			assert.False(t, resynced(res.err))
+			assert.False(t, mailwire.Resynced(res.err))
 			lines := strings.Split(strings.TrimSuffix(res.out, "\r\n"), "\r\n")
 			assert.Equal(t, tt.bye, lines[len(lines)-1])
 		})

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // Protocol names the mail protocol spoken on a connection.
@@ -72,8 +74,10 @@ var (
 	ErrRefused = errors.New("starttls: refused by peer")
 	// ErrTooManyErrors reports a client closed after too many bad commands.
 	ErrTooManyErrors = errors.New("starttls: too many errors")
-	// ErrLineTooLong reports a line over the configured limit.
-	ErrLineTooLong = errors.New("starttls: line too long")
+	// ErrLineTooLong reports a line over the configured limit. It is the
+	// same value as backend.ErrLineTooLong: every mail line in mailedge is
+	// read by one function.
+	ErrLineTooLong = mailwire.ErrLineTooLong
 	// ErrClientQuit reports a client that ended the dialogue with QUIT/LOGOUT
 	// before reaching a backend; it is not a failure.
 	ErrClientQuit = errors.New("starttls: client quit")

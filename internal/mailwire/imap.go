@@ -174,8 +174,11 @@ func ParseResponse(line []byte) (Response, error) {
 	}
 	r.Tag = tag
 	word, j := Word(s, i+1)
-	if r.Untagged() && len(word) > 0 && word[0] >= '0' && word[0] <= '9' && j < len(s) {
-		word, j = Word(s, j+1)
+	if r.Untagged() && len(word) > 0 && word[0] >= '0' && word[0] <= '9' {
+		word = nil
+		if j < len(s) {
+			word, j = Word(s, j+1)
+		}
 	}
 	if len(word) == 0 {
 		return r, fmt.Errorf("%w: response %q has no keyword", ErrMalformed, clip(s))

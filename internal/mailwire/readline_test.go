@@ -1,4 +1,4 @@
-package starttls
+package mailwire
 
 import (
 	"bufio"
@@ -41,7 +41,7 @@ func TestReadLine(t *testing.T) {
 			}
 			r := bufio.NewReaderSize(strings.NewReader(tt.in), size)
 			for i, want := range tt.want {
-				line, err := readLine(r, tt.max)
+				line, err := readLineNoEOL(r, tt.max)
 				if tt.wantErr[i] != nil {
 					assert.ErrorIs(t, err, tt.wantErr[i], "read %d", i)
 					assert.Nil(t, line, "read %d", i)
@@ -56,10 +56,10 @@ func TestReadLine(t *testing.T) {
 
 func TestReadLineResynced(t *testing.T) {
 	r := bufio.NewReaderSize(strings.NewReader(strings.Repeat("a", 700)+"\nNEXT\n"), 16)
-	_, err := readLine(r, 100)
+	_, err := readLineNoEOL(r, 100)
 	require.ErrorIs(t, err, ErrLineTooLong)
-	assert.True(t, resynced(err), "got unresynced error %v", err)
-	line, err := readLine(r, 100)
+	assert.True(t, Resynced(err), "got unresynced error %v", err)
+	line, err := readLineNoEOL(r, 100)
 	require.NoError(t, err)
 	assert.Equal(t, "NEXT", string(line))
 }
@@ -69,10 +69,10 @@ func TestReadLineResynced(t *testing.T) {
 func TestReadLineDiscardBound(t *testing.T) {
 	src := &countingReader{}
 	r := bufio.NewReaderSize(src, 4096)
-	_, err := readLine(r, 512)
+	_, err := readLineNoEOL(r, 512)
 	require.ErrorIs(t, err, ErrLineTooLong)
 	assert.ErrorIs(t, err, errNoLineEnd)
-	assert.False(t, resynced(err))
+	assert.False(t, Resynced(err))
 	assert.LessOrEqual(t, src.n, maxDiscard+2*4096, "read %d bytes; want at most about %d", src.n, maxDiscard)
 }
 
@@ -80,19 +80,19 @@ func TestReadLineDiscardBound(t *testing.T) {
 // reader's buffer: later reads must not change it.
 func TestReadLineKeepsResult(t *testing.T) {
 	r := bufio.NewReaderSize(strings.NewReader("first\r\nsecond\r\n"), 16)
-	a, err := readLine(r, 512)
+	a, err := readLineNoEOL(r, 512)
 	require.NoError(t, err)
-	_, err = readLine(r, 512)
+	_, err = readLineNoEOL(r, 512)
 	require.NoError(t, err)
 	assert.Equal(t, "first", string(a))
 }
 
 func TestReadRawLine(t *testing.T) {
 	r := bufio.NewReader(strings.NewReader("MAIL FROM:<a@b>\r\nX\n"))
-	raw, err := readRawLine(r, 512)
+	raw, err := ReadLine(r, 512)
 	require.NoError(t, err)
 	assert.Equal(t, "MAIL FROM:<a@b>\r\n", string(raw))
-	raw, err = readRawLine(r, 512)
+	raw, err = ReadLine(r, 512)
 	require.NoError(t, err)
 	assert.Equal(t, "X\n", string(raw))
 }
@@ -100,7 +100,7 @@ func TestReadRawLine(t *testing.T) {
 func TestReadLineReaderError(t *testing.T) {
 	boom := errors.New("boom")
 	r := bufio.NewReader(io.MultiReader(strings.NewReader("AB"), errReader{boom}))
-	_, err := readLine(r, 512)
+	_, err := readLineNoEOL(r, 512)
 	assert.ErrorIs(t, err, boom)
 }
 
@@ -118,3 +118,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// readLineNoEOL is ReadLine without the line ending, as the dialogues use it.
+func readLineNoEOL(r *bufio.Reader, max int) ([]byte, error) {
+	raw, err := ReadLine(r, max)
+	if err != nil {
+		return nil, err
+	}
+	return TrimEOL(raw), nil
+}
