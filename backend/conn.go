@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/mailedge/mailedge/internal/prefixconn"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -32,8 +33,7 @@ type Conn struct {
 	// Member names the pool member (its Name, or the Dialer's Addr).
 	Member string
 
-	mu      sync.Mutex
-	pending []byte // read past the greeting; served first by Read
+	pending prefixconn.Buffer // read past the greeting; served first by Read
 
 	closeOnce sync.Once
 	closeErr  error
@@ -51,17 +51,7 @@ type closeWriter interface{ CloseWrite() error }
 
 // Read returns bytes buffered past the greeting first, then reads from the
 // connection. It is safe to call concurrently with the other methods.
-func (c *Conn) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		c.mu.Unlock()
-		return n, nil
-	}
-	c.mu.Unlock()
-	return c.Conn.Read(p)
-}
+func (c *Conn) Read(p []byte) (int, error) { return c.pending.Read(p, c.Conn) }
 
 // NetConn returns the connection under c, as (*tls.Conn).NetConn does. Read
 // and write through it only while Buffered reports 0, and close through c
@@ -71,11 +61,7 @@ func (c *Conn) NetConn() net.Conn { return c.Conn }
 
 // Buffered returns how many bytes Read will return without reading from the
 // network.
-func (c *Conn) Buffered() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.pending)
-}
+func (c *Conn) Buffered() int { return c.pending.Len() }
 
 // Close closes the connection and, the first time only, tells the pool the
 // connection is gone, so least-connections counts stay exact however often

@@ -34,7 +34,8 @@ func TestConnConformance(t *testing.T) {
 func TestConnPendingFirst(t *testing.T) {
 	a, b := net.Pipe()
 	defer b.Close()
-	c := &Conn{Conn: a, pending: []byte("early")}
+	c := &Conn{Conn: a}
+	c.pending.Set([]byte("early"))
 	defer c.Close()
 	go func() { b.Write([]byte("later")) }()
 	buf := make([]byte, 3)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/bufpool"
+	"github.com/mailedge/mailedge/internal/mailwire"
 	"github.com/mailedge/mailedge/internal/nbconn"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -28,8 +29,10 @@ var (
 	// ErrProtocol reports a backend answer that breaks the protocol, or an
 	// IMAP "* PREAUTH" greeting (fail closed: the client never logged in).
 	ErrProtocol = errors.New("backend: protocol error")
-	// ErrLineTooLong reports a backend line over MaxLineLength.
-	ErrLineTooLong = errors.New("backend: line too long")
+	// ErrLineTooLong reports a backend line over MaxLineLength. It is the
+	// same value as starttls.ErrLineTooLong: every mail line in mailedge is
+	// read by one function.
+	ErrLineTooLong = mailwire.ErrLineTooLong
 	// ErrIdentity reports that the client identity could not be passed on:
 	// XCLIENT not advertised or answered with something other than 220, an
 	// IMAP ID answered NO or BAD, or a value that cannot be sent safely.
@@ -309,7 +312,7 @@ func (d *Dialer) converse(ctx context.Context, raw net.Conn, ci ClientInfo, dead
 	}
 	if n := br.Buffered(); n > 0 {
 		buf, _ := br.Peek(n)
-		c.pending = bytes.Clone(buf) // br goes back to the pool
+		c.pending.Set(bytes.Clone(buf)) // br goes back to the pool
 	}
 	return c, nil
 }

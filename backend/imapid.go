@@ -2,11 +2,12 @@ package backend
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // Tags of the IMAP commands Dial sends.
@@ -108,13 +109,11 @@ func imapID(br *bufio.Reader, w io.Writer, greeting []byte, ci ClientInfo, max i
 // greetingCaps returns the atoms of a [CAPABILITY ...] response code in an
 // IMAP greeting, and whether there was one.
 func greetingCaps(greeting []byte) ([]string, bool) {
-	text := strings.TrimRight(string(greeting), "\r\n")
-	i := strings.Index(strings.ToUpper(text), "[CAPABILITY ")
-	if i < 0 {
+	r, err := mailwire.ParseResponse(greeting)
+	if err != nil || !r.IsCode("CAPABILITY") {
 		return nil, false
 	}
-	code, _, ok := strings.Cut(text[i+len("[CAPABILITY "):], "]")
-	return strings.Fields(code), ok
+	return r.Capabilities(), true
 }
 
 // imapCapability asks for the capabilities with the CAPABILITY command.
@@ -146,20 +145,20 @@ func readTagged(br *bufio.Reader, tag string, max int, untagged func(string)) (s
 		if err != nil {
 			return "", err
 		}
-		text := string(bytes.TrimRight(line, "\r\n"))
-		if rest, ok := strings.CutPrefix(text, tag+" "); ok {
-			status, _, _ := strings.Cut(rest, " ")
-			return strings.ToUpper(status), nil
-		}
-		rest, ok := strings.CutPrefix(text, "* ")
-		if !ok {
+		text := mailwire.TrimEOL(line)
+		r, err := mailwire.ParseResponse(text)
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("%w: unexpected IMAP answer %q: %w", ErrProtocol, text, err)
+		case string(r.Tag) == tag:
+			return strings.ToUpper(string(r.Kind)), nil
+		case !r.Untagged():
 			return "", fmt.Errorf("%w: unexpected IMAP answer %q", ErrProtocol, text)
-		}
-		if word, _, _ := strings.Cut(rest, " "); strings.EqualFold(word, "BYE") {
+		case r.IsKind("BYE"):
 			return "", fmt.Errorf("%w: %q", ErrRefused, text)
 		}
 		if untagged != nil {
-			untagged(rest)
+			untagged(string(text[2:]))
 		}
 	}
 	return "", fmt.Errorf("%w: more than %d untagged IMAP answers", ErrProtocol, maxReplyLines)
@@ -169,45 +168,33 @@ func readTagged(br *bufio.Reader, tag string, max int, untagged func(string)) (s
 // carries ("{n}" at a line end is followed by n octets and the rest of the
 // line), at most max octets in all.
 func readIMAPLine(br *bufio.Reader, max int) ([]byte, error) {
-	line, err := readLine(br, max)
+	line, err := mailwire.ReadLine(br, max)
 	if err != nil {
 		return nil, err
 	}
+	if r, err := mailwire.ParseResponse(line); err == nil && r.NoLiteral() {
+		return line, nil
+	}
 	for {
-		n, ok := literalSize(line)
+		lit, ok := mailwire.ParseLiteral(line)
 		if !ok {
 			return line, nil
 		}
-		if n > int64(max-len(line)) {
-			return nil, fmt.Errorf("%w: IMAP literal of %d octets", ErrLineTooLong, n)
+		if lit.Size > int64(max-len(line)) {
+			return nil, fmt.Errorf("%w: IMAP literal of %d octets", ErrLineTooLong, lit.Size)
 		}
-		lit := make([]byte, n)
-		if _, err := io.ReadFull(br, lit); err != nil {
+		data := make([]byte, lit.Size)
+		if _, err := io.ReadFull(br, data); err != nil {
 			return nil, err
 		}
-		line = append(line, lit...)
-		rest, err := readLine(br, max-len(line))
+		line = append(line, data...)
+		if max-len(line) < 2 {
+			return nil, fmt.Errorf("%w: IMAP answer over %d octets", ErrLineTooLong, max)
+		}
+		rest, err := mailwire.ReadLine(br, max-len(line))
 		if err != nil {
 			return nil, err
 		}
 		line = append(line, rest...)
 	}
-}
-
-// literalSize parses a trailing "{n}" or "{n+}" before the line end.
-func literalSize(line []byte) (int64, bool) {
-	text := bytes.TrimRight(line, "\r\n")
-	if len(text) < 3 || text[len(text)-1] != '}' {
-		return 0, false
-	}
-	open := bytes.LastIndexByte(text, '{')
-	if open < 0 {
-		return 0, false
-	}
-	digits := bytes.TrimSuffix(text[open+1:len(text)-1], []byte("+"))
-	n, err := strconv.ParseInt(string(digits), 10, 32)
-	if err != nil || n < 0 || len(digits) == 0 || digits[0] == '+' || digits[0] == '-' {
-		return 0, false
-	}
-	return n, true
 }

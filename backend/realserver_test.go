@@ -78,7 +78,7 @@ func smtpCmd(t *testing.T, c net.Conn, br *bufio.Reader, cmd string) string {
 	require.NoError(t, err)
 	rp, err := readReply(br, 1024)
 	require.NoError(t, err)
-	return string(rp.raw)
+	return string(rp.Raw)
 }
 
 func TestRealSMTP(t *testing.T) {

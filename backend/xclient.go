@@ -8,6 +8,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // maxXCLIENTLine is the longest XCLIENT command line sent, CRLF included:
@@ -126,14 +128,10 @@ func containsFold(list []string, s string) bool {
 
 // ehloKeyword returns the parameters of keyword in an EHLO reply, and
 // whether the keyword was present.
-func ehloKeyword(rp reply, keyword string) ([]string, bool) {
-	for i, line := range rp.lines() {
-		if i == 0 {
-			continue // the greeting line names the host, not an extension
-		}
-		fields := strings.Fields(string(line))
-		if len(fields) > 0 && strings.EqualFold(fields[0], keyword) {
-			return fields[1:], true
+func ehloKeyword(rp mailwire.Reply, keyword string) ([]string, bool) {
+	for _, line := range rp.Keywords() {
+		if mailwire.KeywordIs([]byte(line), keyword) {
+			return strings.Fields(line)[1:], true
 		}
 	}
 	return nil, false
@@ -147,8 +145,8 @@ func xclient(br *bufio.Reader, w io.Writer, hostname string, ci ClientInfo, max 
 	if err != nil {
 		return nil, err
 	}
-	if rp.code != 250 {
-		return nil, fmt.Errorf("%w: EHLO answered %q", ErrProtocol, firstLine(rp.raw))
+	if rp.Code != 250 {
+		return nil, fmt.Errorf("%w: EHLO answered %q", ErrProtocol, firstLine(rp.Raw))
 	}
 	advertised, ok := ehloKeyword(rp, "XCLIENT")
 	if !ok {
@@ -162,18 +160,18 @@ func xclient(br *bufio.Reader, w io.Writer, hostname string, ci ClientInfo, max 
 		if rp, err = command(br, w, line, max); err != nil {
 			return nil, err
 		}
-		if rp.code != 220 {
-			return nil, fmt.Errorf("%w: XCLIENT answered %q", ErrIdentity, firstLine(rp.raw))
+		if rp.Code != 220 {
+			return nil, fmt.Errorf("%w: XCLIENT answered %q", ErrIdentity, firstLine(rp.Raw))
 		}
-		greeting = rp.raw
+		greeting = rp.Raw
 	}
 	return greeting, nil
 }
 
 // command writes line and reads one SMTP reply.
-func command(br *bufio.Reader, w io.Writer, line string, max int) (reply, error) {
+func command(br *bufio.Reader, w io.Writer, line string, max int) (mailwire.Reply, error) {
 	if _, err := io.WriteString(w, line); err != nil {
-		return reply{}, err
+		return mailwire.Reply{}, err
 	}
 	return readReply(br, max)
 }
