@@ -4,8 +4,9 @@
 // the way an ADC, Traefik, HAProxy or nginx's mail module does, as Go packages
 // that a custom gateway wires into its own listeners.
 //
-// The root package holds only this overview. The work is done by one package
-// per concern:
+// The root package holds Proxy, which runs those pieces for one listener,
+// and ProxyListener, for listeners behind another balancer that sends a
+// PROXY protocol header. Each piece is a package of its own:
 //
 //   - sni: the certificate store. Selects a certificate by SNI name (exact,
 //     then one-label wildcard), with a default or a strict refusal; loads
@@ -47,7 +48,8 @@
 // which parks it in a bridge.Poller while it is idle: a session waiting for
 // its next command costs its heap objects (about 6.5 KiB with TLS) and no
 // goroutine stack. Each step stays usable on its own for applications that
-// need to do something between them.
+// need to do something between them. docs/architecture.md follows a
+// connection through every step and says which goroutine runs what.
 //
 // No package keeps global mutable state; every blocking call takes a
 // context.Context; every goroutine a package starts ends when its owner's
