@@ -54,8 +54,9 @@ type SessionInfo struct {
 
 // Proxy serves one mail listener end to end: admission by a Limiter, the
 // client side (implicit TLS, or the STARTTLS dialogue of Server), a backend
-// dial, the handover of starttls, and bridge.Join. It is the composition of
-// DESIGN.md in one value, for applications that need no more control; each
+// dial, the handover of starttls, and the copy of bridge.Start. It is the
+// path of docs/architecture.md in one value, for applications that need no
+// more control; each
 // step is also usable on its own.
 //
 // Set the fields before Serve and do not change them afterwards.

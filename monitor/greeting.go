@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
+	"github.com/mailedge/mailedge/internal/mailwire"
 	"github.com/mailedge/mailedge/internal/pop3client"
 )
 
@@ -21,8 +21,9 @@ const maxLine = 2000
 // an IMAP tagged reply.
 const maxReplyLines = 100
 
-// errMalformed marks a line that is not the protocol's.
-var errMalformed = errors.New("malformed reply")
+// errMalformed marks a line that is not the protocol's: a reply that
+// breaks the grammar, or a line over maxLine.
+var errMalformed = mailwire.ErrMalformed
 
 // Greeting is the cheapest probe, what NetScaler's nssmtp.pl does: connect,
 // read the greeting, say goodbye, close. A greeting that refuses service
@@ -148,46 +149,30 @@ func (s *session) greetPOP3(br *bufio.Reader) (string, *Error) {
 	return line + "\r\n", nil
 }
 
-// readLine reads one line without its CRLF; br's size bounds its length.
+// readLine reads one line of at most maxLine bytes and returns it without
+// its line ending; a longer line is errMalformed.
 func readLine(br *bufio.Reader) (string, error) {
-	b, err := br.ReadSlice('\n')
-	switch {
-	case errors.Is(err, bufio.ErrBufferFull):
-		return "", fmt.Errorf("%w: line longer than %d bytes", errMalformed, br.Size())
-	case errors.Is(err, io.EOF) && len(b) > 0:
-		return "", io.ErrUnexpectedEOF
-	case err != nil:
-		return "", err
+	raw, err := mailwire.ReadLine(br, maxLine)
+	if errors.Is(err, mailwire.ErrLineTooLong) {
+		return "", fmt.Errorf("%w: %w", errMalformed, err)
 	}
-	return strings.TrimSuffix(string(b[:len(b)-1]), "\r"), nil
+	return string(mailwire.TrimEOL(raw)), err
 }
 
 // readSMTPReply reads a reply of one or more lines ("250-a", "250 b") and
 // returns its code and the text of each line.
 func readSMTPReply(br *bufio.Reader) (int, []string, error) {
-	var code int
-	var lines []string
-	for len(lines) < maxReplyLines {
-		line, err := readLine(br)
-		if err != nil {
-			return 0, nil, err
+	r, err := mailwire.ReadReply(func() ([]byte, error) {
+		raw, err := mailwire.ReadLine(br, maxLine)
+		if errors.Is(err, mailwire.ErrLineTooLong) {
+			err = fmt.Errorf("%w: %w", errMalformed, err)
 		}
-		c, err := strconv.Atoi(line[:min(3, len(line))])
-		if err != nil || len(line) < 3 || c < 100 || (len(line) > 3 && line[3] != ' ' && line[3] != '-') ||
-			(code != 0 && c != code) {
-			return 0, nil, fmt.Errorf("%w: %q", errMalformed, clip(line))
-		}
-		code = c
-		text := ""
-		if len(line) > 4 {
-			text = line[4:]
-		}
-		lines = append(lines, text)
-		if len(line) == 3 || line[3] == ' ' {
-			return code, lines, nil
-		}
+		return raw, err
+	}, maxReplyLines)
+	if err != nil {
+		return 0, nil, err
 	}
-	return 0, nil, fmt.Errorf("%w: more than %d lines", errMalformed, maxReplyLines)
+	return r.Code, r.Lines, nil
 }
 
 // clip shortens what a misbehaving server sent, for a reason string.

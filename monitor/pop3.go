@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mailedge/mailedge/internal/mailwire"
 	"github.com/mailedge/mailedge/internal/pop3client"
 )
 
@@ -83,7 +84,7 @@ func (s *session) openPOP3(addr string, sec Security, cfg *tls.Config) (*pop3cli
 	if sec != StartTLS {
 		return c, nil
 	}
-	if !hasKeyword(caps, "STLS") {
+	if !mailwire.HasKeyword(caps, "STLS") {
 		return nil, &Error{Kind: ErrStartTLS, Reason: "STARTTLS not offered (no STLS in CAPA)"}
 	}
 	if err := c.StartTLS(s.ctx, s.tlsConfig(cfg, addr, ProtocolPOP3)); err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // The STARTTLS dialogues run here rather than inside go-smtp or imapclient:
@@ -27,7 +29,7 @@ func (s *session) smtpStartTLS(br *bufio.Reader, hostname string) *Error {
 	if code != 250 {
 		return &Error{Kind: ErrHello, Reason: fmt.Sprintf("EHLO refused: %d %s", code, lines[0])}
 	}
-	if !hasKeyword(lines[1:], "STARTTLS") {
+	if !mailwire.HasKeyword(lines[1:], "STARTTLS") {
 		return &Error{Kind: ErrStartTLS, Reason: "STARTTLS not offered"}
 	}
 	if _, err := io.WriteString(s.conn, "STARTTLS\r\n"); err != nil {
@@ -74,14 +76,4 @@ func checkInjection(br *bufio.Reader) *Error {
 		return &Error{Kind: ErrStartTLS, Reason: fmt.Sprintf("STARTTLS: server sent %d bytes before the TLS handshake (response injection)", n)}
 	}
 	return nil
-}
-
-// hasKeyword reports whether one of the EHLO lines starts with keyword.
-func hasKeyword(lines []string, keyword string) bool {
-	for _, l := range lines {
-		if k, _, _ := strings.Cut(l, " "); strings.EqualFold(k, keyword) {
-			return true
-		}
-	}
-	return false
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // MaxLineLength is the longest line, CRLF included, that a [Reader] made with
@@ -21,7 +23,7 @@ const MaxLines = 10000
 var (
 	// ErrLineTooLong reports a reply line longer than the reader's limit.
 	// The stream is out of step afterwards; close the connection.
-	ErrLineTooLong = errors.New("pop3client: line too long")
+	ErrLineTooLong = mailwire.ErrLineTooLong
 	// ErrMalformed reports a reply that is neither +OK nor -ERR, or a
 	// multi-line reply that does not end properly.
 	ErrMalformed = errors.New("pop3client: malformed reply")
@@ -49,7 +51,8 @@ func (e *Error) Error() string {
 // Reader reads POP3 replies: status lines and dot-terminated multi-line
 // bodies, with every line bounded.
 type Reader struct {
-	br *bufio.Reader
+	br  *bufio.Reader
+	max int
 }
 
 // NewReader returns a Reader over r that accepts lines of at most max bytes
@@ -58,9 +61,7 @@ func NewReader(r io.Reader, max int) *Reader {
 	if max <= 0 {
 		max = MaxLineLength
 	}
-	// The buffer size is the line bound: ReadSlice fails with
-	// bufio.ErrBufferFull instead of growing.
-	return &Reader{br: bufio.NewReaderSize(r, max)}
+	return &Reader{br: bufio.NewReaderSize(r, max), max: max}
 }
 
 // Buffered returns the number of bytes received but not yet read.
@@ -69,20 +70,11 @@ func (r *Reader) Buffered() int { return r.br.Buffered() }
 // ReadLine returns the next line without its CRLF (a bare LF also ends a
 // line). A final line cut short by EOF is an error (io.ErrUnexpectedEOF).
 func (r *Reader) ReadLine() (string, error) {
-	b, err := r.br.ReadSlice('\n')
-	switch {
-	case errors.Is(err, bufio.ErrBufferFull):
-		return "", ErrLineTooLong
-	case errors.Is(err, io.EOF) && len(b) > 0:
-		return "", io.ErrUnexpectedEOF
-	case err != nil:
+	b, err := mailwire.ReadLine(r.br, r.max)
+	if err != nil {
 		return "", err
 	}
-	b = b[:len(b)-1]
-	if n := len(b); n > 0 && b[n-1] == '\r' {
-		b = b[:n-1]
-	}
-	return string(b), nil
+	return string(mailwire.TrimEOL(b)), nil
 }
 
 // ParseStatus parses a status line. It returns the text after "+OK" for a
@@ -90,11 +82,11 @@ func (r *Reader) ReadLine() (string, error) {
 // [ErrMalformed] for anything else. The indicators are matched without
 // regard to case, as lenient clients do.
 func ParseStatus(line string) (string, error) {
-	ind, text, _ := strings.Cut(line, " ")
-	switch strings.ToUpper(ind) {
-	case "+OK":
+	_, text, _ := strings.Cut(line, " ")
+	switch mailwire.POP3Status([]byte(line)) {
+	case 1:
 		return text, nil
-	case "-ERR":
+	case -1:
 		return "", &Error{Text: text}
 	}
 	return "", fmt.Errorf("%w: %q", ErrMalformed, truncate(line, 64))
@@ -113,20 +105,14 @@ func (r *Reader) ReadReply() (string, error) {
 // single ".", removes the dot-stuffing (a leading ".." becomes "."), and
 // returns the lines. It does not read the status line.
 func (r *Reader) ReadLines() ([]string, error) {
-	var lines []string
-	for {
-		line, err := r.ReadLine()
-		if err != nil {
-			return nil, err
-		}
-		if line == "." {
-			return lines, nil
-		}
-		if len(lines) == MaxLines {
-			return nil, fmt.Errorf("%w: more than %d lines", ErrMalformed, MaxLines)
-		}
-		lines = append(lines, strings.TrimPrefix(line, "."))
+	_, lines, err := mailwire.ReadPOP3Multi(func() ([]byte, error) { return mailwire.ReadLine(r.br, r.max) }, MaxLines+1)
+	if errors.Is(err, mailwire.ErrMalformed) {
+		return nil, fmt.Errorf("%w: more than %d lines", ErrMalformed, MaxLines)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return lines, nil
 }
 
 // truncate shortens s to at most n bytes for error messages.
