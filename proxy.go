@@ -56,8 +56,7 @@ type SessionInfo struct {
 // client side (implicit TLS, or the STARTTLS dialogue of Server), a backend
 // dial, the handover of starttls, and the copy of bridge.Start. It is the
 // path of docs/architecture.md in one value, for applications that need no
-// more control; each
-// step is also usable on its own.
+// more control; each step is also usable on its own.
 //
 // Set the fields before Serve and do not change them afterwards.
 type Proxy struct {
