@@ -87,7 +87,7 @@ func TestReadLines(t *testing.T) {
 		{name: "capa", input: "TOP\r\nUSER\r\nSTLS\r\n.\r\n", want: []string{"TOP", "USER", "STLS"}},
 		{name: "empty body", input: ".\r\n", want: nil},
 		{name: "dot stuffed", input: "..hidden\r\n...\r\n..\r\n.\r\n", want: []string{".hidden", "..", "."}},
-		{name: "no terminator", input: "TOP\r\n", err: io.ErrUnexpectedEOF} // cut short inside the body,
+		{name: "no terminator", input: "TOP\r\n", err: io.ErrUnexpectedEOF}, // cut short inside the body
 		{name: "terminator with space is data", input: ". \r\n.\r\n", want: []string{" "}},
 	}
 	for _, tt := range tests {
