@@ -10,7 +10,7 @@ import (
 )
 
 // tlsConfig returns a copy of cfg for one handshake with addr: ServerName
-// defaults to the host of addr, MinVersion to TLS 1.2 (DESIGN's policy) when
+// defaults to the host of addr, MinVersion to TLS 1.2 (sni's policy) when
 // cfg is nil, ALPN to the protocol's id, and VerifyConnection records the
 // connection state on s (after cfg's own VerifyConnection, if any, passes).
 func (s *session) tlsConfig(cfg *tls.Config, addr string, p Protocol) *tls.Config {

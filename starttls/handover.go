@@ -37,7 +37,7 @@ const maxHandoverLine = 8192
 // Handover synchronises the client session and the backend conversation so
 // that from then on bytes can be copied both ways unchanged. It returns the
 // two conns to copy between; either may be a wrapper that first yields bytes
-// already read. It implements the handover table of DESIGN.md:
+// already read. It implements the handover table of docs/architecture.md:
 //
 //   - s.Implicit (the client has not been greeted): the backend greeting is
 //     passed on, IMAP [CAPABILITY] codes without STARTTLS and LOGINDISABLED,

@@ -113,7 +113,8 @@ func testInjection(t *testing.T, d dialogue) {
 
 // testBufferedClientHello pipelines a real ClientHello right behind the
 // STARTTLS line. A server that fed its read buffer to the TLS layer (the
-// go-imap way) would answer with a ServerHello; DESIGN.md asks for a close.
+// go-imap way) would answer with a ServerHello; the connection must be
+// closed instead (docs/architecture.md, the client side).
 func testBufferedClientHello(t *testing.T) {
 	leaktest.Check(t)
 	p := newPKI(t)
