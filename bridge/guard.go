@@ -103,8 +103,8 @@ func (o *outbuf) pass(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	if n := len(o.pending); n > 0 && cap(o.pending)-n >= len(b) && &o.pending[:n+1][n] == &b[0] {
-		o.pending = o.pending[:n+len(b)]
+	if joined, ok := joinAdjacent(o.pending, b); ok {
+		o.pending = joined
 		return
 	}
 	o.flush()
@@ -175,31 +175,13 @@ func (h *heldLine) keepTail(b []byte) {
 	}
 }
 
-// lineEnd returns s without its line ending (LF or CRLF).
-func lineEnd(s []byte) []byte {
-	if n := len(s); n > 0 && s[n-1] == '\n' {
-		s = s[:n-1]
-		if n := len(s); n > 0 && s[n-1] == '\r' {
-			s = s[:n-1]
-		}
+// joinAdjacent returns a[:len(a)+len(b)] when b starts exactly where a ends
+// in the same array (consecutive pieces of one read buffer), so the two
+// leave in one write, and ok false otherwise.
+func joinAdjacent(a, b []byte) (joined []byte, ok bool) {
+	n := len(a)
+	if n == 0 || len(b) == 0 || cap(a)-n < len(b) || &a[:n+1][n] != &b[0] {
+		return a, false
 	}
-	return s
-}
-
-// word returns the token of s that starts at i and ends before a space, CR
-// or LF, and the index just past it.
-func word(s []byte, i int) ([]byte, int) {
-	j := i
-	for j < len(s) && s[j] != ' ' && s[j] != '\r' && s[j] != '\n' {
-		j++
-	}
-	return s[i:j], j
-}
-
-// replaceWord returns line with line[i:j] replaced by repl, in a new slice.
-func replaceWord(line []byte, i, j int, repl string) []byte {
-	out := make([]byte, 0, len(line)-(j-i)+len(repl))
-	out = append(out, line[:i]...)
-	out = append(out, repl...)
-	return append(out, line[j:]...)
+	return a[:n+len(b)], true
 }

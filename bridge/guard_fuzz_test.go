@@ -86,3 +86,9 @@ func FuzzPOP3Guard(f *testing.F) {
 		}
 	})
 }
+
+// containsFold reports whether s contains the upper-case ASCII word w in
+// any case.
+func containsFold(s []byte, w string) bool {
+	return bytes.Contains(bytes.ToUpper(s), []byte(w))
+}

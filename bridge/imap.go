@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"bytes"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // imapRefused replaces the command name of a client STARTTLS. It does not
@@ -113,128 +115,32 @@ func (g *imapGuard) after(line []byte, noLit bool) {
 }
 
 // imapLiteral returns the size of the literal announced at the end of line
-// ("{n}", also "{n+}" when plus is set) and whether there is one.
+// and whether there is one; "{n+}" counts only from the client (plus set),
+// servers never send one.
 func imapLiteral(line []byte, plus bool) (int64, bool) {
-	s := lineEnd(line)
-	i := len(s) - 1
-	if i < 2 || s[i] != '}' {
+	lit, ok := mailwire.ParseLiteral(line)
+	if !ok || lit.NonSync && !plus {
 		return 0, false
 	}
-	i--
-	if plus && s[i] == '+' {
-		i--
-	}
-	end := i + 1
-	for i >= 0 && s[i] >= '0' && s[i] <= '9' {
-		i--
-	}
-	if i < 0 || s[i] != '{' || i+1 == end {
-		return 0, false
-	}
-	var n int64
-	for _, c := range s[i+1 : end] {
-		if n > (1<<62)/10 {
-			return 0, false // no server takes it: not a literal
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
+	return lit.Size, true
 }
 
 // rewriteIMAPCommand returns a copy of a command line whose name is
 // STARTTLS with the name replaced by imapRefused, or nil.
 func rewriteIMAPCommand(line []byte) []byte {
-	tag, i := word(line, 0)
-	if len(tag) == 0 || i >= len(line) || line[i] != ' ' {
+	tag, name, end := mailwire.SplitCommand(line)
+	if len(tag) == 0 || !bytes.EqualFold(name, []byte("STARTTLS")) {
 		return nil
 	}
-	name, j := word(line, i+1)
-	if !bytes.EqualFold(name, []byte("STARTTLS")) {
-		return nil
-	}
-	return replaceWord(line, i+1, j, imapRefused)
+	return mailwire.ReplaceSpan(line, end-len(name), end, imapRefused)
 }
-
-// capCode opens a CAPABILITY response code after a status word.
-var capCode = []byte(" [CAPABILITY")
 
 // filterIMAPResponse returns a copy of the first line of a response
 // without STARTTLS and LOGINDISABLED in its capability list, or nil when
-// there is nothing to remove. status reports a status response (OK, NO,
-// BAD, BYE, PREAUTH), a continuation request or a CAPABILITY response:
-// their text holds no literal, whatever it ends with.
+// there is nothing to remove. status reports a response whose text holds
+// no literal, whatever it ends with (mailwire.Response.NoLiteral).
 func filterIMAPResponse(line []byte) (edited []byte, status bool) {
-	tag, i := word(line, 0)
-	if len(tag) == 1 && tag[0] == '+' {
-		return nil, true
-	}
-	if i >= len(line) || line[i] != ' ' {
-		return nil, false
-	}
-	name, j := word(line, i+1)
-	if len(tag) == 1 && tag[0] == '*' && bytes.EqualFold(name, []byte("CAPABILITY")) {
-		return dropAtoms(line, j, len(lineEnd(line))), true
-	}
-	if !isStatusWord(name) {
-		return nil, false
-	}
-	rest := line[j:]
-	n := len(capCode)
-	if len(rest) <= n || !bytes.EqualFold(rest[:n], capCode) || (rest[n] != ' ' && rest[n] != ']') {
-		return nil, true
-	}
-	k := bytes.IndexByte(rest, ']')
-	if k < 0 {
-		return nil, true
-	}
-	return dropAtoms(line, j+n, j+k), true
-}
-
-func isStatusWord(w []byte) bool {
-	for _, s := range []string{"OK", "NO", "BAD", "BYE", "PREAUTH"} {
-		if bytes.EqualFold(w, []byte(s)) {
-			return true
-		}
-	}
-	return false
-}
-
-// dropAtoms returns a copy of line with the space-separated atoms
-// STARTTLS and LOGINDISABLED removed from line[from:to], or nil if there
-// are none.
-func dropAtoms(line []byte, from, to int) []byte {
-	region := line[from:to]
-	if !containsFold(region, "STARTTLS") && !containsFold(region, "LOGINDISABLED") {
-		return nil
-	}
-	out := make([]byte, 0, len(line))
-	out = append(out, line[:from]...)
-	dropped := false
-	for _, a := range bytes.Split(region, []byte(" ")) {
-		switch {
-		case len(a) == 0:
-		case bytes.EqualFold(a, []byte("STARTTLS")), bytes.EqualFold(a, []byte("LOGINDISABLED")):
-			dropped = true
-		default:
-			out = append(out, ' ')
-			out = append(out, a...)
-		}
-	}
-	if !dropped {
-		return nil
-	}
-	return append(out, line[to:]...)
-}
-
-// containsFold reports whether s contains the upper-case ASCII word w in
-// any case.
-func containsFold(s []byte, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		if bytes.EqualFold(s[i:i+len(w)], []byte(w)) {
-			return true
-		}
-	}
-	return false
+	return mailwire.DropTLSCapabilities(line)
 }
 
 var _ filter = (*imapGuard)(nil)

@@ -3,6 +3,8 @@ package bridge
 import (
 	"bytes"
 	"sync"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // pop3Refused replaces the keyword of a client STLS command; the backend
@@ -131,10 +133,10 @@ func (g *pop3Commands) partial(p []byte) {
 // forwards the line. The record comes first: once the line is written the
 // server may answer before this goroutine runs again.
 func (g *pop3Commands) command(line []byte, held bool) {
-	verb, i := word(line, 0)
+	verb, i := mailwire.Word(line, 0)
 	g.st.push(pop3KindOf(verb, len(bytes.TrimSpace(line[i:])) > 0))
 	if bytes.EqualFold(verb, []byte("STLS")) {
-		line, held = replaceWord(line, 0, i, pop3Refused), true
+		line, held = mailwire.ReplaceSpan(line, 0, i, pop3Refused), true
 	}
 	g.out.put(line, held)
 }
@@ -218,11 +220,10 @@ func (g *pop3Responses) partial(p []byte) {
 // line handles one complete status or capability line.
 func (g *pop3Responses) line(line []byte, held bool) {
 	if g.capa {
-		s := lineEnd(line)
 		switch {
-		case len(s) == 1 && s[0] == '.':
+		case mailwire.MultiEnd(line):
 			g.capa = false
-		case bytes.EqualFold(bytes.TrimSpace(s), []byte("STLS")):
+		case mailwire.IsSTLSLine(line):
 			return // dropped
 		}
 		g.out.put(line, held)
@@ -242,7 +243,7 @@ func (g *pop3Responses) status(line []byte) {
 		return
 	}
 	switch {
-	case hasPrefixFold(line, "+OK"):
+	case mailwire.POP3Status(line) > 0:
 		g.st.pop()
 		switch kind {
 		case pop3Multi:
@@ -250,17 +251,13 @@ func (g *pop3Responses) status(line []byte) {
 		case pop3Capa:
 			g.capa = true
 		}
-	case hasPrefixFold(line, "-ERR"):
+	case mailwire.POP3Status(line) < 0:
 		g.st.pop()
 	case kind == pop3Auth && line[0] == '+' && (line[1] == ' ' || line[1] == '\r' || line[1] == '\n'):
 		// a SASL challenge: the exchange goes on
 	default:
 		g.st.giveUp()
 	}
-}
-
-func hasPrefixFold(s []byte, prefix string) bool {
-	return len(s) >= len(prefix) && bytes.EqualFold(s[:len(prefix)], []byte(prefix))
 }
 
 // closed passes on the start of a line the server ended in.

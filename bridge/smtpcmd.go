@@ -181,9 +181,8 @@ func (f *commandFilter) forward(b []byte) {
 		return
 	}
 	if n := len(f.out); n > 0 {
-		last := f.out[n-1]
-		if len(last) < cap(last) && &last[:len(last)+1][len(last)] == &b[0] && cap(last)-len(last) >= len(b) {
-			f.out[n-1] = last[:len(last)+len(b)]
+		if joined, ok := joinAdjacent(f.out[n-1], b); ok {
+			f.out[n-1] = joined
 			return
 		}
 	}

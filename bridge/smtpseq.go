@@ -1,11 +1,12 @@
 package bridge
 
 import (
-	"bytes"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // maxPending bounds the replies an inspected session may owe the client;
@@ -217,18 +218,20 @@ func (s *smtpSession) serverEnded() {
 // first EHLO answer (RFC 3207 §4.2: STARTTLS is not offered after TLS).
 type replyFilter struct {
 	s       *smtpSession
-	lineLen int    // bytes seen of the current line
-	code    int    // reply code from the line's first three bytes
-	sep     byte   // the fourth byte of the line
-	open    bool   // the last complete line was a continuation ("250-")
-	started bool   // the current reply's first byte has been seen
-	hold    []byte // the EHLO reply being held, when holding
+	lineLen int     // bytes seen of the current line
+	head    [4]byte // its first bytes: the code and the separator
+	open    bool    // the last complete line was a continuation ("250-")
+	started bool    // the current reply's first byte has been seen
+	hold    []byte  // the EHLO reply being held, when holding
 	holding bool
 }
 
 // maxHeldReply bounds an EHLO reply held for filtering; a longer one is
 // passed on as it is.
 const maxHeldReply = 64 << 10
+
+// maxHeldLines bounds the lines of an EHLO reply that is filtered.
+const maxHeldLines = 1024
 
 func (f *replyFilter) write(p []byte) error {
 	s := f.s
@@ -258,9 +261,9 @@ func (f *replyFilter) write(p []byte) error {
 			}
 			start = i
 		}
-		final := f.lineLen < 4 || f.sep != '-'
-		code := max(f.code, 0)
-		f.lineLen, f.code, f.sep = 0, 0, 0
+		code, more := mailwire.ReplyHead(f.head[:min(f.lineLen, len(f.head))])
+		final, code := !more, max(code, 0)
+		f.lineLen = 0
 		f.open = !final
 		if !final {
 			continue
@@ -324,46 +327,24 @@ func (s *smtpSession) headIsEHLO() bool {
 	return len(s.fifo) > 0 && s.fifo[0].local == nil && s.fifo[0].cmd.Verb == "EHLO"
 }
 
-// dropSTARTTLS removes "250-STARTTLS" / "250 STARTTLS" lines from a
-// complete multi-line reply, keeping the last remaining line final.
+// dropSTARTTLS returns a complete EHLO reply without its STARTTLS
+// extension lines (mailwire.Reply.DropExtension), or reply unchanged when
+// it does not parse as one reply.
 func dropSTARTTLS(reply []byte) []byte {
-	lines := bytes.SplitAfter(reply, []byte("\n"))
-	out := make([]byte, 0, len(reply))
-	dropped, last := false, -1
-	for _, l := range lines {
-		if len(l) == 0 {
-			continue
-		}
-		if len(l) > 4 && bytes.EqualFold(bytes.TrimSpace(l[4:]), []byte("STARTTLS")) {
-			dropped = true
-			continue
-		}
-		last = len(out)
-		out = append(out, l...)
+	r, err := mailwire.ParseReply(reply, maxHeldLines)
+	if err != nil {
+		return reply
 	}
-	if dropped && last >= 0 && len(out) > last+3 {
-		out[last+3] = ' ' // the new last line ends the reply
-	}
-	return out
+	return r.DropExtension("STARTTLS")
 }
 
 // see records the bytes b of the current line (without its line feed);
-// only the first four bytes of a line matter.
+// only the first four bytes of a line matter (mailwire.ReplyHead).
 func (f *replyFilter) see(b []byte) {
-	for _, c := range b {
-		if f.lineLen >= 4 {
-			return
-		}
-		switch {
-		case f.lineLen < 3 && c >= '0' && c <= '9' && f.code >= 0:
-			f.code = f.code*10 + int(c-'0')
-		case f.lineLen < 3:
-			f.code = -1 // not a reply code
-		default:
-			f.sep = c
-		}
-		f.lineLen++
+	if f.lineLen < len(f.head) {
+		copy(f.head[f.lineLen:], b)
 	}
+	f.lineLen += len(b)
 }
 
 func (f *replyFilter) closed() { f.s.serverEnded() }
