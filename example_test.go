@@ -22,9 +22,9 @@ import (
 	"github.com/mailedge/mailedge/starttls"
 )
 
-// Seed 000's IMAPS offload: TLS ends at the proxy with the certificate the
-// client asked for by SNI, and the session goes on in plain text to the
-// mail server's port 143.
+// IMAPS offload, as a NetScaler does it in front of Dovecot: TLS ends at
+// the proxy with the certificate the client asked for by SNI, and the
+// session goes on in plain text to the mail server's port 143.
 func Example() {
 	// A mail server to put the proxy in front of (in production: Dovecot).
 	sys, _ := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -67,8 +67,8 @@ func Example() {
 	// login: true
 }
 
-// Seed 000's SMTPS bridging: the client's TLS ends at the proxy and a new
-// TLS session, verified against the backend's own CA and name, carries the
+// SMTPS bridging, as a NetScaler does it in front of Postfix: the client's
+// TLS ends at the proxy and a new TLS session, verified against the backend's own CA and name, carries the
 // submission to the mail server's port 465.
 func ExampleProxy_bridging() {
 	ca, _ := testcert.NewCA("example CA")

@@ -145,8 +145,10 @@ func TestPostfixProxyV2(t *testing.T) {
 	waitLogLine(t, e.postfix.maillog(), logWait, "client=unknown["+src+"]")
 }
 
-// TestPostfixOpenRelayRefused is seed 004's step 5: a foreign sender to a
-// foreign recipient must be refused although every connection reaches
+// TestPostfixOpenRelayRefused is the open-relay check that load-balanced
+// SMTP needs, since the servers see the balancer's address rather than the
+// client's (a NetScaler in front of Exchange is the classic case): a
+// foreign sender to a foreign recipient must be refused although every connection reaches
 // Postfix from the gateway's loopback address, on every SMTP listener.
 func TestPostfixOpenRelayRefused(t *testing.T) {
 	e := need(t)

@@ -15,7 +15,8 @@ import (
 // IMAP probes an IMAP server (RFC 9051, RFC 3501) with go-imap v2's
 // imapclient: greeting "* OK", optionally STARTTLS, CAPABILITY, and with
 // credentials LOGIN followed by a LIST (or EXAMINE) of a mailbox, then
-// LOGOUT. This is seed 000's "IMAP login and folder listing".
+// LOGOUT: the "IMAP login and folder listing" that validates an IMAPS
+// offload to Dovecot on a NetScaler.
 type IMAP struct {
 	// Security is Plain (port 143), TLS (993) or StartTLS (143). If zero,
 	// Plain.

@@ -14,8 +14,9 @@ import (
 
 // SMTP probes an SMTP server (RFC 5321) with go-smtp's client: greeting
 // 220, EHLO (HELO if EHLO is not understood), optionally STARTTLS (RFC 3207)
-// and AUTH (RFC 4954) with PLAIN or LOGIN, then QUIT. This is seed 000's
-// "SMTP AUTH test"; with no credentials it is HAProxy's smtpchk.
+// and AUTH (RFC 4954) with PLAIN or LOGIN, then QUIT: the "SMTP AUTH test"
+// that validates SMTPS bridged to Postfix on a NetScaler; with no
+// credentials it is HAProxy's smtpchk.
 type SMTP struct {
 	// Security is Plain (port 25), TLS (465) or StartTLS (587). If zero,
 	// Plain.

@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// benchLimiter is seed 002's configuration, with a connection rate high
-// enough that the benchmarks measure the admitted path.
+// benchLimiter is port 25 of Mailu behind Traefik (InFlightConn 15 per
+// source), with a connection rate high enough that the benchmarks measure
+// the admitted path.
 func benchLimiter() *Limiter {
 	return &Limiter{
 		Limits:  Limits{InFlight: 15, ConnRate: 1 << 30, MessageRate: 1 << 30, RecipientRate: 1 << 30},

@@ -9,9 +9,10 @@ import (
 	"github.com/mailedge/mailedge/ratelimit"
 )
 
-// This is seed 002's port 25: Traefik's InFlightConn (15 per source) in
-// front of Postfix's anvil (60 connections, 100 messages and 300
-// recipients per 60 s), with the office network trusted.
+// This is port 25 of Mailu on Kubernetes behind Traefik: Traefik's
+// InFlightConn (15 per source) in front of Postfix's anvil (60 connections,
+// 100 messages and 300 recipients per 60 s), with the office network
+// trusted.
 func Example() {
 	trusted, err := ratelimit.ParseNetworks("10.0.0.0/8")
 	if err != nil {

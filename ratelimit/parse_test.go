@@ -69,7 +69,7 @@ func TestParseACL(t *testing.T) {
 		err  string
 	}{
 		{name: "empty", in: ""},
-		{name: "seed 004 lock-down", in: "allow 10.0.0.0/8, allow 2001:db8::/32, deny all",
+		{name: "lock-down to known networks", in: "allow 10.0.0.0/8, allow 2001:db8::/32, deny all",
 			want: ACL{Rules: []Rule{
 				{Prefix: netip.MustParsePrefix("10.0.0.0/8")},
 				{Prefix: netip.MustParsePrefix("2001:db8::/32")},

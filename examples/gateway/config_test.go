@@ -13,7 +13,7 @@ import (
 func TestConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "gateway.conf")
-	require.NoError(t, os.WriteFile(cfg, []byte(`# seed 000
+	require.NoError(t, os.WriteFile(cfg, []byte(`# IMAPS offloaded to Dovecot, as a NetScaler does it
 -listen imaps=127.0.0.1:0,proto=imap,tls=implicit,pool=imap
 
 -backend imap=10.0.0.5:143,security=plain,proxy=v2,probe=imap,interval=5s

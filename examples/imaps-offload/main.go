@@ -1,5 +1,6 @@
-// Command imaps-offload is seed 000's IMAPS case: TLS ends here on :993 with
-// the certificate chosen by SNI, and the session goes on in plain text to the
+// Command imaps-offload is IMAPS offload as a NetScaler (Citrix ADC) does
+// it in front of Dovecot: TLS ends here on :993 with the certificate chosen
+// by SNI, and the session goes on in plain text to the
 // mail server's port 143 with a PROXY v2 header, so the server sees the
 // client's address and that TLS was done upstream (Dovecot:
 // haproxy_trusted_networks and an inet_listener with haproxy = yes).

@@ -1,5 +1,6 @@
-// Command mailcheck verifies the TLS side of a mail deployment, what seed
-// 001's openssl s_client loop does, for every endpoint and name at once: it
+// Command mailcheck verifies the TLS side of a mail deployment, what a loop
+// of openssl s_client over the names of a multi-domain Postfix and Dovecot
+// host does, for every endpoint and name at once: it
 // connects to each target with each SNI name (implicit TLS, or after the
 // protocol's STARTTLS), and prints the TLS version, cipher, certificate
 // subject and SANs, issuer, days until expiry, chain verification and name

@@ -1,5 +1,5 @@
-// Command smtp-starttls is seed 003's BIG-IP case: SMTP on port 25 with
-// STARTTLS in Require mode in front of a plain backend. Before TLS the
+// Command smtp-starttls is an F5 BIG-IP SMTPS profile in Go: SMTP on port 25
+// with STARTTLS in Require mode in front of a plain backend. Before TLS the
 // client may only EHLO/HELO, NOOP, RSET, QUIT and STARTTLS; MAIL, RCPT,
 // DATA and AUTH get "530 5.7.0 Must issue a STARTTLS command first". After
 // the upgrade the session is offloaded in plain text to the backend, which

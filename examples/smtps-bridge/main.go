@@ -1,5 +1,5 @@
-// Command smtps-bridge is seed 000's SMTPS case: the client's TLS ends here
-// on :465 and a new TLS session, verified against the backend's CA, carries
+// Command smtps-bridge is SMTPS bridging as a NetScaler (Citrix ADC) does it
+// in front of Postfix: the client's TLS ends here on :465 and a new TLS session, verified against the backend's CA, carries
 // the message on to the mail server's own port 465 ("SSL bridging", because
 // the submission service requires TLS).
 //

@@ -12,8 +12,8 @@ import (
 )
 
 // newIMAPServer builds the IMAP server over the shared imapmemserver.
-// InsecureAuth is the "backend trust" of seed 000's Dovecot: the gateway in
-// front did TLS, so LOGIN over what looks like plain TCP is allowed.
+// InsecureAuth is the "backend trust" of a Dovecot behind a NetScaler: the
+// gateway in front did TLS, so LOGIN over what looks like plain TCP is allowed.
 func (s *System) newIMAPServer() *imapserver.Server {
 	return imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {

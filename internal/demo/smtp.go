@@ -14,7 +14,7 @@ import (
 )
 
 // Replies in the words Postfix uses, so that checks written against a real
-// MTA (seed 004's open-relay test) read the same here.
+// MTA (the open-relay test of load-balanced SMTP) read the same here.
 var (
 	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	errShutdown     = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Service shutting down"}
@@ -32,7 +32,7 @@ func errUnknownRecipient(to string) error {
 // newSMTPServer builds the submission server (submission true: AUTH
 // required, foreign recipients accepted from authenticated users) or the
 // MX-style server (no AUTH, local domains only). AllowInsecureAuth is the
-// "backend trust" of seed 000: the gateway in front did TLS, so AUTH over
+// "backend trust" of a server behind a NetScaler: the gateway in front did TLS, so AUTH over
 // what looks like plain TCP is allowed. go-smtp itself refuses MAIL and
 // AUTH before EHLO/HELO ("502 5.5.1 Please introduce yourself first.").
 func (s *System) newSMTPServer(submission bool) *smtp.Server {
