@@ -68,8 +68,8 @@ func Example() {
 }
 
 // SMTPS bridging, as a NetScaler does it in front of Postfix: the client's
-// TLS ends at the proxy and a new TLS session, verified against the backend's own CA and name, carries the
-// submission to the mail server's port 465.
+// TLS ends at the proxy and a new TLS session, verified against the backend's
+// own CA and name, carries the submission to the mail server's port 465.
 func ExampleProxy_bridging() {
 	ca, _ := testcert.NewCA("example CA")
 	front, _ := ca.Issue(testcert.Options{}, "mail.example.com")

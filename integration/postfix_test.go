@@ -145,11 +145,12 @@ func TestPostfixProxyV2(t *testing.T) {
 	waitLogLine(t, e.postfix.maillog(), logWait, "client=unknown["+src+"]")
 }
 
-// TestPostfixOpenRelayRefused is the open-relay check that load-balanced
-// SMTP needs, since the servers see the balancer's address rather than the
-// client's (a NetScaler in front of Exchange is the classic case): a
-// foreign sender to a foreign recipient must be refused although every connection reaches
-// Postfix from the gateway's loopback address, on every SMTP listener.
+// TestPostfixOpenRelayRefused is the open-relay check that load-balanced SMTP
+// needs, since the servers see the balancer's address rather than the
+// client's (a NetScaler in front of Exchange is the classic case): a foreign
+// sender to a foreign recipient must be refused although every connection
+// reaches Postfix from the gateway's loopback address, on every SMTP
+// listener.
 func TestPostfixOpenRelayRefused(t *testing.T) {
 	e := need(t)
 	tests := []struct {

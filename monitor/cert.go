@@ -13,12 +13,12 @@ import (
 // WarnWithin is zero.
 const DefaultWarnWithin = 14 * 24 * time.Hour
 
-// Certificate probes a server's TLS certificate, the certificate check
-// that validates a move of TLS to a NetScaler or any other balancer: it handshakes with a server name (implicitly, or after the
-// protocol's STARTTLS), verifies the chain and that the leaf matches the
-// name, and fails when the earliest expiry in the chain is nearer than
-// WarnWithin. A success reports the days left in Result.Detail and the date
-// in Result.Expires.
+// Certificate probes a server's TLS certificate, the certificate check that
+// validates a move of TLS to a NetScaler or any other balancer: it handshakes
+// with a server name (implicitly, or after the protocol's STARTTLS), verifies
+// the chain and that the leaf matches the name, and fails when the earliest
+// expiry in the chain is nearer than WarnWithin. A success reports the days
+// left in Result.Detail and the date in Result.Expires.
 type Certificate struct {
 	// ServerName is sent as SNI and must match the leaf. If empty, the host
 	// of the probed address.

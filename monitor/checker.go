@@ -7,12 +7,13 @@ import (
 	"time"
 )
 
-// Defaults of a zero Checker. Interval, Timeout and DownTime are those of
-// the NetScaler SMTP monitor set up for SMTP load balancing (interval 5 s,
-// response time-out 2 s, down time 30 s). Fall is 3, on which HAProxy ("fall 3") and NetScaler ("retries 3")
-// agree; Rise is NetScaler's successRetries of 1 rather than HAProxy's
-// "rise 2", because with a 30 s DownTime every extra confirmation keeps a
-// recovered backend out of the pool for another 30 s.
+// Defaults of a zero Checker. Interval, Timeout and DownTime are those of the
+// NetScaler SMTP monitor set up for SMTP load balancing (interval 5 s,
+// response time-out 2 s, down time 30 s). Fall is 3, on which HAProxy
+// ("fall 3") and NetScaler ("retries 3") agree; Rise is NetScaler's
+// successRetries of 1 rather than HAProxy's "rise 2", because with a 30 s
+// DownTime every extra confirmation keeps a recovered backend out of the pool
+// for another 30 s.
 const (
 	DefaultInterval = 5 * time.Second
 	DefaultDownTime = 30 * time.Second

@@ -6,13 +6,14 @@
 // jitter.
 //
 // Probes go from cheap to thorough: [Greeting] connects and reads the
-// greeting (NetScaler's nssmtp.pl); [SMTP], [IMAP] and [POP3] log in and
-// look at the mailbox when given credentials (the IMAP login, folder
-// listing and SMTP AUTH that validate a NetScaler TLS offload); [Certificate] verifies the chain and name and fails under an
-// expiry threshold. A failed [Result] carries an [*Error] with a precise
-// reason ("no greeting within 2s", "EHLO refused: 550 ...", "TLS verify
-// failed: x509: certificate is valid for a, not b") and a kind to branch on
-// with errors.Is (ErrNoGreeting, ErrTLS, ...).
+// greeting (NetScaler's nssmtp.pl); [SMTP], [IMAP] and [POP3] log in and look
+// at the mailbox when given credentials (the IMAP login, folder listing and
+// SMTP AUTH that validate a NetScaler TLS offload); [Certificate] verifies
+// the chain and name and fails under an expiry threshold. A failed [Result]
+// carries an [*Error] with a precise reason ("no greeting within 2s", "EHLO
+// refused: 550 ...", "TLS verify failed: x509: certificate is valid for
+// a, not b") and a kind to branch on with errors.Is (ErrNoGreeting,
+// ErrTLS, ...).
 //
 // Typical usage:
 //

@@ -106,8 +106,8 @@ func Example() {
 	// mx2: down (connect failed)
 }
 
-// Probe a submission server the way a move of TLS to a balancer is
-// validated: STARTTLS, then AUTH PLAIN. A failure says exactly which step broke.
+// Probe a submission server the way a move of TLS to a balancer is validated:
+// STARTTLS, then AUTH PLAIN. A failure says exactly which step broke.
 func ExampleSMTP() {
 	probe := monitor.SMTP{
 		Security: monitor.StartTLS,

@@ -101,7 +101,8 @@ func startDemo(ctx context.Context, dir string, fixedPorts bool, log *slog.Logge
 	l("submission", "10587", "proto=smtp,tls=starttls,mode=require,pool=submission")
 	l("pop3", "10110", "proto=pop3,tls=starttls,mode=require,pool=pop3")
 	l("smtp", "10025", "proto=smtp,tls=starttls,mode=allow,pool=mx,limit,inspect")
-	// Port 25 as Mailu runs it behind Traefik: InFlightConn 15, Postfix anvil rates.
+	// Port 25 as Mailu runs it behind Traefik: InFlightConn 15, Postfix anvil
+	// rates.
 	ds.args = append(ds.args, "-limits", "inflight=15,connrate=60,msgrate=100,rcptrate=300,unit=60s")
 	return ds, nil
 }

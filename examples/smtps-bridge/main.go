@@ -1,7 +1,8 @@
 // Command smtps-bridge is SMTPS bridging as a NetScaler (Citrix ADC) does it
-// in front of Postfix: the client's TLS ends here on :465 and a new TLS session, verified against the backend's CA, carries
-// the message on to the mail server's own port 465 ("SSL bridging", because
-// the submission service requires TLS).
+// in front of Postfix: the client's TLS ends here on :465 and a new TLS
+// session, verified against the backend's CA, carries the message on to the
+// mail server's own port 465 ("SSL bridging", because the submission service
+// requires TLS).
 //
 //	go run ./examples/smtps-bridge -listen :465 -backend 10.0.0.5:465 -backend-name mx.internal -backend-ca ca.pem -cert mail.pem -key mail.key
 package main

@@ -29,9 +29,9 @@
 //     Authentication required"). It delivers to local accounts, and accepts
 //     foreign recipients from authenticated users; those are logged as
 //     "relayed" and dropped, as the demo has no outbound queue.
-//   - MX offers no AUTH, accepts mail for the local domains only, and
-//     refuses any other domain with Postfix's "554 5.7.1 <rcpt>: Relay access
-//     denied" (the open-relay check of load-balanced SMTP). Unknown local users get
+//   - MX offers no AUTH, accepts mail for the local domains only, and refuses
+//     any other domain with Postfix's "554 5.7.1 <rcpt>: Relay access denied"
+//     (the open-relay check of load-balanced SMTP). Unknown local users get
 //     "550 5.1.1".
 //   - Both SMTP servers need EHLO/HELO before MAIL; go-smtp enforces that
 //     itself and answers "502 5.5.1 Please introduce yourself first."
@@ -39,10 +39,10 @@
 //     size limit get "552 5.3.4". Each delivery gets Return-Path and
 //     Received header fields; the Received field names the client address,
 //     which is the real one when a PROXY header was accepted.
-//   - Backend trust: the servers allow LOGIN and AUTH without TLS
-//     (imapserver InsecureAuth, go-smtp AllowInsecureAuth), the way
-//     Dovecot behind a NetScaler trusts the internal network once the ADC
-//     in front has terminated TLS. Never expose these listeners beyond loopback.
+//   - Backend trust: the servers allow LOGIN and AUTH without TLS (imapserver
+//     InsecureAuth, go-smtp AllowInsecureAuth), the way Dovecot behind a
+//     NetScaler trusts the internal network once the ADC in front has
+//     terminated TLS. Never expose these listeners beyond loopback.
 //
 // Connection ownership and concurrency: the System owns every listener
 // passed to a Serve method and every connection accepted from one; Close

@@ -29,12 +29,12 @@ func errUnknownRecipient(to string) error {
 		Message: "<" + to + ">: Recipient address rejected: User unknown in virtual mailbox table"}
 }
 
-// newSMTPServer builds the submission server (submission true: AUTH
-// required, foreign recipients accepted from authenticated users) or the
-// MX-style server (no AUTH, local domains only). AllowInsecureAuth is the
-// "backend trust" of a server behind a NetScaler: the gateway in front did TLS, so AUTH over
-// what looks like plain TCP is allowed. go-smtp itself refuses MAIL and
-// AUTH before EHLO/HELO ("502 5.5.1 Please introduce yourself first.").
+// newSMTPServer builds the submission server (submission true: AUTH required,
+// foreign recipients accepted from authenticated users) or the MX-style
+// server (no AUTH, local domains only). AllowInsecureAuth is the "backend
+// trust" of a server behind a NetScaler: the gateway in front did TLS, so
+// AUTH over what looks like plain TCP is allowed. go-smtp itself refuses MAIL
+// and AUTH before EHLO/HELO ("502 5.5.1 Please introduce yourself first.").
 func (s *System) newSMTPServer(submission bool) *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &smtpSession{s: s, c: c, submission: submission}, nil
