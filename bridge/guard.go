@@ -21,7 +21,11 @@ import (
 //     order. STARTTLS and LOGINDISABLED are removed from untagged
 //     CAPABILITY responses and from [CAPABILITY ...] response codes.
 //     Literals ({n} from the server; {n} and {n+} from the client) are
-//     skipped by count, so message data is never edited.
+//     skipped by count, so message data is never edited. A client's
+//     synchronising literal counts only once the server has asked for it
+//     with "+": if the server refuses the command instead (a tagged NO or
+//     BAD), the client's next bytes are read as commands, and the client
+//     direction forwards nothing more until the server has answered.
 //   - GuardPOP3 (RFC 1939, RFC 2449, RFC 2595): a command whose keyword is
 //     STLS is renamed to XSTLS-REFUSED-INSIDE-TLS, which the backend
 //     answers -ERR. The guard keeps the pipelined commands in order
@@ -80,8 +84,12 @@ func (s *session) setGuard(opt *Options) {
 	}
 	switch opt.Guard {
 	case GuardIMAP:
-		s.dirs[0].filter = &imapGuard{out: outbuf{w: s.server}, client: true, start: true}
-		s.dirs[1].filter = &imapGuard{out: outbuf{w: s.client}, start: true}
+		if s.done == nil {
+			s.done = make(chan struct{}) // a client waiting for a literal's verdict watches it
+		}
+		sync := newIMAPSync(s.done)
+		s.dirs[0].filter = &imapGuard{out: outbuf{w: s.server}, sync: sync, client: true, start: true}
+		s.dirs[1].filter = &imapGuard{out: outbuf{w: s.client}, sync: sync, start: true}
 	case GuardPOP3:
 		st := &pop3State{}
 		s.dirs[0].filter = &pop3Commands{out: outbuf{w: s.server}, st: st}

@@ -17,17 +17,32 @@ const imapRefused = "XSTARTTLS-REFUSED-INSIDE-TLS"
 // literals by count: a line ending in "{n}" (and, from the client, "{n+}")
 // is followed by n bytes of data and then the rest of the same command or
 // response. It runs on one copier goroutine only.
+//
+// A synchronising literal from the client ("{n}") is data only once the
+// server has asked for it with a continuation request (RFC 9051 §4.3,
+// §7.5); a server that answers the command with a tagged NO or BAD instead
+// never reads it, and the client's next bytes are a new command. With sync
+// set (as in a session) the client direction forwards the announcing line,
+// then waits for the server direction's verdict before it reads on, as the
+// SMTP inspector waits for the answer to DATA.
 type imapGuard struct {
 	out    outbuf
 	skip   int64 // literal bytes still to pass through
 	held   heldLine
-	client bool // client-to-server direction
-	start  bool // the next line begins a command or response
-	noLit  bool // the current long line is a status response: no literal
+	sync   *imapSync // shared by the two directions; nil: literals counted at once
+	client bool      // client-to-server direction
+	start  bool      // the next line begins a command or response
+	noLit  bool      // the current long line is a status response: no literal
 }
 
 func (g *imapGuard) write(p []byte) error {
 	for len(p) > 0 && g.out.err == nil {
+		if g.client && g.sync.owed() {
+			if err := g.awaitVerdict(); err != nil {
+				return err
+			}
+			continue
+		}
 		if g.skip > 0 {
 			n := int(min(g.skip, int64(len(p))))
 			g.out.pass(p[:n])
@@ -46,8 +61,33 @@ func (g *imapGuard) write(p []byte) error {
 	return g.out.flush()
 }
 
-// closed passes on the start of a line the source ended in.
-func (g *imapGuard) closed() { g.held.release(&g.out) }
+// closed passes on the start of a line the source ended in; the server
+// direction's end also ends any wait for its verdict.
+func (g *imapGuard) closed() {
+	g.held.release(&g.out)
+	if !g.client && g.sync != nil {
+		g.sync.serverEnded()
+	}
+}
+
+// awaitVerdict forwards what is queued (the line that announced the
+// literal) and waits for the server's answer to it: the literal's bytes
+// follow if it asked for them, a new command otherwise.
+func (g *imapGuard) awaitVerdict() error {
+	if err := g.out.flush(); err != nil {
+		return err
+	}
+	size, send, err := g.sync.await()
+	if err != nil {
+		return err
+	}
+	if send {
+		g.skip, g.start = size, false
+	} else {
+		g.start = true
+	}
+	return nil
+}
 
 // partial keeps the start of a line that continues in a later read. A line
 // that outgrows maxGuardLine is passed on as it is (after renaming a
@@ -66,11 +106,15 @@ func (g *imapGuard) partial(p []byte) {
 	head := append(h.buf, p...)
 	g.noLit = false
 	if g.start && g.client {
+		if g.sync != nil {
+			g.sync.command(head)
+		}
 		if r := rewriteIMAPCommand(head); r != nil {
 			head = r
 		}
 	} else if g.start {
 		_, g.noLit = filterIMAPResponse(head)
+		g.verdict(head)
 	}
 	g.out.emit(head)
 	h.buf, h.long = nil, true
@@ -96,22 +140,38 @@ func (g *imapGuard) line(end []byte) {
 			r = rewriteIMAPCommand(full)
 		} else {
 			r, noLit = filterIMAPResponse(full)
+			g.verdict(full)
 		}
 		if r != nil {
 			full, held = r, true
 		}
 	}
+	if g.client && g.start && g.sync != nil {
+		g.sync.command(full)
+	}
 	g.out.put(full, held)
 	g.after(full, noLit)
 }
 
-// after sets what follows line: literal data, or a new command or response.
+// after sets what follows line: literal data, a wait for the server's
+// verdict on a synchronising literal, or a new command or response.
 func (g *imapGuard) after(line []byte, noLit bool) {
-	if n, ok := imapLiteral(line, g.client); ok && !noLit {
-		g.skip, g.start = n, false
-		return
+	lit, ok := mailwire.ParseLiteral(line)
+	switch {
+	case !ok || noLit || lit.NonSync && !g.client:
+		g.start = true
+	case g.client && !lit.NonSync && g.sync != nil && g.sync.announce(lit.Size):
+		g.start = false
+	default:
+		g.skip, g.start = lit.Size, false
 	}
-	g.start = true
+}
+
+// verdict passes the server's answer to a literal the client announced.
+func (g *imapGuard) verdict(line []byte) {
+	if g.sync != nil && g.sync.open.Load() {
+		g.sync.answer(line)
+	}
 }
 
 // imapLiteral returns the size of the literal announced at the end of line

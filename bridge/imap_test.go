@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/internal/mailwire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -205,7 +206,10 @@ func chunks(s string, n int) func(func(string) bool) {
 
 // scriptedIMAP is a backend that offers STARTTLS and LOGINDISABLED, would
 // accept STARTTLS, answers FETCH with a body full of look-alikes, and
-// rejects unknown commands with BAD. It reads literals.
+// rejects unknown commands with BAD. It reads literals, asking for
+// synchronising ones with "+", except that it refuses an APPEND to the
+// mailbox REFUSED with a tagged NO before the data, as servers refuse an
+// over-large message.
 func scriptedIMAP(c net.Conn, body string) {
 	defer c.Close()
 	br := bufio.NewReader(c)
@@ -215,8 +219,17 @@ func scriptedIMAP(c net.Conn, body string) {
 			return
 		}
 		var literal []byte
-		if n, ok := imapLiteral([]byte(line), true); ok {
-			literal = make([]byte, n)
+		if lit, ok := mailwire.ParseLiteral([]byte(line)); ok {
+			if !lit.NonSync {
+				tag, rest, _ := strings.Cut(line, " ")
+				if strings.HasPrefix(strings.ToUpper(rest), "APPEND REFUSED ") {
+					// Refused before the data: the client must not send it.
+					io.WriteString(c, tag+" NO [TOOBIG] refused\r\n")
+					continue
+				}
+				io.WriteString(c, "+ go ahead\r\n")
+			}
+			literal = make([]byte, lit.Size)
 			if _, err := io.ReadFull(br, literal); err != nil {
 				return
 			}
