@@ -160,7 +160,7 @@ func (c *Client) Upgrade(ctx context.Context, conn net.Conn) (up *Upgraded, err 
 	if err := c.dialogue(b, up); err != nil {
 		return nil, fmt.Errorf("starttls: %s backend: %w", c.Protocol, err)
 	}
-	tc := tls.Client(nbconn.Wrap(conn), c.TLSConfig) // see Server.handshake
+	tc := tls.Client(nbconn.Wrap(unprefixed(conn)), c.TLSConfig) // see Server.handshake
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, handshakeError(err)
 	}
@@ -257,3 +257,17 @@ func ctxErr(ctx context.Context) error {
 
 // expiredDeadline is a deadline in the past that makes pending I/O fail now.
 var expiredDeadline = time.Unix(1, 0)
+
+// unprefixed returns the conn under a read-ahead wrapper (backend.Conn,
+// prefixconn) once all its read-ahead bytes have been read, so that the
+// non-blocking socket can go under the TLS session; conn itself otherwise.
+// The dialogue has read them all when it ends quiet.
+func unprefixed(conn net.Conn) net.Conn {
+	if pc, ok := conn.(interface {
+		NetConn() net.Conn
+		Buffered() int
+	}); ok && pc.Buffered() == 0 {
+		return pc.NetConn()
+	}
+	return conn
+}

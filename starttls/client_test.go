@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/internal/nbconn"
+	"github.com/mailedge/mailedge/internal/prefixconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,6 +49,28 @@ func TestClientUpgradeSMTP(t *testing.T) {
 	assert.Equal(t, "220-mail.test ESMTP\r\n220 second line\r\n", string(up.Greeting))
 	assert.Equal(t, []string{"PIPELINING", "starttls", "SIZE 1000"}, up.Capabilities)
 	assert.Equal(t, []string{"EHLO proxy.test", "STARTTLS"}, tr.get())
+}
+
+// TestClientUpgradeUnderPrefix: a conn whose greeting was read ahead
+// (backend's STARTTLS dial replays it through a prefixconn) still gets the
+// non-blocking socket under its TLS session once the prefix is read, so
+// the bridge can park the session.
+func TestClientUpgradeUnderPrefix(t *testing.T) {
+	leaktest.Check(t)
+	pki := newPKI(t)
+	addr, _ := scripted(t, pki.server,
+		expect("EHLO proxy.test"),
+		send("250-mail.test hello\r\n250 STARTTLS\r\n"),
+		expect("STARTTLS"),
+		send("220 2.0.0 Ready to start TLS\r\n"),
+		startTLS,
+	)
+	c := &Client{Protocol: SMTP, TLSConfig: pki.client, Hostname: "proxy.test"}
+	conn := prefixconn.New(dial(t, addr), []byte("220 mail.test ESMTP\r\n"))
+	up, err := c.Upgrade(context.Background(), conn)
+	require.NoError(t, err)
+	defer up.Conn.Close()
+	assert.IsType(t, &nbconn.Conn{}, up.Conn.NetConn())
 }
 
 func TestClientUpgradeIMAP(t *testing.T) {
