@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"time"
+
+	"github.com/mailedge/mailedge/starttls"
 )
 
 // DefaultWarnWithin is the expiry threshold of a [Certificate] probe whose
@@ -35,7 +37,7 @@ type Certificate struct {
 	StartTLS bool
 	// Protocol is the protocol spoken for StartTLS and named in ALPN. If
 	// zero, SMTP.
-	Protocol Protocol
+	Protocol starttls.Protocol
 	// Hostname is the EHLO name for SMTP STARTTLS. If empty, "localhost".
 	Hostname string
 	// Dial, if not nil, opens the probe's TCP connection instead of a
@@ -60,7 +62,7 @@ func (p Certificate) Probe(ctx context.Context, addr string) Result {
 
 func (p Certificate) run(s *session, addr string) *Error {
 	cfg := s.tlsConfig(&tls.Config{ServerName: p.ServerName, RootCAs: p.Roots, MinVersion: tls.VersionTLS12}, addr, p.Protocol)
-	if p.StartTLS && p.Protocol == ProtocolPOP3 {
+	if p.StartTLS && p.Protocol == starttls.POP3 {
 		if _, e := s.openPOP3(addr, StartTLS, cfg); e != nil {
 			return e
 		}
@@ -86,7 +88,7 @@ func (p Certificate) upgrade(s *session) *Error {
 	if _, e := s.greet(br, p.Protocol); e != nil {
 		return e
 	}
-	if p.Protocol == ProtocolIMAP {
+	if p.Protocol == starttls.IMAP {
 		return s.imapStartTLS(br)
 	}
 	host := p.Hostname

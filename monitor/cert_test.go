@@ -7,6 +7,7 @@ import (
 
 	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/starttls"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -87,12 +88,12 @@ func TestCertificateProbeStartTLS(t *testing.T) {
 	p := newPKI(t, nil)
 	tests := []struct {
 		name  string
-		proto Protocol
+		proto starttls.Protocol
 		addr  func(t *testing.T) string
 	}{
-		{name: "smtp", proto: ProtocolSMTP, addr: func(t *testing.T) string { return smtpServer(t, p.server, false, false) }},
-		{name: "imap", proto: ProtocolIMAP, addr: func(t *testing.T) string { return imapServer(t, p.server, false, false) }},
-		{name: "pop3", proto: ProtocolPOP3, addr: func(t *testing.T) string { return serveFunc(t, nil, pop3Server(p.server, false)) }},
+		{name: "smtp", proto: starttls.SMTP, addr: func(t *testing.T) string { return smtpServer(t, p.server, false, false) }},
+		{name: "imap", proto: starttls.IMAP, addr: func(t *testing.T) string { return imapServer(t, p.server, false, false) }},
+		{name: "pop3", proto: starttls.POP3, addr: func(t *testing.T) string { return serveFunc(t, nil, pop3Server(p.server, false)) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

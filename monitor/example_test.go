@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/monitor"
+	"github.com/mailedge/mailedge/starttls"
 )
 
 // pool is a tiny stand-in for a backend pool: member name to state.
@@ -78,7 +79,7 @@ func Example() {
 		c := &monitor.Checker{
 			Name:     name,
 			Addr:     addr,
-			Probe:    monitor.Greeting{Protocol: monitor.ProtocolSMTP},
+			Probe:    monitor.Greeting{Protocol: starttls.SMTP},
 			Interval: 50 * time.Millisecond,
 			OnChange: p.onChange,
 		}

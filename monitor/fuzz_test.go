@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/monitor"
+	"github.com/mailedge/mailedge/starttls"
 )
 
 // FuzzGreeting feeds arbitrary server bytes to the Greeting probe of each
@@ -26,7 +27,7 @@ func FuzzGreeting(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, proto uint8, data []byte) {
-		p := monitor.Protocol(proto % 3)
+		p := starttls.Protocol(proto % 3)
 		probe := monitor.Greeting{Protocol: p, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			client, server := net.Pipe()
 			go func() {
@@ -43,7 +44,7 @@ func FuzzGreeting(f *testing.F) {
 		if !r.OK {
 			return
 		}
-		want := map[monitor.Protocol]string{monitor.ProtocolSMTP: "220", monitor.ProtocolIMAP: "* OK", monitor.ProtocolPOP3: "+OK"}[p]
+		want := map[starttls.Protocol]string{starttls.SMTP: "220", starttls.IMAP: "* OK", starttls.POP3: "+OK"}[p]
 		if !bytes.HasPrefix(data, []byte(want)) {
 			t.Fatalf("%s greeting %q judged good", p, data)
 		}

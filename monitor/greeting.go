@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailedge/mailedge/internal/mailwire"
 	"github.com/mailedge/mailedge/internal/pop3client"
+	"github.com/mailedge/mailedge/starttls"
 )
 
 // maxLine bounds every line a probe reads before handing the connection to
@@ -32,7 +33,7 @@ var errMalformed = mailwire.ErrMalformed
 // protocol fail the probe.
 type Greeting struct {
 	// Protocol is the protocol whose greeting is expected. If zero, SMTP.
-	Protocol Protocol
+	Protocol starttls.Protocol
 	// Security is Plain or TLS. StartTLS is probed like Plain: the
 	// greeting comes before the upgrade, and this probe stops there. If
 	// zero, Plain.
@@ -66,7 +67,7 @@ func (g Greeting) run(s *session, addr string) *Error {
 // greeted connects to addr, does the handshake of implicit TLS, and reads
 // and checks the greeting: the first steps every probe shares. The reader
 // it returns holds whatever the server sent after the greeting.
-func (s *session) greeted(addr string, sec Security, cfg *tls.Config, p Protocol) (*bufio.Reader, string, *Error) {
+func (s *session) greeted(addr string, sec Security, cfg *tls.Config, p starttls.Protocol) (*bufio.Reader, string, *Error) {
 	if e := s.dial(addr); e != nil {
 		return nil, "", e
 	}
@@ -81,8 +82,8 @@ func (s *session) greeted(addr string, sec Security, cfg *tls.Config, p Protocol
 }
 
 // goodbye is each protocol's polite close.
-func goodbye(p Protocol) string {
-	if p == ProtocolIMAP {
+func goodbye(p starttls.Protocol) string {
+	if p == starttls.IMAP {
 		return "m0 LOGOUT\r\n"
 	}
 	return "QUIT\r\n"
@@ -90,11 +91,11 @@ func goodbye(p Protocol) string {
 
 // greet reads and checks the greeting of p. It returns the greeting line to
 // replay to a client library, CRLF included.
-func (s *session) greet(br *bufio.Reader, p Protocol) (string, *Error) {
+func (s *session) greet(br *bufio.Reader, p starttls.Protocol) (string, *Error) {
 	switch p {
-	case ProtocolIMAP:
+	case starttls.IMAP:
 		return s.greetIMAP(br)
-	case ProtocolPOP3:
+	case starttls.POP3:
 		return s.greetPOP3(br)
 	}
 	return s.greetSMTP(br)

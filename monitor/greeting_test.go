@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/starttls"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -57,37 +58,37 @@ func probeCtx(t *testing.T, reason string) context.Context {
 func TestGreetingProbe(t *testing.T) {
 	tests := []struct {
 		name   string
-		proto  Protocol
+		proto  starttls.Protocol
 		handle func(net.Conn)
 		kind   error  // nil: the probe must pass
 		reason string // exact reason
 	}{
-		{name: "smtp ok", proto: ProtocolSMTP, handle: greets("220 mx.example.test ESMTP\r\n")},
-		{name: "smtp multi-line ok", proto: ProtocolSMTP, handle: greets("220-mx.example.test\r\n220-welcome\r\n220 ESMTP\r\n")},
-		{name: "smtp slow greeting", proto: ProtocolSMTP, handle: slowly("220 slow.example.test ESMTP\r\n", nil)},
-		{name: "imap ok", proto: ProtocolIMAP, handle: greets("* OK [CAPABILITY IMAP4rev1] ready\r\n")},
-		{name: "pop3 ok", proto: ProtocolPOP3, handle: greets("+OK POP3 ready\r\n")},
-		{name: "silent", proto: ProtocolSMTP, handle: silent,
+		{name: "smtp ok", proto: starttls.SMTP, handle: greets("220 mx.example.test ESMTP\r\n")},
+		{name: "smtp multi-line ok", proto: starttls.SMTP, handle: greets("220-mx.example.test\r\n220-welcome\r\n220 ESMTP\r\n")},
+		{name: "smtp slow greeting", proto: starttls.SMTP, handle: slowly("220 slow.example.test ESMTP\r\n", nil)},
+		{name: "imap ok", proto: starttls.IMAP, handle: greets("* OK [CAPABILITY IMAP4rev1] ready\r\n")},
+		{name: "pop3 ok", proto: starttls.POP3, handle: greets("+OK POP3 ready\r\n")},
+		{name: "silent", proto: starttls.SMTP, handle: silent,
 			kind: ErrNoGreeting, reason: "no greeting within 300ms"},
-		{name: "closed without greeting", proto: ProtocolSMTP, handle: func(net.Conn) {},
+		{name: "closed without greeting", proto: starttls.SMTP, handle: func(net.Conn) {},
 			kind: ErrNoGreeting, reason: "connection closed without greeting"},
-		{name: "smtp 421", proto: ProtocolSMTP, handle: greets("421 4.3.2 mx busy, try later\r\n"),
+		{name: "smtp 421", proto: starttls.SMTP, handle: greets("421 4.3.2 mx busy, try later\r\n"),
 			kind: ErrGreeting, reason: "wrong greeting: 421 4.3.2 mx busy, try later"},
-		{name: "smtp 554", proto: ProtocolSMTP, handle: greets("554 5.7.1 no service for you\r\n"),
+		{name: "smtp 554", proto: starttls.SMTP, handle: greets("554 5.7.1 no service for you\r\n"),
 			kind: ErrGreeting, reason: "wrong greeting: 554 5.7.1 no service for you"},
-		{name: "smtp garbage", proto: ProtocolSMTP, handle: greets("SSH-2.0-OpenSSH_9.6\r\n"),
+		{name: "smtp garbage", proto: starttls.SMTP, handle: greets("SSH-2.0-OpenSSH_9.6\r\n"),
 			kind: ErrGreeting, reason: `wrong greeting: not SMTP: malformed reply: reply line "SSH-2.0-OpenSSH_9.6" has no code`},
-		{name: "smtp mixed codes", proto: ProtocolSMTP, handle: greets("220-hello\r\n554 no\r\n"),
+		{name: "smtp mixed codes", proto: starttls.SMTP, handle: greets("220-hello\r\n554 no\r\n"),
 			kind: ErrGreeting, reason: `wrong greeting: not SMTP: malformed reply: reply code changed from 220 to 554`},
-		{name: "imap bye", proto: ProtocolIMAP, handle: greets("* BYE too many connections\r\n"),
+		{name: "imap bye", proto: starttls.IMAP, handle: greets("* BYE too many connections\r\n"),
 			kind: ErrGreeting, reason: "server said BYE: too many connections"},
-		{name: "imap preauth", proto: ProtocolIMAP, handle: greets("* PREAUTH logged in as root\r\n"),
+		{name: "imap preauth", proto: starttls.IMAP, handle: greets("* PREAUTH logged in as root\r\n"),
 			kind: ErrGreeting, reason: "unexpected PREAUTH greeting: logged in as root"},
-		{name: "imap garbage", proto: ProtocolIMAP, handle: greets("220 smtp here\r\n"),
+		{name: "imap garbage", proto: starttls.IMAP, handle: greets("220 smtp here\r\n"),
 			kind: ErrGreeting, reason: `wrong greeting: not IMAP: "220 smtp here"`},
-		{name: "pop3 err", proto: ProtocolPOP3, handle: greets("-ERR maildrop busy\r\n"),
+		{name: "pop3 err", proto: starttls.POP3, handle: greets("-ERR maildrop busy\r\n"),
 			kind: ErrGreeting, reason: "wrong greeting: -ERR maildrop busy"},
-		{name: "pop3 garbage", proto: ProtocolPOP3, handle: greets("* OK imap\r\n"),
+		{name: "pop3 garbage", proto: starttls.POP3, handle: greets("* OK imap\r\n"),
 			kind: ErrGreeting, reason: `wrong greeting: not POP3: "* OK imap"`},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailedge/mailedge/starttls"
 )
 
 // IMAP probes an IMAP server (RFC 9051, RFC 3501) with go-imap v2's
@@ -79,7 +80,7 @@ func (p IMAP) run(s *session, addr string) *Error {
 // open connects, reads the greeting, does STARTTLS if asked, and returns an
 // imapclient that gets the greeting replayed.
 func (p IMAP) open(s *session, addr string) (*imapclient.Client, *Error) {
-	br, greeting, e := s.greeted(addr, p.Security, p.TLSConfig, ProtocolIMAP)
+	br, greeting, e := s.greeted(addr, p.Security, p.TLSConfig, starttls.IMAP)
 	if e != nil {
 		return nil, e
 	}
@@ -88,7 +89,7 @@ func (p IMAP) open(s *session, addr string) (*imapclient.Client, *Error) {
 		if e := s.imapStartTLS(br); e != nil {
 			return nil, e
 		}
-		if e := s.handshake(s.tlsConfig(p.TLSConfig, addr, ProtocolIMAP)); e != nil {
+		if e := s.handshake(s.tlsConfig(p.TLSConfig, addr, starttls.IMAP)); e != nil {
 			return nil, e
 		}
 		// imapclient expects a greeting; give it one without the stale

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mailedge/mailedge/internal/mailwire"
 	"github.com/mailedge/mailedge/internal/pop3client"
+	"github.com/mailedge/mailedge/starttls"
 )
 
 // POP3 probes a POP3 server (RFC 1939): greeting "+OK", CAPA (RFC 2449),
@@ -65,7 +66,7 @@ func (s *session) openPOP3(addr string, sec Security, cfg *tls.Config) (*pop3cli
 		return nil, e
 	}
 	if sec == TLS {
-		if e := s.handshake(s.tlsConfig(cfg, addr, ProtocolPOP3)); e != nil {
+		if e := s.handshake(s.tlsConfig(cfg, addr, starttls.POP3)); e != nil {
 			return nil, e
 		}
 	}
@@ -87,7 +88,7 @@ func (s *session) openPOP3(addr string, sec Security, cfg *tls.Config) (*pop3cli
 	if !mailwire.HasKeyword(caps, "STLS") {
 		return nil, &Error{Kind: ErrStartTLS, Reason: "STARTTLS not offered (no STLS in CAPA)"}
 	}
-	if err := c.StartTLS(s.ctx, s.tlsConfig(cfg, addr, ProtocolPOP3)); err != nil {
+	if err := c.StartTLS(s.ctx, s.tlsConfig(cfg, addr, starttls.POP3)); err != nil {
 		return nil, pop3Fail(s, ErrStartTLS, "STLS", err)
 	}
 	return c, nil

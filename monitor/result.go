@@ -41,31 +41,6 @@ type ProbeFunc func(ctx context.Context, addr string) Result
 // Probe calls f(ctx, addr).
 func (f ProbeFunc) Probe(ctx context.Context, addr string) Result { return f(ctx, addr) }
 
-// Protocol names the mail protocol a probe speaks.
-type Protocol int
-
-const (
-	// ProtocolSMTP is RFC 5321 (greeting "220").
-	ProtocolSMTP Protocol = iota
-	// ProtocolIMAP is RFC 9051/3501 (greeting "* OK").
-	ProtocolIMAP
-	// ProtocolPOP3 is RFC 1939 (greeting "+OK").
-	ProtocolPOP3
-)
-
-// String returns "smtp", "imap" or "pop3".
-func (p Protocol) String() string {
-	switch p {
-	case ProtocolSMTP:
-		return "smtp"
-	case ProtocolIMAP:
-		return "imap"
-	case ProtocolPOP3:
-		return "pop3"
-	}
-	return "unknown"
-}
-
 // Security is how a probe protects its connection.
 type Security int
 

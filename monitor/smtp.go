@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/mailedge/mailedge/starttls"
 )
 
 // SMTP probes an SMTP server (RFC 5321) with go-smtp's client: greeting
@@ -97,7 +98,7 @@ func (p SMTP) run(s *session, addr string) *Error {
 // open connects, reads the greeting, does STARTTLS if asked, and returns a
 // go-smtp client that gets the greeting replayed.
 func (p SMTP) open(s *session, addr string) (*smtp.Client, *Error) {
-	br, greeting, e := s.greeted(addr, p.Security, p.TLSConfig, ProtocolSMTP)
+	br, greeting, e := s.greeted(addr, p.Security, p.TLSConfig, starttls.SMTP)
 	if e != nil {
 		return nil, e
 	}
@@ -106,7 +107,7 @@ func (p SMTP) open(s *session, addr string) (*smtp.Client, *Error) {
 		if e := s.smtpStartTLS(br, p.hostname()); e != nil {
 			return nil, e
 		}
-		if e := s.handshake(s.tlsConfig(p.TLSConfig, addr, ProtocolSMTP)); e != nil {
+		if e := s.handshake(s.tlsConfig(p.TLSConfig, addr, starttls.SMTP)); e != nil {
 			return nil, e
 		}
 		// There is no second greeting after STARTTLS; go-smtp expects one.

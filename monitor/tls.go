@@ -7,13 +7,15 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/mailedge/mailedge/starttls"
 )
 
 // tlsConfig returns a copy of cfg for one handshake with addr: ServerName
 // defaults to the host of addr, MinVersion to TLS 1.2 (sni's policy) when
 // cfg is nil, ALPN to the protocol's id, and VerifyConnection records the
 // connection state on s (after cfg's own VerifyConnection, if any, passes).
-func (s *session) tlsConfig(cfg *tls.Config, addr string, p Protocol) *tls.Config {
+func (s *session) tlsConfig(cfg *tls.Config, addr string, p starttls.Protocol) *tls.Config {
 	if cfg == nil {
 		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
 	}

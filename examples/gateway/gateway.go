@@ -231,14 +231,13 @@ func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Diale
 func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config) monitor.Probe {
 	dial := backend.CheckDial(map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy])
 	sec := map[string]monitor.Security{"plain": monitor.Plain, "tls": monitor.TLS, "starttls": monitor.StartTLS}[b.Security]
-	mproto := map[starttls.Protocol]monitor.Protocol{starttls.SMTP: monitor.ProtocolSMTP, starttls.IMAP: monitor.ProtocolIMAP, starttls.POP3: monitor.ProtocolPOP3}[proto]
 	switch b.Probe {
 	case "greeting":
 		gsec := sec
 		if gsec == monitor.StartTLS {
 			gsec = monitor.Plain
 		}
-		return monitor.Greeting{Protocol: mproto, Security: gsec, TLSConfig: cfg, Dial: dial}
+		return monitor.Greeting{Protocol: proto, Security: gsec, TLSConfig: cfg, Dial: dial}
 	case "smtp":
 		return monitor.SMTP{Security: sec, TLSConfig: cfg, Hostname: g.opts.hostname, Username: b.User, Password: b.Pass, Dial: dial}
 	case "imap":

@@ -13,6 +13,7 @@ import (
 	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/monitor"
+	"github.com/mailedge/mailedge/starttls"
 )
 
 // TestProbes is class F: monitor's verdicts on the servers of HAProxy's
@@ -63,9 +64,9 @@ func TestProbes(t *testing.T) {
 		{"F3_Greeting_silence_is_a_timeout", monitor.Greeting{}, func(c net.Conn) { io.Copy(io.Discard, c) }, 300 * time.Millisecond, monitor.ErrNoGreeting, ""},
 		{"F4_IMAP_BYE_down", monitor.IMAP{}, script{"* BYE shutting down\r\n", nil, nil}.serve, 0, monitor.ErrGreeting, "BYE"},
 		{"F4_IMAP_PREAUTH_down", monitor.IMAP{}, script{"* PREAUTH welcome\r\n", nil, nil}.serve, 0, monitor.ErrGreeting, "PREAUTH"},
-		{"F4_Greeting_IMAP_PREAUTH_down", monitor.Greeting{Protocol: monitor.ProtocolIMAP}, script{"* PREAUTH welcome\r\n", nil, nil}.serve, 0, monitor.ErrGreeting, ""},
+		{"F4_Greeting_IMAP_PREAUTH_down", monitor.Greeting{Protocol: starttls.IMAP}, script{"* PREAUTH welcome\r\n", nil, nil}.serve, 0, monitor.ErrGreeting, ""},
 		{"F4_POP3_ERR_down", monitor.POP3{}, script{"-ERR go away\r\n", nil, nil}.serve, 0, monitor.ErrGreeting, "-ERR"},
-		{"F4_Greeting_POP3_ERR_down", monitor.Greeting{Protocol: monitor.ProtocolPOP3}, script{"-ERR go away\r\n", nil, nil}.serve, 0, monitor.ErrGreeting, ""},
+		{"F4_Greeting_POP3_ERR_down", monitor.Greeting{Protocol: starttls.POP3}, script{"-ERR go away\r\n", nil, nil}.serve, 0, monitor.ErrGreeting, ""},
 		{"F5_Certificate_expired_down", monitor.Certificate{ServerName: "mail.example.com", Roots: p.ca.Pool()}, tlsServe(expired), 0, monitor.ErrTLS, "expired"},
 		{"F5_Certificate_wrong_name_down", monitor.Certificate{ServerName: "mail.example.com", Roots: p.ca.Pool()}, tlsServe(wrongName), 0, monitor.ErrTLS, "other.example.net"},
 		{"F5_Certificate_valid_up", monitor.Certificate{ServerName: "mail.example.com", Roots: p.ca.Pool()}, tlsServe(p.leaf), 0, nil, ""},
