@@ -3,6 +3,8 @@ package bridge
 import (
 	"bytes"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // defaultMaxLine is the command-line limit when SMTPInspector.MaxLineLength
@@ -102,11 +104,9 @@ type SMTPStats struct {
 // parseCommand splits a command line into verb and argument. It never
 // fails: a line that is not a command yields a verb the server will reject.
 func parseCommand(line []byte) SMTPCommand {
-	cmd := SMTPCommand{Line: bytes.Clone(line)}
-	s := strings.TrimRight(string(line), "\r\n")
-	verb, rest, _ := strings.Cut(s, " ")
-	cmd.Verb = strings.ToUpper(verb)
-	rest = strings.TrimSpace(rest)
+	v, a := mailwire.SplitVerb(line)
+	cmd := SMTPCommand{Line: bytes.Clone(line), Verb: strings.ToUpper(string(v))}
+	rest := string(a)
 	switch cmd.Verb {
 	case "MAIL":
 		cmd.Arg = pathArg(rest, "FROM:")

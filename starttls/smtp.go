@@ -1,8 +1,9 @@
 package starttls
 
 import (
-	"bytes"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/mailwire"
 )
 
 // The SMTP dialogue before TLS (RFC 5321, RFC 3207).
@@ -60,7 +61,7 @@ func (s *Server) withoutAuth(list []string, isAuth func(string) bool) []string {
 // letters and digits (RFC 5321 §4.1.1: a verb is 4 alphabetic characters;
 // digits and other lengths are allowed here so that extensions parse).
 func parseSMTPCommand(line []byte) (verb, arg string, ok bool) {
-	v, rest, _ := bytes.Cut(line, []byte{' '})
+	v, rest := mailwire.SplitVerb(line)
 	if len(v) == 0 || len(v) > 16 {
 		return "", "", false
 	}
@@ -69,7 +70,7 @@ func parseSMTPCommand(line []byte) (verb, arg string, ok bool) {
 			return "", "", false
 		}
 	}
-	return strings.ToUpper(string(v)), string(bytes.Trim(rest, " ")), true
+	return strings.ToUpper(string(v)), string(rest), true
 }
 
 func isAlnum(c byte) bool {

@@ -168,6 +168,16 @@ func (r Reply) DropExtension(kw string) []byte {
 	return out.Render()
 }
 
+// SplitVerb splits an SMTP command line (with or without its line ending)
+// into its verb, the word before the first space, and its argument, the
+// rest with surrounding spaces and tabs removed (RFC 5321 §4.1.1). The verb
+// is neither validated nor upper-cased.
+func SplitVerb(line []byte) (verb, arg []byte) {
+	s := TrimEOL(line)
+	verb, arg, _ = bytes.Cut(s, []byte{' '})
+	return verb, bytes.Trim(arg, " \t")
+}
+
 // midReply turns io.EOF after n lines of a reply into io.ErrUnexpectedEOF.
 func midReply(n int, err error) error {
 	if n > 0 && errors.Is(err, io.EOF) {
