@@ -4,15 +4,12 @@ import (
 	"io"
 	"os"
 	"syscall"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // readinessSupported reports that waitReadable works on this platform.
 const readinessSupported = true
-
-// fionread is the Linux ioctl that returns the bytes queued on a socket
-// (FIONREAD, alias SIOCINQ).
-const fionread = 0x541B
 
 // waitReadable blocks, holding no buffer, until the socket behind rc has
 // bytes or has reached end of file, and returns the number of bytes queued
@@ -45,16 +42,19 @@ func readable(rc syscall.RawConn, wait, count bool) (avail int, ready bool, err 
 	err = rc.Read(func(fd uintptr) bool {
 		var b [1]byte
 		for {
-			n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			switch errno {
-			case 0:
-			case syscall.EINTR:
+			// x/sys/unix rather than syscall: recvfrom is a socketcall on
+			// linux/386, and the ioctl's number differs between
+			// architectures (on ppc64, mips and sparc64 a wrong one would
+			// make every splice move one byte).
+			n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			switch err {
+			case nil:
+			case unix.EINTR:
 				continue
-			case syscall.EAGAIN:
+			case unix.EAGAIN:
 				return !wait // not ready: let the poller wait, or give up
 			default:
-				serr = errno
+				serr = err
 				return true
 			}
 			ready = true
@@ -66,8 +66,10 @@ func readable(rc syscall.RawConn, wait, count bool) (avail int, ready bool, err 
 				avail = 1
 				return true
 			}
-			var q int32
-			if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, fionread, uintptr(unsafe.Pointer(&q))); errno != 0 || q < 1 {
+			// SIOCINQ is FIONREAD: the bytes queued, as a C int (32 bits
+			// on every Linux; IoctlGetInt would read 64 on big-endian).
+			q, err := unix.IoctlGetUint32(int(fd), unix.SIOCINQ)
+			if err != nil || int32(q) < 1 {
 				q = 1
 			}
 			avail = int(q)
