@@ -238,7 +238,7 @@ func DropTLSCapabilities(line []byte) (edited []byte, noLiteral bool) {
 	return nil, noLiteral
 }
 
-// dropAtoms returns a copy of line with the space-separated atoms STARTTLS
+// dropAtoms returns a copy of line with the whitespace-separated atoms STARTTLS
 // and LOGINDISABLED removed from line[from:to], or nil if there are none.
 func dropAtoms(line []byte, from, to int) []byte {
 	region := line[from:to]
@@ -248,7 +248,7 @@ func dropAtoms(line []byte, from, to int) []byte {
 	out := make([]byte, 0, len(line))
 	out = append(out, line[:from]...)
 	dropped := false
-	for _, a := range bytes.Split(region, []byte(" ")) {
+	for _, a := range bytes.Fields(region) { // as Capabilities splits
 		switch {
 		case len(a) == 0:
 		case bytes.EqualFold(a, []byte("STARTTLS")), bytes.EqualFold(a, []byte("LOGINDISABLED")):

@@ -69,7 +69,7 @@ func discardLine(r *bufio.Reader, frag []byte, err error, max int) error {
 			return fmt.Errorf("%w: more than %d bytes (%d skipped)", ErrLineTooLong, max, discarded)
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
-			return fmt.Errorf("%w: more than %d bytes: %w (%w)", ErrLineTooLong, max, errNoLineEnd, err)
+			return fmt.Errorf("%w: more than %d bytes: %w (%w)", ErrLineTooLong, max, errNoLineEnd, midReply(1, err))
 		}
 		if discarded >= maxDiscard {
 			return fmt.Errorf("%w: more than %d bytes: %w within %d bytes", ErrLineTooLong, max, errNoLineEnd, discarded)

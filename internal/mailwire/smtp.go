@@ -173,7 +173,7 @@ func (r Reply) DropExtension(kw string) []byte {
 // rest with surrounding spaces and tabs removed (RFC 5321 §4.1.1). The verb
 // is neither validated nor upper-cased.
 func SplitVerb(line []byte) (verb, arg []byte) {
-	s := TrimEOL(line)
+	s := bytes.TrimRight(line, "\r\n") // every CR before the LF, as Postfix drops them
 	verb, arg, _ = bytes.Cut(s, []byte{' '})
 	return verb, bytes.Trim(arg, " \t")
 }
