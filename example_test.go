@@ -86,7 +86,7 @@ func ExampleProxy_bridging() {
 	p := &mailedge.Proxy{
 		Server:   &starttls.Server{Protocol: starttls.SMTP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNSMTP})},
 		Implicit: true,
-		Backend: &backend.Dialer{Addr: addrs.Submissions, Protocol: starttls.SMTP, Security: backend.TLS,
+		Backend: &backend.Dialer{Addr: addrs.Submissions, Protocol: starttls.SMTP, Security: starttls.TLS,
 			TLSConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "mx.internal"}},
 	}
 	l, _ := net.Listen("tcp", "127.0.0.1:0")

@@ -87,7 +87,7 @@ func TestStartTLSFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newFake(t, tt.fake)
-			d := &Dialer{Addr: srv.Addr(), Protocol: tt.proto, Security: STARTTLS, TLSConfig: &tls.Config{RootCAs: p.roots}}
+			d := &Dialer{Addr: srv.Addr(), Protocol: tt.proto, Security: starttls.STARTTLS, TLSConfig: &tls.Config{RootCAs: p.roots}}
 			_, err := d.Dial(context.Background(), ClientInfo{})
 			assert.ErrorIs(t, err, tt.err)
 		})
@@ -107,7 +107,7 @@ func TestStartTLSPOP3(t *testing.T) {
 			f.send("221 bye\r\n")
 		}
 	})
-	d := &Dialer{Addr: srv.Addr(), Protocol: starttls.POP3, Security: STARTTLS, TLSConfig: &tls.Config{RootCAs: p.roots}}
+	d := &Dialer{Addr: srv.Addr(), Protocol: starttls.POP3, Security: starttls.STARTTLS, TLSConfig: &tls.Config{RootCAs: p.roots}}
 	c, err := d.Dial(context.Background(), ClientInfo{})
 	require.NoError(t, err)
 	assert.True(t, c.Upgraded)

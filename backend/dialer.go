@@ -41,35 +41,6 @@ var (
 	ErrConfig = errors.New("backend: invalid configuration")
 )
 
-// Security is how a Dialer protects the connection to the backend.
-type Security int
-
-const (
-	// Plain speaks clear text to the backend: TLS offload, TLS ends at the
-	// proxy. The zero value.
-	Plain Security = iota
-	// TLS speaks implicit TLS from the first byte (ports 465, 993, 995):
-	// SSL bridging.
-	TLS
-	// STARTTLS reads the greeting, asks for STARTTLS/STLS and switches to
-	// TLS before handing the connection over (ports 25, 587, 143, 110):
-	// SSL bridging to a backend that only offers STARTTLS.
-	STARTTLS
-)
-
-// String returns "plain", "tls" or "starttls".
-func (s Security) String() string {
-	switch s {
-	case Plain:
-		return "plain"
-	case TLS:
-		return "tls"
-	case STARTTLS:
-		return "starttls"
-	}
-	return "unknown"
-}
-
 // ClientInfo describes the client a backend connection is made for, so the
 // Dialer can pass its identity on (PROXY header, XCLIENT, IMAP ID).
 type ClientInfo struct {
@@ -103,8 +74,9 @@ type Dialer struct {
 	Addr string
 	// Protocol is the protocol the backend speaks. If zero, SMTP.
 	Protocol starttls.Protocol
-	// Security is how the connection is protected. If zero, Plain.
-	Security Security
+	// Security is how the connection is protected: starttls.Plain (TLS
+	// offload), TLS or STARTTLS (SSL bridging). If zero, Plain.
+	Security starttls.Security
 	// TLSConfig configures TLS and STARTTLS. If nil, the system roots are
 	// used. If its ServerName is empty, the host part of Addr is used, so
 	// the certificate is always verified unless InsecureSkipVerify is set.
@@ -199,7 +171,7 @@ func (d *Dialer) validate() error {
 		return fmt.Errorf("%w: empty Addr", ErrConfig)
 	case d.Protocol < starttls.SMTP || d.Protocol > starttls.POP3:
 		return fmt.Errorf("%w: unknown protocol %d", ErrConfig, int(d.Protocol))
-	case d.Security < Plain || d.Security > STARTTLS:
+	case d.Security < starttls.Plain || d.Security > starttls.STARTTLS:
 		return fmt.Errorf("%w: unknown security %d", ErrConfig, int(d.Security))
 	case d.Proxy < NoProxy || d.Proxy > ProxyV2:
 		return fmt.Errorf("%w: unknown PROXY version %d", ErrConfig, int(d.Proxy))
@@ -287,13 +259,13 @@ func (d *Dialer) converse(ctx context.Context, raw net.Conn, ci ClientInfo, dead
 	}
 	c := &Conn{Conn: raw, Member: d.Addr}
 	switch d.Security {
-	case TLS:
+	case starttls.TLS:
 		tc := tls.Client(nbconn.Wrap(raw), d.tlsConfig()) // so the bridge can park an idle session
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
 		c.Conn = tc
-	case STARTTLS:
+	case starttls.STARTTLS:
 		if err := d.startTLS(ctx, c, deadline); err != nil {
 			return nil, err
 		}

@@ -38,18 +38,18 @@ type seen struct {
 
 // smtpBackend plays an SMTP server for one Dialer configuration: PROXY
 // header, implicit TLS or STARTTLS, XCLIENT, then QUIT.
-func smtpBackend(p pki, sec Security, proxy ProxyProtocol, xclient bool, s *seen) func(f *fakeConn) {
+func smtpBackend(p pki, sec starttls.Security, proxy ProxyProtocol, xclient bool, s *seen) func(f *fakeConn) {
 	return func(f *fakeConn) {
 		if proxy != NoProxy {
 			s.header = f.proxy()
 		}
-		if sec == TLS {
+		if sec == starttls.TLS {
 			if s.tls = f.startTLS(p.server); !s.tls {
 				return
 			}
 		}
 		f.send("220-fake.test ESMTP\r\n220 second line\r\n")
-		if sec == STARTTLS {
+		if sec == starttls.STARTTLS {
 			f.expect("EHLO localhost\r\n")
 			f.send("250-fake.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
 			f.expect("STARTTLS\r\n")
@@ -74,7 +74,7 @@ func TestDialMatrix(t *testing.T) {
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
 	p := newPKI(t)
-	for _, sec := range []Security{Plain, TLS, STARTTLS} {
+	for _, sec := range []starttls.Security{starttls.Plain, starttls.TLS, starttls.STARTTLS} {
 		for _, proxy := range []ProxyProtocol{NoProxy, ProxyV1, ProxyV2} {
 			for _, xc := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%v/%v/xclient=%v", sec, proxy, xc), func(t *testing.T) {
@@ -84,10 +84,10 @@ func TestDialMatrix(t *testing.T) {
 						TLSConfig: &tls.Config{RootCAs: p.roots}}
 					c, err := d.Dial(context.Background(), testClient)
 					require.NoError(t, err)
-					assert.Equal(t, sec == STARTTLS, c.Upgraded)
+					assert.Equal(t, sec == starttls.STARTTLS, c.Upgraded)
 					assert.Equal(t, srv.Addr(), c.Member)
 					_, isTLS := c.Conn.(*tls.Conn)
-					assert.Equal(t, sec != Plain, isTLS)
+					assert.Equal(t, sec != starttls.Plain, isTLS)
 					switch {
 					case xc:
 						assert.Equal(t, "220 fake.test after XCLIENT\r\n", string(c.Greeting))
@@ -98,7 +98,7 @@ func TestDialMatrix(t *testing.T) {
 					require.NoError(t, c.Close())
 					srv.Close()
 
-					assert.Equal(t, sec != Plain, s.tls)
+					assert.Equal(t, sec != starttls.Plain, s.tls)
 					checkHeader(t, proxy, s.header)
 					if xc {
 						assert.Equal(t, "XCLIENT ADDR=203.0.113.7 PORT=40000 HELO=client.example PROTO=ESMTP\r\n", s.xclient)
@@ -264,7 +264,7 @@ func TestDialTLSVerification(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := (&Dialer{Addr: srv.Addr(), Security: TLS, TLSConfig: tt.cfg}).Dial(context.Background(), ClientInfo{})
+			c, err := (&Dialer{Addr: srv.Addr(), Security: starttls.TLS, TLSConfig: tt.cfg}).Dial(context.Background(), ClientInfo{})
 			if !tt.ok {
 				var ve *tls.CertificateVerificationError
 				assert.True(t, errors.As(err, &ve), "got %v; want a verification error", err)

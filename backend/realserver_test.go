@@ -91,10 +91,10 @@ func TestRealSMTP(t *testing.T) {
 		d        Dialer
 		remote   string
 	}{
-		{name: "implicit TLS", implicit: true, d: Dialer{Security: TLS}},
-		{name: "implicit TLS, PROXY v2", implicit: true, d: Dialer{Security: TLS, Proxy: ProxyV2}, remote: "[2001:db8::25]:4444"},
-		{name: "STARTTLS", d: Dialer{Security: STARTTLS}},
-		{name: "STARTTLS, PROXY v1", d: Dialer{Security: STARTTLS, Proxy: ProxyV1}, remote: "[2001:db8::25]:4444"},
+		{name: "implicit TLS", implicit: true, d: Dialer{Security: starttls.TLS}},
+		{name: "implicit TLS, PROXY v2", implicit: true, d: Dialer{Security: starttls.TLS, Proxy: ProxyV2}, remote: "[2001:db8::25]:4444"},
+		{name: "STARTTLS", d: Dialer{Security: starttls.STARTTLS}},
+		{name: "STARTTLS, PROXY v1", d: Dialer{Security: starttls.STARTTLS, Proxy: ProxyV1}, remote: "[2001:db8::25]:4444"},
 		{name: "plain, XCLIENT best effort", d: Dialer{XCLIENT: true, IdentityBestEffort: true}},
 	}
 	for _, tt := range tests {
@@ -106,14 +106,14 @@ func TestRealSMTP(t *testing.T) {
 			require.NoError(t, err)
 			defer c.Close()
 			assert.Equal(t, "220 mx.test ESMTP Service Ready\r\n", string(c.Greeting))
-			assert.Equal(t, d.Security == STARTTLS, c.Upgraded)
+			assert.Equal(t, d.Security == starttls.STARTTLS, c.Upgraded)
 			br := bufio.NewReader(c)
 			ehlo := smtpCmd(t, c, br, "EHLO client.test")
 			if remote := <-remotes; tt.remote != "" {
 				assert.Equal(t, tt.remote, remote, "the address go-smtp saw")
 			}
 			assert.True(t, strings.HasPrefix(ehlo, "250-Hello client.test"), ehlo)
-			if d.Security != Plain {
+			if d.Security != starttls.Plain {
 				assert.NotContains(t, ehlo, "STARTTLS", "over TLS STARTTLS is not offered again")
 			}
 			assert.True(t, strings.HasPrefix(smtpCmd(t, c, br, "QUIT"), "221"))
@@ -179,8 +179,8 @@ func TestRealIMAP(t *testing.T) {
 		login string // start of the tagged answer to LOGIN
 	}{
 		{name: "plain: LOGIN refused before TLS", d: Dialer{}, login: "a1 NO"},
-		{name: "STARTTLS: LOGIN works", d: Dialer{Security: STARTTLS}, login: "a1 OK"},
-		{name: "STARTTLS, ID best effort", d: Dialer{Security: STARTTLS, IMAPID: true, IdentityBestEffort: true}, login: "a1 OK"},
+		{name: "STARTTLS: LOGIN works", d: Dialer{Security: starttls.STARTTLS}, login: "a1 OK"},
+		{name: "STARTTLS, ID best effort", d: Dialer{Security: starttls.STARTTLS, IMAPID: true, IdentityBestEffort: true}, login: "a1 OK"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,7 +63,7 @@ func (p Certificate) Probe(ctx context.Context, addr string) Result {
 func (p Certificate) run(s *session, addr string) *Error {
 	cfg := s.tlsConfig(&tls.Config{ServerName: p.ServerName, RootCAs: p.Roots, MinVersion: tls.VersionTLS12}, addr, p.Protocol)
 	if p.StartTLS && p.Protocol == starttls.POP3 {
-		if _, e := s.openPOP3(addr, StartTLS, cfg); e != nil {
+		if _, e := s.openPOP3(addr, starttls.STARTTLS, cfg); e != nil {
 			return e
 		}
 	} else {

@@ -20,7 +20,7 @@
 //	c := &monitor.Checker{
 //		Name:     "mx1",
 //		Addr:     "10.0.0.1:25",
-//		Probe:    monitor.SMTP{Security: monitor.StartTLS, Hostname: "edge.example.com"},
+//		Probe:    monitor.SMTP{Security: starttls.STARTTLS, Hostname: "edge.example.com"},
 //		Interval: 5 * time.Second, Timeout: 2 * time.Second, DownTime: 30 * time.Second,
 //		OnChange: monitor.Mark(pool), // pool.SetUp(name, up)
 //	}

@@ -111,7 +111,7 @@ func Example() {
 // STARTTLS, then AUTH PLAIN. A failure says exactly which step broke.
 func ExampleSMTP() {
 	probe := monitor.SMTP{
-		Security: monitor.StartTLS,
+		Security: starttls.STARTTLS,
 		Hostname: "edge.example.com",
 		Username: "probe@example.com",
 		Password: "secret",

@@ -34,10 +34,10 @@ var errMalformed = mailwire.ErrMalformed
 type Greeting struct {
 	// Protocol is the protocol whose greeting is expected. If zero, SMTP.
 	Protocol starttls.Protocol
-	// Security is Plain or TLS. StartTLS is probed like Plain: the
+	// Security is starttls.Plain or TLS. STARTTLS is probed like Plain: the
 	// greeting comes before the upgrade, and this probe stops there. If
 	// zero, Plain.
-	Security Security
+	Security starttls.Security
 	// TLSConfig is used with Security TLS. If nil, TLS 1.2 or later with
 	// the system roots and the host of the address as server name.
 	TLSConfig *tls.Config
@@ -67,11 +67,11 @@ func (g Greeting) run(s *session, addr string) *Error {
 // greeted connects to addr, does the handshake of implicit TLS, and reads
 // and checks the greeting: the first steps every probe shares. The reader
 // it returns holds whatever the server sent after the greeting.
-func (s *session) greeted(addr string, sec Security, cfg *tls.Config, p starttls.Protocol) (*bufio.Reader, string, *Error) {
+func (s *session) greeted(addr string, sec starttls.Security, cfg *tls.Config, p starttls.Protocol) (*bufio.Reader, string, *Error) {
 	if e := s.dial(addr); e != nil {
 		return nil, "", e
 	}
-	if sec == TLS {
+	if sec == starttls.TLS {
 		if e := s.handshake(s.tlsConfig(cfg, addr, p)); e != nil {
 			return nil, "", e
 		}

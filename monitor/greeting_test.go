@@ -173,7 +173,7 @@ func TestGreetingImplicitTLS(t *testing.T) {
 			if !tt.roots {
 				cfg.RootCAs = newPKI(t, nil).roots // another CA
 			}
-			r := Greeting{Security: TLS, TLSConfig: cfg}.Probe(probeCtx(t, ""), addr)
+			r := Greeting{Security: starttls.TLS, TLSConfig: cfg}.Probe(probeCtx(t, ""), addr)
 			if tt.kind == nil {
 				require.True(t, r.OK, "%v", r.Err)
 				assert.Regexp(t, `^TLS 1\.3, certificate expires in (89|90) days$`, r.Detail)
@@ -196,7 +196,7 @@ type realProbe struct{ implicit, starttls, insecure bool }
 // TLS), runs probe against it and checks the verdict and reason; a
 // successful TLS probe must report its certificate's expiry.
 func runRealProbe(t *testing.T, start func(*testing.T, *tls.Config, bool, bool) string, srvCfg *tls.Config,
-	how realProbe, probe Probe, sec Security, kind error, reason string) {
+	how realProbe, probe Probe, sec starttls.Security, kind error, reason string) {
 	t.Helper()
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
@@ -207,7 +207,7 @@ func runRealProbe(t *testing.T, start func(*testing.T, *tls.Config, bool, bool) 
 	addr := start(t, cfg, how.implicit, how.insecure)
 	r := probe.Probe(probeCtx(t, reason), addr)
 	checkResult(t, r, kind, reason)
-	if kind == nil && sec != Plain {
+	if kind == nil && sec != starttls.Plain {
 		assert.True(t, strings.HasPrefix(r.Detail, "TLS 1.3, certificate expires in"), r.Detail)
 	}
 }

@@ -19,10 +19,10 @@ import (
 // LOGOUT: the "IMAP login and folder listing" that validates an IMAPS
 // offload to Dovecot on a NetScaler.
 type IMAP struct {
-	// Security is Plain (port 143), TLS (993) or StartTLS (143). If zero,
-	// Plain.
-	Security Security
-	// TLSConfig is used for TLS and StartTLS. If nil, TLS 1.2 or later
+	// Security is starttls.Plain (port 143), TLS (993) or STARTTLS (143).
+	// If zero, Plain.
+	Security starttls.Security
+	// TLSConfig is used for TLS and STARTTLS. If nil, TLS 1.2 or later
 	// with the system roots and the host of the address as server name.
 	TLSConfig *tls.Config
 	// Username and Password, when Username is not empty, are sent with
@@ -85,7 +85,7 @@ func (p IMAP) open(s *session, addr string) (*imapclient.Client, *Error) {
 		return nil, e
 	}
 	r := io.MultiReader(strings.NewReader(greeting), br)
-	if p.Security == StartTLS {
+	if p.Security == starttls.STARTTLS {
 		if e := s.imapStartTLS(br); e != nil {
 			return nil, e
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/starttls"
 	"github.com/stretchr/testify/require"
 )
 
@@ -67,9 +68,9 @@ func TestIMAPProbeRealServer(t *testing.T) {
 		{name: "plain login list", insecure: true, probe: IMAP{Username: testUser, Password: testPass}},
 		{name: "plain login examine", insecure: true, probe: IMAP{Username: testUser, Password: testPass, Examine: true}},
 		{name: "starttls login", starttls: true,
-			probe: IMAP{Security: StartTLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass}},
+			probe: IMAP{Security: starttls.STARTTLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass}},
 		{name: "implicit tls login", implicit: true,
-			probe: IMAP{Security: TLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass, Examine: true}},
+			probe: IMAP{Security: starttls.TLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass, Examine: true}},
 		{name: "wrong password", insecure: true, probe: IMAP{Username: testUser, Password: "nope"},
 			kind: ErrAuth, reason: "login failed: NO [AUTHENTICATIONFAILED] Authentication failed"},
 		{name: "login disabled in cleartext", probe: IMAP{Username: testUser, Password: testPass},
@@ -79,11 +80,11 @@ func TestIMAPProbeRealServer(t *testing.T) {
 		{name: "EXAMINE of a missing mailbox", insecure: true,
 			probe: IMAP{Username: testUser, Password: testPass, Mailbox: "Archive", Examine: true},
 			kind:  ErrMailbox, reason: "EXAMINE Archive failed: NO [NONEXISTENT] No such mailbox"},
-		{name: "starttls not supported", probe: IMAP{Security: StartTLS, TLSConfig: p.client(testHost)},
+		{name: "starttls not supported", probe: IMAP{Security: starttls.STARTTLS, TLSConfig: p.client(testHost)},
 			kind: ErrStartTLS, reason: "STARTTLS refused: NO STARTTLS not supported"},
-		{name: "starttls wrong name", starttls: true, probe: IMAP{Security: StartTLS, TLSConfig: p.client("other.example.test")},
+		{name: "starttls wrong name", starttls: true, probe: IMAP{Security: starttls.STARTTLS, TLSConfig: p.client("other.example.test")},
 			kind: ErrTLS, reason: "TLS verify failed: x509: certificate is valid for mail.example.test, not other.example.test"},
-		{name: "implicit tls wrong name", implicit: true, probe: IMAP{Security: TLS, TLSConfig: p.client("other.example.test")},
+		{name: "implicit tls wrong name", implicit: true, probe: IMAP{Security: starttls.TLS, TLSConfig: p.client("other.example.test")},
 			kind: ErrTLS, reason: "TLS verify failed: x509: certificate is valid for mail.example.test, not other.example.test"},
 	}
 	for _, tt := range tests {
@@ -116,7 +117,7 @@ func TestIMAPProbeMisbehaving(t *testing.T) {
 			}
 			return tag + " BAD what\r\n"
 		}))},
-		{name: "starttls response injection", probe: IMAP{Security: StartTLS},
+		{name: "starttls response injection", probe: IMAP{Security: starttls.STARTTLS},
 			handle: script("* OK hi\r\n", func(line string) string { return "m1 OK go\r\n* OK injected\r\n" }),
 			kind:   ErrStartTLS, reason: "STARTTLS: server sent 15 bytes before the TLS handshake (response injection)"},
 	}

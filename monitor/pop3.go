@@ -16,10 +16,10 @@ import (
 // QUIT. No maintained Go POP3 client exists, so it uses mailedge's small
 // internal one.
 type POP3 struct {
-	// Security is Plain (port 110), TLS (995) or StartTLS (STLS on 110).
-	// If zero, Plain.
-	Security Security
-	// TLSConfig is used for TLS and StartTLS. If nil, TLS 1.2 or later
+	// Security is starttls.Plain (port 110), TLS (995) or STARTTLS (STLS
+	// on 110). If zero, Plain.
+	Security starttls.Security
+	// TLSConfig is used for TLS and STARTTLS. If nil, TLS 1.2 or later
 	// with the system roots and the host of the address as server name.
 	TLSConfig *tls.Config
 	// Username and Password, when Username is not empty, log in with
@@ -61,11 +61,11 @@ func (p POP3) run(s *session, addr string) *Error {
 
 // openPOP3 connects, reads the greeting, asks CAPA and does STLS if asked.
 // The Certificate probe shares it.
-func (s *session) openPOP3(addr string, sec Security, cfg *tls.Config) (*pop3client.Client, *Error) {
+func (s *session) openPOP3(addr string, sec starttls.Security, cfg *tls.Config) (*pop3client.Client, *Error) {
 	if e := s.dial(addr); e != nil {
 		return nil, e
 	}
-	if sec == TLS {
+	if sec == starttls.TLS {
 		if e := s.handshake(s.tlsConfig(cfg, addr, starttls.POP3)); e != nil {
 			return nil, e
 		}
@@ -82,7 +82,7 @@ func (s *session) openPOP3(addr string, sec Security, cfg *tls.Config) (*pop3cli
 	case err != nil:
 		return nil, pop3Fail(s, ErrProtocol, "CAPA", err)
 	}
-	if sec != StartTLS {
+	if sec != starttls.STARTTLS {
 		return c, nil
 	}
 	if !mailwire.HasKeyword(caps, "STLS") {

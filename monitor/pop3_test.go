@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/starttls"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -88,13 +89,13 @@ func TestPOP3Probe(t *testing.T) {
 		{name: "plain no login", probe: POP3{}},
 		{name: "plain login stat", probe: POP3{Username: testUser, Password: testPass}},
 		{name: "old server without CAPA", noCapa: true, probe: POP3{Username: testUser, Password: testPass}},
-		{name: "stls login", stls: true, probe: POP3{Security: StartTLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass}},
-		{name: "implicit tls login", implicit: true, probe: POP3{Security: TLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass}},
+		{name: "stls login", stls: true, probe: POP3{Security: starttls.STARTTLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass}},
+		{name: "implicit tls login", implicit: true, probe: POP3{Security: starttls.TLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass}},
 		{name: "wrong password", probe: POP3{Username: testUser, Password: "nope"},
 			kind: ErrAuth, reason: "login failed: -ERR [AUTH] invalid password"},
-		{name: "stls not offered", probe: POP3{Security: StartTLS, TLSConfig: p.client(testHost)},
+		{name: "stls not offered", probe: POP3{Security: starttls.STARTTLS, TLSConfig: p.client(testHost)},
 			kind: ErrStartTLS, reason: "STARTTLS not offered (no STLS in CAPA)"},
-		{name: "stls wrong name", stls: true, probe: POP3{Security: StartTLS, TLSConfig: p.client("other.example.test")},
+		{name: "stls wrong name", stls: true, probe: POP3{Security: starttls.STARTTLS, TLSConfig: p.client("other.example.test")},
 			kind: ErrTLS, reason: "TLS verify failed: x509: certificate is valid for mail.example.test, not other.example.test"},
 		{name: "err greeting", handle: greets("-ERR maildrop server down\r\n"),
 			kind: ErrGreeting, reason: "wrong greeting: -ERR maildrop server down"},
@@ -126,7 +127,7 @@ func TestPOP3Probe(t *testing.T) {
 			addr := serveFunc(t, listenTLS, h)
 			r := tt.probe.Probe(probeCtx(t, tt.reason), addr)
 			checkResult(t, r, tt.kind, tt.reason)
-			if tt.kind == nil && tt.probe.Security != Plain {
+			if tt.kind == nil && tt.probe.Security != starttls.Plain {
 				assert.True(t, strings.HasPrefix(r.Detail, "TLS 1.3, certificate expires in"), r.Detail)
 			}
 		})

@@ -41,32 +41,6 @@ type ProbeFunc func(ctx context.Context, addr string) Result
 // Probe calls f(ctx, addr).
 func (f ProbeFunc) Probe(ctx context.Context, addr string) Result { return f(ctx, addr) }
 
-// Security is how a probe protects its connection.
-type Security int
-
-const (
-	// Plain is a cleartext connection (ports 25, 143, 110).
-	Plain Security = iota
-	// TLS is implicit TLS from the first byte (ports 465, 993, 995).
-	TLS
-	// StartTLS is a cleartext greeting followed by the protocol's upgrade
-	// command (STARTTLS, or STLS for POP3).
-	StartTLS
-)
-
-// String returns "plain", "tls" or "starttls".
-func (s Security) String() string {
-	switch s {
-	case Plain:
-		return "plain"
-	case TLS:
-		return "tls"
-	case StartTLS:
-		return "starttls"
-	}
-	return "unknown"
-}
-
 // The kinds of probe failure. A failed [Result] carries an [*Error] whose
 // Kind is one of these, so callers can branch with errors.Is.
 var (

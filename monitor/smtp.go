@@ -19,10 +19,10 @@ import (
 // that validates SMTPS bridged to Postfix on a NetScaler; with no
 // credentials it is HAProxy's smtpchk.
 type SMTP struct {
-	// Security is Plain (port 25), TLS (465) or StartTLS (587). If zero,
-	// Plain.
-	Security Security
-	// TLSConfig is used for TLS and StartTLS. If nil, TLS 1.2 or later
+	// Security is starttls.Plain (port 25), TLS (465) or STARTTLS (587).
+	// If zero, Plain.
+	Security starttls.Security
+	// TLSConfig is used for TLS and STARTTLS. If nil, TLS 1.2 or later
 	// with the system roots and the host of the address as server name.
 	TLSConfig *tls.Config
 	// Hostname is the name given in EHLO. If empty, "localhost".
@@ -103,7 +103,7 @@ func (p SMTP) open(s *session, addr string) (*smtp.Client, *Error) {
 		return nil, e
 	}
 	r := io.MultiReader(strings.NewReader(greeting), br)
-	if p.Security == StartTLS {
+	if p.Security == starttls.STARTTLS {
 		if e := s.smtpStartTLS(br, p.hostname()); e != nil {
 			return nil, e
 		}

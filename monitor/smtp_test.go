@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/starttls"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -109,23 +110,23 @@ func TestSMTPProbeRealServer(t *testing.T) {
 		{name: "plain auth plain", insecure: true, probe: SMTP{Username: testUser, Password: testPass}},
 		{name: "plain auth login", insecure: true, probe: SMTP{Username: testUser, Password: testPass, Mechanism: "LOGIN"}},
 		{name: "starttls auth plain", starttls: true,
-			probe: SMTP{Security: StartTLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass}},
+			probe: SMTP{Security: starttls.STARTTLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass}},
 		{name: "implicit tls auth login", implicit: true,
-			probe: SMTP{Security: TLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass, Mechanism: "login"}},
+			probe: SMTP{Security: starttls.TLS, TLSConfig: p.client(testHost), Username: testUser, Password: testPass, Mechanism: "login"}},
 		{name: "custom sasl", insecure: true,
 			probe: SMTP{SASL: func() sasl.Client { return sasl.NewPlainClient("", testUser, testPass) }}},
 		{name: "wrong password plain", insecure: true, probe: SMTP{Username: testUser, Password: "nope"},
 			kind: ErrAuth, reason: "AUTH failed: 535 5.7.8 Authentication failed"},
 		{name: "wrong password login", starttls: true,
-			probe: SMTP{Security: StartTLS, TLSConfig: p.client(testHost), Username: "bob", Password: "x", Mechanism: "LOGIN"},
+			probe: SMTP{Security: starttls.STARTTLS, TLSConfig: p.client(testHost), Username: "bob", Password: "x", Mechanism: "LOGIN"},
 			kind:  ErrAuth, reason: "AUTH failed: 535 5.7.8 Authentication failed"},
 		{name: "auth not offered in cleartext", probe: SMTP{Username: testUser, Password: testPass},
 			kind: ErrAuth, reason: "AUTH not offered"},
 		{name: "unknown mechanism", probe: SMTP{Username: testUser, Mechanism: "CRAM-MD5"},
 			kind: ErrAuth, reason: `AUTH: monitor: unsupported SASL mechanism "CRAM-MD5"`},
-		{name: "starttls not offered", probe: SMTP{Security: StartTLS, TLSConfig: p.client(testHost)},
+		{name: "starttls not offered", probe: SMTP{Security: starttls.STARTTLS, TLSConfig: p.client(testHost)},
 			kind: ErrStartTLS, reason: "STARTTLS not offered"},
-		{name: "starttls wrong name", starttls: true, probe: SMTP{Security: StartTLS, TLSConfig: p.client("other.example.test")},
+		{name: "starttls wrong name", starttls: true, probe: SMTP{Security: starttls.STARTTLS, TLSConfig: p.client("other.example.test")},
 			kind: ErrTLS, reason: "TLS verify failed: x509: certificate is valid for mail.example.test, not other.example.test"},
 	}
 	for _, tt := range tests {
@@ -140,7 +141,7 @@ func TestSMTPProbeExpiredStartTLS(t *testing.T) {
 	leaktest.CheckFDs(t)
 	p := newPKI(t, func(ca *testcert.CA) (*testcert.Leaf, error) { return ca.Expired(testcert.ECDSA, testHost) })
 	addr := smtpServer(t, p.server, false, false)
-	r := SMTP{Security: StartTLS, TLSConfig: p.client(testHost)}.Probe(probeCtx(t, ""), addr)
+	r := SMTP{Security: starttls.STARTTLS, TLSConfig: p.client(testHost)}.Probe(probeCtx(t, ""), addr)
 	assert.ErrorIs(t, r.Err, ErrTLS)
 	assert.Contains(t, r.Err.Error(), "TLS verify failed: x509: certificate has expired")
 }
@@ -182,14 +183,14 @@ func TestSMTPProbeMisbehaving(t *testing.T) {
 			kind: ErrHello, reason: "EHLO refused: 550 5.7.1 go away"},
 		{name: "EHLO 502 falls back to HELO, refused too", handle: smtpFake(fakeGreeting, "502 5.5.2 what?\r\n", ""),
 			kind: ErrHello, reason: "EHLO refused: 502 5.5.1 no HELO either"},
-		{name: "EHLO refused before STARTTLS", handle: smtpFake(fakeGreeting, "554 5.7.1 not you\r\n", ""), probe: SMTP{Security: StartTLS},
+		{name: "EHLO refused before STARTTLS", handle: smtpFake(fakeGreeting, "554 5.7.1 not you\r\n", ""), probe: SMTP{Security: starttls.STARTTLS},
 			kind: ErrHello, reason: "EHLO refused: 554 5.7.1 not you"},
 		{name: "STARTTLS refused", handle: smtpFake(fakeGreeting, "250-fake\r\n250 STARTTLS\r\n", "454 4.7.0 TLS not available\r\n"),
-			probe: SMTP{Security: StartTLS}, kind: ErrStartTLS, reason: "STARTTLS refused: 454 4.7.0 TLS not available"},
+			probe: SMTP{Security: starttls.STARTTLS}, kind: ErrStartTLS, reason: "STARTTLS refused: 454 4.7.0 TLS not available"},
 		{name: "STARTTLS response injection", handle: smtpFake(fakeGreeting, "250-fake\r\n250 STARTTLS\r\n", "220 go ahead\r\n250 injected\r\n"),
-			probe: SMTP{Security: StartTLS}, kind: ErrStartTLS,
+			probe: SMTP{Security: starttls.STARTTLS}, kind: ErrStartTLS,
 			reason: "STARTTLS: server sent 14 bytes before the TLS handshake (response injection)"},
-		{name: "EHLO reply never comes", handle: smtpFake(fakeGreeting, "", ""), probe: SMTP{Security: StartTLS},
+		{name: "EHLO reply never comes", handle: smtpFake(fakeGreeting, "", ""), probe: SMTP{Security: starttls.STARTTLS},
 			kind: ErrHello, reason: "EHLO: no reply within 300ms"},
 	}
 	for _, tt := range tests {

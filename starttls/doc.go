@@ -19,6 +19,10 @@
 //     EHLO, filtering STARTTLS out of the first capability answer) so that
 //     bytes can be copied both ways unchanged.
 //
+// Protocol (SMTP, IMAP, POP3) and Security (Plain, TLS, STARTTLS: how a
+// connection gets TLS) are the package's two enums; backend.Dialer and the
+// probes of package monitor use them too.
+//
 // Typical usage, for a submission listener in front of a backend:
 //
 //	srv := &starttls.Server{Protocol: starttls.SMTP, TLSConfig: cfg, Hostname: "mail.example.com"}

@@ -33,6 +33,37 @@ func (p Protocol) String() string {
 	return "unknown"
 }
 
+// Security is how a connection to a mail server gets TLS: a backend leg
+// (backend.Dialer) or a health probe (package monitor). The zero value is
+// Plain.
+type Security int
+
+const (
+	// Plain is clear text (ports 25, 143, 110). For a backend leg it is TLS
+	// offload: TLS ends at the proxy.
+	Plain Security = iota
+	// TLS is implicit TLS from the first byte (ports 465, 993, 995). For a
+	// backend leg it is SSL bridging.
+	TLS
+	// STARTTLS is a clear-text greeting, the protocol's upgrade command
+	// (STARTTLS, or STLS for POP3) and then the handshake (ports 25, 587,
+	// 143, 110): bridging to a server that only offers STARTTLS.
+	STARTTLS
+)
+
+// String returns "plain", "tls" or "starttls".
+func (s Security) String() string {
+	switch s {
+	case Plain:
+		return "plain"
+	case TLS:
+		return "tls"
+	case STARTTLS:
+		return "starttls"
+	}
+	return "unknown"
+}
+
 // Mode is the STARTTLS activation mode of a listener, as BIG-IP's SMTPS
 // profile names them. The zero value is Require, the safe default.
 type Mode int

@@ -205,7 +205,7 @@ func (g *gateway) buildPools() error {
 
 func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Dialer, error) {
 	d := &backend.Dialer{Addr: b.Addr, Protocol: proto, XCLIENT: b.XCLIENT, IMAPID: b.IMAPID, Hostname: g.opts.hostname}
-	d.Security = map[string]backend.Security{"plain": backend.Plain, "tls": backend.TLS, "starttls": backend.STARTTLS}[b.Security]
+	d.Security = map[string]starttls.Security{"plain": starttls.Plain, "tls": starttls.TLS, "starttls": starttls.STARTTLS}[b.Security]
 	d.Proxy = map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy]
 	if b.Security != "plain" {
 		cfg := &tls.Config{ServerName: b.ServerName, InsecureSkipVerify: b.Insecure, MinVersion: tls.VersionTLS12}
@@ -230,12 +230,12 @@ func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Diale
 
 func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config) monitor.Probe {
 	dial := backend.CheckDial(map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy])
-	sec := map[string]monitor.Security{"plain": monitor.Plain, "tls": monitor.TLS, "starttls": monitor.StartTLS}[b.Security]
+	sec := map[string]starttls.Security{"plain": starttls.Plain, "tls": starttls.TLS, "starttls": starttls.STARTTLS}[b.Security]
 	switch b.Probe {
 	case "greeting":
 		gsec := sec
-		if gsec == monitor.StartTLS {
-			gsec = monitor.Plain
+		if gsec == starttls.STARTTLS {
+			gsec = starttls.Plain
 		}
 		return monitor.Greeting{Protocol: proto, Security: gsec, TLSConfig: cfg, Dial: dial}
 	case "smtp":

@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	p := &mailedge.Proxy{
 		Server:    &starttls.Server{Protocol: starttls.SMTP, TLSConfig: certs.TLSConfig(sni.Policy{Protocol: sni.ALPNSMTP})},
 		Implicit:  true,
-		Backend:   &backend.Dialer{Addr: *backendAddr, Protocol: starttls.SMTP, Security: backend.TLS, TLSConfig: beTLS},
+		Backend:   &backend.Dialer{Addr: *backendAddr, Protocol: starttls.SMTP, Security: starttls.TLS, TLSConfig: beTLS},
 		OnSession: func(in mailedge.SessionInfo) { log.Print(in) },
 	}
 	l, err := net.Listen("tcp", *listen)

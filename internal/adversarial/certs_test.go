@@ -91,9 +91,9 @@ func testBackendCertificates(t *testing.T) {
 	}
 	for _, cc := range certs {
 		cfg := &tls.Config{Certificates: []tls.Certificate{cc.cert}}
-		for _, sec := range []backend.Security{backend.TLS, backend.STARTTLS} {
+		for _, sec := range []starttls.Security{starttls.TLS, starttls.STARTTLS} {
 			handle := func(c net.Conn) { tls.Server(c, cfg).Handshake() }
-			if sec == backend.STARTTLS {
+			if sec == starttls.STARTTLS {
 				handle = script{"220 fake\r\n", map[string]string{"EHLO": smtpCaps, "STARTTLS": "220 go ahead\r\n"}, cfg}.serve
 			}
 			f := newFake(t, handle)
