@@ -53,8 +53,13 @@ type Options struct {
 }
 
 // Hooks are optional callbacks for metrics and logs. Each may be nil. They
-// run on the copier goroutines, so they must be quick and safe for
-// concurrent use.
+// must be safe for concurrent use: the hooks of different sessions run at
+// the same time. HalfClose runs on the copier goroutine of its direction,
+// which waits for it. End runs on the goroutine that finishes the session:
+// the last copier, the goroutine the session's timer or context watch
+// started, or, with a Poller, a goroutine of the session's own that the
+// Poller's shared clock or context watch starts for its ending; a slow End
+// delays only its own session's return, never another session's timeout.
 type Hooks struct {
 	// HalfClose is called when the reading side of dir reached end of
 	// file and the write side of the other conn was shut down.
@@ -213,7 +218,7 @@ type session struct {
 	// Results, filled in as the directions finish.
 	errs      [2]error        // by Direction: nil at a clean end of file
 	firstDone atomic.Int32    // Direction+1 of the first to finish; 0 while none
-	nDone     atomic.Int32    // directions finished
+	live      atomic.Int32    // unfinished directions and endings under way; the last out finishes
 	finished  chan joinResult // Join's: receives the results; nil for Start
 
 	// Timeouts and cancellation (timers.go): a timer and a context
@@ -241,6 +246,7 @@ func newSession(ctx context.Context, client, server net.Conn, opt *Options) *ses
 		start:  time.Now(),
 		idle:   opt.idleTimeout(),
 	}
+	s.live.Store(2) // the directions; see hold
 	if opt.Poller.enabled() {
 		s.poller, s.parkAfter = opt.Poller, opt.Poller.parkAfter()
 	}
@@ -277,14 +283,12 @@ func (s *session) finishDir(d *direction, err error) {
 	} else {
 		s.abort(EndError) // the first reason wins; unblocks the other copier
 	}
-	if s.nDone.Add(1) == 2 {
-		s.finish()
-	}
+	s.release()
 }
 
-// finish runs once, on the goroutine of the last direction to end: it
-// stops the timers, closes both conns, sets the results, calls Hooks.End
-// and releases Join.
+// finish runs once, on the goroutine of the last direction or ending to
+// let go of the session (see release): it stops the timers, closes both
+// conns, sets the results, calls Hooks.End and releases Join.
 func (s *session) finish() {
 	s.stopTimers()
 	s.closeBoth(false)

@@ -31,7 +31,10 @@ var errPollerClosed = errors.New("bridge: poller closed")
 // Sessions started with a Poller also share its clock (one runtime timer
 // for all their idle and maximum-duration timeouts) and its watch of their
 // context (one context.AfterFunc per distinct context), so a parked session
-// holds no runtime object of its own.
+// holds no runtime object of its own. The clock and the watch only check:
+// a session they end ends on a goroutine of its own (closing its conns,
+// Hooks.End), so a slow Hooks.End of one session never delays another's
+// timeout.
 //
 // The zero value is ready to use on Linux; elsewhere it parks nothing and
 // sessions keep their goroutines. It starts one goroutine, blocked in

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bufio"
+	"container/heap"
 	"context"
 	"crypto/tls"
 	"io"
@@ -23,6 +24,14 @@ func pumping() int {
 	return strings.Count(string(buf), "bridge.(*session).pump(")
 }
 
+// blocking counts the goroutines of a direction held in a one-byte read,
+// which never parks.
+func blocking() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "bridge.(*session).blockingStep(")
+}
+
 // waitPumping waits until want goroutines run a direction's loop.
 func waitPumping(t testing.TB, want int) {
 	t.Helper()
@@ -32,6 +41,49 @@ func waitPumping(t testing.TB, want int) {
 			t.Fatalf("%d goroutines copying; want %d", pumping(), want)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitScheduled waits until n sessions are in p's clock, and returns them
+// by due time.
+func waitScheduled(t testing.TB, p *Poller, n int) []*session {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.clock.mu.Lock()
+		h := append(dueHeap(nil), p.clock.h...)
+		p.clock.mu.Unlock()
+		if len(h) == n {
+			var byDue []*session
+			for h.Len() > 0 {
+				byDue = append(byDue, heap.Pop(&h).(*session))
+			}
+			return byDue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions in the clock; want %d", len(h), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// scheduled reports whether s is in p's clock, waiting for its next check.
+func scheduled(p *Poller, s *session) bool {
+	p.clock.mu.Lock()
+	defer p.clock.mu.Unlock()
+	return s.heapIdx >= 0
+}
+
+// receive returns what ch delivers; a stuck channel fails the test after a
+// generous guard (a hang, never a timing threshold).
+func receive[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatalf("no %s", what)
+		panic("unreachable")
 	}
 }
 
@@ -90,19 +142,22 @@ func TestPollerParks(t *testing.T) {
 	}
 }
 
-// TestPollerEndsParked: the idle timer, the context, a reset and the
-// maximum duration end a session while both directions are parked.
+// TestPollerEndsParked: the idle timeout, the maximum duration, the
+// context and a reset end a session while both directions are parked. The
+// timeouts are an hour long and the test runs the Poller's clock an hour
+// ahead (TestPollerClockAndWatches lets a real timer fire).
 func TestPollerEndsParked(t *testing.T) {
+	later := func(p *Poller) { p.clock.check(time.Now().Add(2 * time.Hour)) }
 	tests := []struct {
 		name string
 		opt  Options
-		act  func(l *legs, cancel func())
+		act  func(p *Poller, l *legs, cancel func())
 		want End
 	}{
-		{"idle", Options{IdleTimeout: 150 * time.Millisecond}, func(*legs, func()) {}, EndIdle},
-		{"max duration", Options{MaxDuration: 150 * time.Millisecond}, func(*legs, func()) {}, EndMaxDuration},
-		{"cancel", Options{}, func(_ *legs, cancel func()) { cancel() }, EndCanceled},
-		{"reset", Options{}, func(l *legs, _ func()) {
+		{"idle", Options{IdleTimeout: time.Hour}, func(p *Poller, _ *legs, _ func()) { later(p) }, EndIdle},
+		{"max duration", Options{IdleTimeout: -1, MaxDuration: time.Hour}, func(p *Poller, _ *legs, _ func()) { later(p) }, EndMaxDuration},
+		{"cancel", Options{}, func(_ *Poller, _ *legs, cancel func()) { cancel() }, EndCanceled},
+		{"reset", Options{}, func(_ *Poller, l *legs, _ func()) {
 			l.backend.(*net.TCPConn).SetLinger(0)
 			l.backend.Close()
 		}, EndError},
@@ -113,10 +168,11 @@ func TestPollerEndsParked(t *testing.T) {
 			leaktest.CheckFDs(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			tt.opt.Poller = newPoller(t)
+			p := newPoller(t)
+			tt.opt.Poller = p
 			l := startJoin(t, ctx, false, tt.opt)
 			waitPumping(t, 0)
-			tt.act(l, cancel)
+			tt.act(p, l, cancel)
 			r := <-l.done
 			assert.Equal(t, tt.want, r.st.End)
 			assert.Error(t, r.err)
@@ -138,9 +194,13 @@ func TestPollerClose(t *testing.T) {
 	waitPumping(t, 0)
 	require.NoError(t, p.Close())
 	waitPumping(t, 2)
-	time.Sleep(20 * time.Millisecond) // four times ParkAfter
-	assert.Equal(t, 2, pumping(), "no parking after Close")
+	// A direction's every way into the Poller is refused now; so it waits
+	// on its goroutine after its next ParkAfter.
+	assert.ErrorIs(t, p.register(&session{}), errPollerClosed)
+	assert.ErrorIs(t, p.arm(&session{}, ClientToServer, nil, false), errPollerClosed)
 	exchange(t, l, cr, br, 5)
+	exchange(t, l, cr, br, 5)
+	assert.Equal(t, 2, pumping(), "no parking after Close")
 	l.client.Close()
 	l.backend.Close()
 	<-l.done
@@ -222,8 +282,8 @@ func TestTLSWithoutNBConn(t *testing.T) {
 	}()
 	cr, br := bufio.NewReader(client), bufio.NewReader(backend)
 	exchange(t, l, cr, br, 20000)
-	time.Sleep(20 * time.Millisecond)
-	assert.Equal(t, 1, pumping(), "the TLS side keeps its goroutine; the plain side parks")
+	waitPumping(t, 1) // the plain side parks
+	assert.Equal(t, 1, blocking(), "the TLS side keeps its goroutine, in a one-byte read")
 	exchange(t, l, cr, br, 3)
 	client.Close()
 	backend.Close()
@@ -231,43 +291,38 @@ func TestTLSWithoutNBConn(t *testing.T) {
 }
 
 // TestPollerClockAndWatches: sessions of one Poller share its clock and
-// its watch of their context. Each ends at its own idle timeout, activity
-// postpones it, a cancelled context ends its sessions only, an ended
-// context ends a new session at once, and the shared structures are empty
-// once the sessions are gone.
+// its watch of their context. Each ends at its own idle timeout (a real
+// timer for the first; the clock run an hour ahead for the others),
+// activity postpones it, a cancelled context ends its sessions only, an
+// ended context ends a new session at once, and the shared structures are
+// empty once the sessions are gone.
 func TestPollerClockAndWatches(t *testing.T) {
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
 	p := newPoller(t)
-	start := time.Now()
-	short := startJoin(t, context.Background(), false, Options{Poller: p, IdleTimeout: 100 * time.Millisecond})
-	busy := startJoin(t, context.Background(), false, Options{Poller: p, IdleTimeout: 150 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	c1 := startJoin(t, ctx, false, Options{Poller: p})
-	c2 := startJoin(t, ctx, true, Options{Poller: p})
-
-	// Keep busy active past its own timeout.
-	stopBusy := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stopBusy:
-				return
-			case <-time.After(40 * time.Millisecond):
-				busy.client.Write([]byte("x"))
-			}
-		}
-	}()
+	short := startJoin(t, context.Background(), false, Options{Poller: p, IdleTimeout: 50 * time.Millisecond})
 	r := <-short.done
 	assert.Equal(t, EndIdle, r.st.End)
-	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
-	time.Sleep(150 * time.Millisecond)
-	select {
-	case r := <-busy.done:
-		t.Fatalf("busy session ended: %v", r.err)
-	default:
-	}
-	close(stopBusy)
+	assert.GreaterOrEqual(t, r.st.Duration, 50*time.Millisecond)
+
+	busy := startJoin(t, context.Background(), false, Options{Poller: p, IdleTimeout: time.Hour})
+	s := waitScheduled(t, p, 1)[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	c1 := startJoin(t, ctx, false, Options{Poller: p, IdleTimeout: -1})
+	c2 := startJoin(t, ctx, true, Options{Poller: p, IdleTimeout: -1})
+
+	// Activity at last postpones busy's timeout from an hour after its
+	// start to an hour after last.
+	_, err := busy.client.Write([]byte("x"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(busy.backend, make([]byte, 1))
+	require.NoError(t, err)
+	last := time.Duration(s.last.Load())
+	require.Positive(t, last)
+	p.clock.check(s.start.Add(time.Hour + last/2))
+	assert.True(t, scheduled(p, s), "checked, found active and rescheduled")
+	assert.Zero(t, s.reason.Load(), "not ended")
+	p.clock.check(s.start.Add(time.Hour + last))
 	r = <-busy.done
 	assert.Equal(t, EndIdle, r.st.End)
 
@@ -287,4 +342,95 @@ func TestPollerClockAndWatches(t *testing.T) {
 	p.watches.mu.Lock()
 	assert.Empty(t, p.watches.m)
 	p.watches.mu.Unlock()
+}
+
+// TestPollerEndingsApart: the Poller's clock and its context watch end
+// many sessions from one goroutine; a session whose Hooks.End is slow (here:
+// blocked until the other session has ended) holds up no other session's
+// ending. The slow session is the first the clock or the watch ends.
+func TestPollerEndingsApart(t *testing.T) {
+	tests := []struct {
+		name string
+		opt  Options
+		end  func(p *Poller, cancel func())
+		want End
+	}{
+		{"idle timeout", Options{IdleTimeout: time.Hour}, func(p *Poller, _ func()) {
+			p.clock.check(time.Now().Add(2 * time.Hour)) // both are due
+		}, EndIdle},
+		{"context", Options{IdleTimeout: -1}, func(_ *Poller, cancel func()) { cancel() }, EndCanceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leaktest.Check(t)
+			leaktest.CheckFDs(t)
+			testEnded := make(chan struct{}) // frees a stuck hook if the test fails
+			t.Cleanup(func() { close(testEnded) })
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			p := newPoller(t)
+			otherEnded := make(chan struct{})
+			other, slow := tt.opt, tt.opt
+			other.Poller, slow.Poller = p, p
+			other.Hooks.End = func(Stats, error) { close(otherEnded) }
+			slow.Hooks.End = func(Stats, error) {
+				select {
+				case <-otherEnded:
+				case <-testEnded:
+				}
+			}
+			// The clock checks the earlier due first; the watch, the later
+			// session of a context first.
+			first, second := slow, other
+			if tt.want == EndCanceled {
+				first, second = other, slow
+			}
+			l1 := startJoin(t, ctx, false, first)
+			waitScheduledOrWatched(t, p, 1)
+			l2 := startJoin(t, ctx, false, second)
+			waitScheduledOrWatched(t, p, 2)
+			waitPumping(t, 0) // both parked: an ending finishes them where it runs
+
+			ended := make(chan struct{})
+			go func() {
+				defer close(ended)
+				tt.end(p, cancel)
+			}()
+			receive(t, otherEnded, "end of the other session while the slow one's hook ran")
+			receive(t, ended, "return from the clock's check")
+			for _, l := range []*legs{l1, l2} {
+				r := receive(t, l.done, "end of a session")
+				assert.Equal(t, tt.want, r.st.End)
+			}
+		})
+	}
+}
+
+// waitScheduledOrWatched waits until n sessions are in p's clock or in its
+// watch of a context.
+func waitScheduledOrWatched(t testing.TB, p *Poller, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		seen := make(map[*session]bool)
+		p.clock.mu.Lock()
+		for _, s := range p.clock.h {
+			seen[s] = true
+		}
+		p.clock.mu.Unlock()
+		p.watches.mu.Lock()
+		for _, cw := range p.watches.m {
+			for s := cw.head; s != nil; s = s.next {
+				seen[s] = true
+			}
+		}
+		p.watches.mu.Unlock()
+		if got := len(seen); got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions in the clock and watches; want %d", len(seen), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }

@@ -72,9 +72,9 @@ func (s *session) nextDue() time.Duration {
 	return due
 }
 
-// expired returns the timeout that has passed, or 0.
-func (s *session) expired() End {
-	now := time.Since(s.start)
+// expired returns the timeout that has passed at now (counted from the
+// session's start), or 0.
+func (s *session) expired(now time.Duration) End {
 	if m := s.opt.MaxDuration; m > 0 && now >= m {
 		return EndMaxDuration
 	}
@@ -84,33 +84,80 @@ func (s *session) expired() End {
 	return 0
 }
 
-// onTimer runs when the session's own timer fires: it ends the session on
-// a timeout that passed, or re-arms the timer for the next check.
+// onTimer runs when the session's own timer fires, on a goroutine of its
+// own: it ends the session on a timeout that passed, or re-arms the timer
+// for the next check.
 func (s *session) onTimer() {
-	s.checkTimeouts(func() { s.timer.Reset(s.nextDue() - time.Since(s.start)) })
-}
-
-// onClock is onTimer for a session in a Poller's clock.
-func (s *session) onClock(c *clock) {
-	s.checkTimeouts(func() { c.schedule(s) })
-}
-
-// checkTimeouts ends the session on a timeout that passed, or else calls
-// rearm, under timerMu so that stopTimers comes after a re-arm or stops
-// the next check.
-func (s *session) checkTimeouts(rearm func()) {
-	s.timerMu.Lock()
-	if s.stopped {
-		s.timerMu.Unlock()
-		return
+	now := time.Since(s.start)
+	rearm := func() { s.timer.Reset(s.nextDue() - now) }
+	if reason := s.checkTimeouts(now, rearm); reason != 0 {
+		s.abort(reason)
 	}
-	reason := s.expired()
+}
+
+// onClock is onTimer for a session in a Poller's clock, at now. The clock
+// checks many sessions on one goroutine, so the ending goes to a goroutine
+// of its own.
+func (s *session) onClock(c *clock, now time.Time) {
+	if reason := s.checkTimeouts(now.Sub(s.start), func() { c.schedule(s) }); reason != 0 {
+		s.endApart(reason)
+	}
+}
+
+// checkTimeouts returns the timeout that has passed at now, or else calls
+// rearm and returns 0, under timerMu so that stopTimers comes after a
+// re-arm or stops the next check.
+func (s *session) checkTimeouts(now time.Duration, rearm func()) End {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	if s.stopped {
+		return 0
+	}
+	reason := s.expired(now)
 	if reason == 0 {
 		rearm()
 	}
-	s.timerMu.Unlock()
-	if reason != 0 {
-		s.abort(reason)
+	return reason
+}
+
+// endApart ends the session for reason on a goroutine of its own. The
+// Poller's clock and its watch of a context end many sessions from one
+// goroutine, and ending a session whose directions are parked finishes it
+// there, Hooks.End (an application's logging, a limiter's release, a store
+// write) included: one slow ending must not hold up the next session's.
+// The goroutine holds the session (see hold), so the session finishes,
+// and Join returns, only once the goroutine is done with it.
+func (s *session) endApart(reason End) {
+	if s.hold() {
+		go s.ending(reason)
+	}
+}
+
+// ending is endApart's goroutine, named for stack dumps.
+func (s *session) ending(reason End) {
+	s.abort(reason)
+	s.release()
+}
+
+// hold keeps the session from finishing until the matching release, and
+// reports false, holding nothing, if it has finished already.
+func (s *session) hold() bool {
+	for {
+		n := s.live.Load()
+		if n == 0 {
+			return false
+		}
+		if s.live.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a hold or a finished direction's part: the last one
+// finishes the session, on its goroutine.
+func (s *session) release() {
+	if s.live.Add(-1) == 0 {
+		s.finish()
 	}
 }
 
@@ -177,18 +224,23 @@ func (c *clock) arm() {
 
 // fire runs the checks that are due, on the timer's goroutine, and sets
 // the timer for the next one.
-func (c *clock) fire() {
+func (c *clock) fire() { c.check(time.Now()) }
+
+// check runs the checks due at now and sets the timer for the next one.
+// Each check is quick: a session that timed out ends on a goroutine of
+// its own.
+func (c *clock) check(now time.Time) {
 	c.mu.Lock()
-	now := int64(time.Since(c.epoch))
+	at := int64(now.Sub(c.epoch))
 	var due []*session
-	for len(c.h) > 0 && c.h[0].dueAt <= now {
+	for len(c.h) > 0 && c.h[0].dueAt <= at {
 		due = append(due, heap.Pop(&c.h).(*session))
 	}
 	c.armed = 0
 	c.arm()
 	c.mu.Unlock()
 	for _, s := range due {
-		s.onClock(c)
+		s.onClock(c, now)
 	}
 }
 
@@ -279,7 +331,8 @@ func (w *watches) remove(s *session) {
 	}
 }
 
-// cancel ends every session of the context whose Done channel is done.
+// cancel ends every session of the context whose Done channel is done,
+// each on a goroutine of its own (see endApart).
 func (w *watches) cancel(done <-chan struct{}) {
 	w.mu.Lock()
 	var all []*session
@@ -290,6 +343,6 @@ func (w *watches) cancel(done <-chan struct{}) {
 	}
 	w.mu.Unlock()
 	for _, s := range all {
-		s.canceled()
+		s.endApart(EndCanceled)
 	}
 }
