@@ -193,13 +193,14 @@ func cipherName(id uint16) string {
 	return tls.CipherSuiteName(id)
 }
 
-// CheckDial returns, for members reached with a PROXY header, a dial
-// function for health probes that opens with the header's LOCAL form: v2
-// LOCAL, or "PROXY UNKNOWN" for v1, as HAProxy's check-send-proxy does. The
-// member's PROXY-only port then serves the probe as the balancer's own
-// check, with no client address and no claim of TLS. For NoProxy it
-// returns nil, meaning a plain dial. The result fits monitor probes' Dial.
-func CheckDial(p ProxyProtocol) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// ProxyProbeDial returns the dial function a health probe needs for a
+// member reached with PROXY header p: it dials, then writes the header's
+// LOCAL form (v2 LOCAL, or "PROXY UNKNOWN" for v1) before the probe says
+// anything, as HAProxy's check-send-proxy does. The member's PROXY-only
+// port then serves the probe as the balancer's own check, with no client
+// address and no claim of TLS. For NoProxy it returns nil, meaning a plain
+// dial. The result fits the Dial field of monitor's probes.
+func ProxyProbeDial(p ProxyProtocol) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	if p == NoProxy {
 		return nil
 	}

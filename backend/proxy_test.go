@@ -136,3 +136,36 @@ func TestProxyTLVsWithoutTLS(t *testing.T) {
 	assert.False(t, ssl.Verified(), "no client certificate: verify is non-zero")
 	assert.False(t, ssl.ClientCertConn())
 }
+
+// ProxyProbeDial opens with the LOCAL form of the member's header, and
+// nothing for a member without one.
+func TestProxyProbeDial(t *testing.T) {
+	leaktest.Check(t)
+	assert.Nil(t, ProxyProbeDial(NoProxy), "NoProxy: a plain dial")
+	tests := []struct {
+		name    string
+		p       ProxyProtocol
+		version byte
+	}{
+		{"v1 UNKNOWN", ProxyV1, 1},
+		{"v2 LOCAL", ProxyV2, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer l.Close()
+			c, err := ProxyProbeDial(tt.p)(context.Background(), "tcp", l.Addr().String())
+			require.NoError(t, err)
+			defer c.Close()
+			s, err := l.Accept()
+			require.NoError(t, err)
+			defer s.Close()
+			h, err := proxyproto.Read(bufio.NewReader(s))
+			require.NoError(t, err)
+			assert.Equal(t, tt.version, h.Version)
+			assert.True(t, h.Command.IsLocal(), "got %v; want LOCAL (v1: UNKNOWN)", h.Command)
+			assert.Equal(t, proxyproto.UNSPEC, h.TransportProtocol)
+		})
+	}
+}

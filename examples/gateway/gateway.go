@@ -229,7 +229,7 @@ func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Diale
 }
 
 func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config) monitor.Probe {
-	dial := backend.CheckDial(map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy])
+	dial := backend.ProxyProbeDial(map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy])
 	sec := map[string]starttls.Security{"plain": starttls.Plain, "tls": starttls.TLS, "starttls": starttls.STARTTLS}[b.Security]
 	switch b.Probe {
 	case "greeting":
