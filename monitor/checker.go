@@ -81,7 +81,7 @@ type Checker struct {
 	// OnChange, if not nil, is called with the new Status on every change
 	// of state, including the first result. Calls are made one at a time,
 	// in order, from the goroutine that recorded the result (Run's); it
-	// should return quickly. [Mark] adapts a pool's SetUp method.
+	// should return quickly. [MarkPool] adapts a pool's SetUp method.
 	OnChange func(Status)
 
 	step sync.Mutex   // serialises Record, so OnChange calls stay in order
@@ -251,8 +251,9 @@ type Marker interface {
 	SetUp(name string, up bool)
 }
 
-// Mark returns an OnChange callback that forwards every change to m as
-// m.SetUp(st.Name, st.Up).
-func Mark(m Marker) func(Status) {
+// MarkPool returns an OnChange callback that marks the checked member up or
+// down in m, a backend.Pool or anything with its SetUp method: every change
+// becomes m.SetUp(st.Name, st.Up).
+func MarkPool(m Marker) func(Status) {
 	return func(st Status) { m.SetUp(st.Name, st.Up) }
 }

@@ -252,9 +252,9 @@ func (p *markPool) SetUp(name string, up bool) {
 	p.up[name] = up
 }
 
-func TestMark(t *testing.T) {
+func TestMarkPool(t *testing.T) {
 	p := &markPool{up: map[string]bool{}}
-	c := &Checker{Name: "a", OnChange: Mark(p)}
+	c := &Checker{Name: "a", OnChange: MarkPool(p)}
 	c.Record(result(0, true))
 	assert.Equal(t, map[string]bool{"a": true}, p.up)
 	c.Fall = 1

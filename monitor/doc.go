@@ -22,7 +22,7 @@
 //		Addr:     "10.0.0.1:25",
 //		Probe:    monitor.SMTP{Security: starttls.STARTTLS, Hostname: "edge.example.com"},
 //		Interval: 5 * time.Second, Timeout: 2 * time.Second, DownTime: 30 * time.Second,
-//		OnChange: monitor.Mark(pool), // pool.SetUp(name, up)
+//		OnChange: monitor.MarkPool(pool), // pool.SetUp(name, up)
 //	}
 //	go c.Run(ctx)      // until ctx ends
 //	st := c.Status()   // any time: Up, Since, Last.Err, Last.Latency
