@@ -14,7 +14,8 @@ import (
 
 // socketOf returns the socket whose readability means src has bytes, and
 // the nbconn under src when src is a *tls.Conn; nil when src may buffer
-// bytes out of sight or the platform cannot wait for readability.
+// bytes out of sight, the platform cannot wait for readability, or this
+// Go release's crypto/tls failed nbconn's self-test.
 func socketOf(src net.Conn) (sock net.Conn, nb *nbconn.Conn) {
 	if !readinessSupported {
 		return nil, nil
@@ -23,7 +24,10 @@ func socketOf(src net.Conn) (sock net.Conn, nb *nbconn.Conn) {
 	case *net.TCPConn, *net.UnixConn:
 		return c, nil
 	case *tls.Conn:
-		if nb, ok := c.NetConn().(*nbconn.Conn); ok {
+		// TLSSafe checks, once per process, that crypto/tls still keeps
+		// a *tls.Conn usable after ErrWouldBlock; if a Go release changed
+		// that, TLS sources block in a one-byte read instead.
+		if nb, ok := c.NetConn().(*nbconn.Conn); ok && nbconn.TLSSafe() {
 			return nb.NetConn(), nb
 		}
 	}

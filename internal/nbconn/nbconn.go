@@ -9,7 +9,11 @@
 //
 // crypto/tls treats ErrWouldBlock like a read deadline: a temporary
 // net.Error that leaves the connection usable, with the bytes of a partial
-// record kept for the next Read.
+// record kept for the next Read. That is undocumented behaviour, so
+// TLSSafe checks it once per process with a self-test, and callers read a
+// *tls.Conn over a Conn without blocking only while it reports true;
+// TestNonblockingTLS is the canary that fails in CI first (see
+// docs/go-upgrade.md).
 package nbconn
 
 import (

@@ -209,3 +209,13 @@ func TestCork(t *testing.T) {
 	assert.NoError(t, c.Uncork())
 	assert.Nil(t, c.wbuf, "no buffer held after Uncork")
 }
+
+// TestTLSSafe: the self-test that guards the bridge's non-blocking reads
+// of a *tls.Conn passes with this Go release. If it fails after a Go
+// upgrade, so does TestNonblockingTLS, and the bridge falls back to
+// blocking reads (see docs/go-upgrade.md).
+func TestTLSSafe(t *testing.T) {
+	require.NoError(t, probeTLS())
+	assert.True(t, TLSSafe())
+	assert.True(t, TLSSafe(), "the answer is kept")
+}
