@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -28,6 +29,14 @@ type Backend struct {
 	// response code ([CAPABILITY ...] or any other).
 	Upgraded bool
 }
+
+// DefaultFirstCommandTimeout bounds the wait of Handover for a TLS
+// client's first command, and for the backend's answer to it, when ctx
+// carries no deadline: 10 minutes, the shortest inactivity timer RFC 1939
+// allows a POP3 server, and twice the command timeout of RFC 5321 section
+// 4.5.3.2.7. A client that says nothing for that long ends the handover
+// with an error wrapping os.ErrDeadlineExceeded.
+const DefaultFirstCommandTimeout = 10 * time.Minute
 
 // maxHandoverLine bounds each line Handover parses, from either side. A
 // longer first client command is forwarded unparsed; a longer backend line
@@ -62,11 +71,20 @@ const maxHandoverLine = 8192
 // POP3 -ERR) or an IMAP * PREAUTH is answered to the client with the
 // protocol's own refusal (see Unavailable) and ErrRefused.
 //
+// With a TLS client (s.TLS or s.Implicit) Handover waits for that first
+// command, and then for the backend's answer, until ctx's deadline or, if
+// ctx has none, for DefaultFirstCommandTimeout: a client that completes
+// the handshake and stays silent cannot hold the handover (a goroutine,
+// its line readers, the backend conn) for longer. Applications that copy
+// with the bridge's guards should use HandoverWith with Guarded, which
+// never waits for the client, so a silent one waits in the copy under its
+// idle timeout instead.
+//
 // Deadlines from ctx apply to both conns during the handover and are cleared
 // before it returns. On error Handover closes both conns; on success the
 // caller owns the returned ones.
 func Handover(ctx context.Context, s *Session, b Backend) (client, server net.Conn, err error) {
-	return HandoverWith(ctx, s, b, HandoverOptions{})
+	return handoverConns(ctx, s, b, false, DefaultFirstCommandTimeout)
 }
 
 // HandoverOptions adjust HandoverWith. The zero value is Handover.
@@ -84,12 +102,23 @@ type HandoverOptions struct {
 
 // HandoverWith is Handover with options.
 func HandoverWith(ctx context.Context, s *Session, b Backend, opt HandoverOptions) (client, server net.Conn, err error) {
+	return handoverConns(ctx, s, b, opt.Guarded, DefaultFirstCommandTimeout)
+}
+
+// handoverConns runs a handover. wait bounds the wait for a TLS client's
+// first command and the backend's answer when ctx has no deadline.
+func handoverConns(ctx context.Context, s *Session, b Backend, guarded bool, wait time.Duration) (client, server net.Conn, err error) {
 	if s == nil || s.Conn == nil || b.Conn == nil {
 		return nil, nil, fmt.Errorf("%w: Handover needs a session conn and a backend conn", ErrConfig)
 	}
-	releaseC := guardDeadline(ctx, s.Conn, time.Time{})
-	releaseB := guardDeadline(ctx, b.Conn, time.Time{})
-	h := &handover{s: s, b: b, br: bufpool.Get(b.Conn, bufpool.Small), guarded: opt.Guarded}
+	h := &handover{s: s, b: b, waitClient: (s.TLS || s.Implicit) && !guarded}
+	var limit time.Time // zero: only ctx bounds the handover
+	if _, ok := ctx.Deadline(); !ok && h.waitClient {
+		limit = time.Now().Add(wait)
+	}
+	releaseC := guardDeadline(ctx, s.Conn, limit)
+	releaseB := guardDeadline(ctx, b.Conn, limit)
+	h.br = bufpool.Get(b.Conn, bufpool.Small)
 	defer func() {
 		bufpool.Put(h.br) // serverConn copied out what it holds
 		releaseC()
@@ -97,6 +126,8 @@ func HandoverWith(ctx context.Context, s *Session, b Backend, opt HandoverOption
 		if err != nil {
 			if cerr := ctxErr(ctx); cerr != nil {
 				err = fmt.Errorf("%w (%w)", err, cerr)
+			} else if !limit.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("%w (no first command and answer within %v)", err, wait)
 			}
 			s.Conn.Close()
 			b.Conn.Close()
@@ -114,7 +145,7 @@ type handover struct {
 	b          Backend
 	br         *bufio.Reader // over b.Conn; what it still holds goes to the client
 	clientRest []byte        // client bytes read and not forwarded: for the copy
-	guarded    bool          // HandoverOptions.Guarded
+	waitClient bool          // wait for a TLS client's first command
 }
 
 // run performs the handover steps in order.
@@ -133,7 +164,7 @@ func (h *handover) run() error {
 			return err
 		}
 	}
-	return h.firstCommand((h.s.TLS || h.s.Implicit) && !h.guarded)
+	return h.firstCommand(h.waitClient)
 }
 
 // refuse tells the client the service is unavailable and returns err.

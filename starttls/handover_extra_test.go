@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +93,44 @@ func TestHandoverDeadline(t *testing.T) {
 	got, err = io.ReadAll(bPeer)
 	require.NoError(t, err)
 	assert.Empty(t, got, "nothing reaches the backend")
+}
+
+// TestHandoverSilentClient: a TLS client that never sends its first
+// command no longer holds Handover when ctx has no deadline; the wait ends
+// at the first-command timeout (DefaultFirstCommandTimeout in Handover,
+// shortened here) with both conns closed and nothing sent to the backend.
+func TestHandoverSilentClient(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	for _, s := range []Session{
+		{Protocol: SMTP, TLS: true},
+		{Protocol: IMAP, TLS: true, Implicit: true},
+		{Protocol: POP3, TLS: true},
+	} {
+		t.Run(s.Protocol.String(), func(t *testing.T) {
+			cProxy, cPeer := tcpPair(t)
+			bProxy, bPeer := tcpPair(t)
+			greeting := map[Protocol]string{SMTP: "220 hi\r\n", IMAP: "* OK hi\r\n", POP3: "+OK hi\r\n"}[s.Protocol]
+			_, err := io.WriteString(bPeer, greeting)
+			require.NoError(t, err)
+			s.Conn = cProxy
+			_, _, err = handoverConns(context.Background(), &s, Backend{Conn: bProxy}, false, 20*time.Millisecond)
+			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+			assert.Contains(t, err.Error(), "no first command")
+			_, err = cProxy.Write([]byte("x"))
+			assert.ErrorIs(t, err, net.ErrClosed, "the client conn is closed")
+			got, err := io.ReadAll(bPeer)
+			require.NoError(t, err)
+			assert.Empty(t, got, "nothing reaches the backend")
+			got, err = io.ReadAll(cPeer)
+			require.NoError(t, err)
+			if s.Implicit {
+				assert.Equal(t, greeting, string(got), "the greeting, then the close")
+			} else {
+				assert.Empty(t, got)
+			}
+		})
+	}
 }
 
 func TestHandoverCancel(t *testing.T) {
