@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	osuser "os/user"
 	"path/filepath"
 	"strconv"
@@ -208,12 +207,3 @@ func chownTo(path, name string) error {
 	gid, _ := strconv.Atoi(u.Gid)
 	return os.Chown(path, uid, gid)
 }
-
-// serverVersions returns the versions of the servers that ran.
-func serverVersions() string {
-	dv, _ := exec.Command("dovecot", "--version").Output()
-	pv, _ := exec.Command("postconf", "-h", "mail_version").Output()
-	return fmt.Sprintf("dovecot %s, postfix %s", trim(dv), trim(pv))
-}
-
-func trim(b []byte) string { return string(b[:len(b)-min(len(b), 1)]) }

@@ -27,15 +27,15 @@ type owner struct{ UID, GID int }
 // dovecot is one private Dovecot instance run in the foreground (-F) as a
 // child process, so the suite can stop and restart it.
 type dovecot struct {
-	Name, Dir, Home    string
-	CertFile, KeyFile  string
-	UID, GID           int
-	IMAP, IMAPProxy    int
-	POP3, POP3Proxy    int
-	conf               string
-	cmd                *exec.Cmd
-	done               chan struct{} // closed when cmd has been waited for
-	startErr, waitErrs error
+	Name, Dir, Home   string
+	CertFile, KeyFile string
+	UID, GID          int
+	IMAP, IMAPProxy   int
+	POP3, POP3Proxy   int
+	conf              string
+	cmd               *exec.Cmd
+	done              chan struct{} // closed when cmd has been waited for
+	waitErrs          error
 }
 
 func newDovecot(name, dir, home, certFile, keyFile string, o owner) (*dovecot, error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -232,8 +231,5 @@ func readConfigFile(path string) ([]string, error) {
 	}
 	return args, sc.Err()
 }
-
-// errUsage marks an error already explained to the user.
-var errUsage = errors.New("usage")
 
 var _ flag.Value = (*multiFlag)(nil)

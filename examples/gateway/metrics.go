@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailedge/mailedge"
@@ -59,7 +60,7 @@ func newMetrics(certs *sni.Store) *metrics {
 	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailedge_certificate_expiry_timestamp_seconds",
 		Help: "NotAfter of the certificate served for each name, as a Unix time."}, []string{"name", "key", "issuer"})
 	m.reg.MustRegister(m.sessions, m.handshakes, m.tlsFails, m.starttls, m.bytes, m.duration, m.limitedTotal,
-		m.backendUp, m.probeLat, m.certExpiry, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.backendUp, m.probeLat, m.certExpiry, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.updateCerts(certs)
 	return m
 }
