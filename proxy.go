@@ -41,13 +41,19 @@ const (
 
 // SessionInfo describes one finished session: what OnSession receives.
 type SessionInfo struct {
-	Client   net.Addr
-	Start    time.Time
+	Client   net.Addr      // the client: a PROXY header's source behind ProxyListener
+	Start    time.Time     // when the connection was accepted
+	Duration time.Duration // from Start to the session's end
 	Outcome  Outcome
-	Err      error                // nil for OK, reset and quit
-	Session  *starttls.Session    // nil when the dialogue failed
-	Member   string               // backend member, "" if none was reached
-	Stats    bridge.Stats         // bytes, duration, SMTP counters
+	Err      error             // nil for OK, reset and quit
+	Session  *starttls.Session // nil when the dialogue failed
+	Member   string            // backend member, "" if none was reached
+	// Stats are the copy's, with ServerToClient counting too what the
+	// handover wrote to the client before the copy (the backend greeting
+	// of an implicit-TLS session, a capability answer, a refusal): every
+	// byte the client received after TLS, or after the STARTTLS dialogue
+	// of a plain session. The inspector's own SMTP replies are not counted.
+	Stats    bridge.Stats
 	TLS      *tls.ConnectionState // client-side TLS, nil for a plain session
 	Implicit bool
 }
@@ -90,28 +96,98 @@ type Proxy struct {
 	// connection or SMTP command.
 	OnLimited func(error)
 
-	wg sync.WaitGroup
+	mu     sync.Mutex
+	serves map[*serving]struct{} // the Serve calls running
+	closed bool                  // Shutdown or Close was called
 }
 
-// Serve accepts connections on l and serves each until l is closed or ctx
-// is done (which closes l); it then waits for the sessions it started,
-// which end on their own or when ctx is done. For a graceful stop, close
-// l, wait for a grace period, then cancel ctx.
+// Errors of Serve and ServeConn.
+var (
+	// ErrConfig is wrapped by the error Serve returns, and ServeConn
+	// reports, when a required field of Proxy is missing.
+	ErrConfig = errors.New("mailedge: invalid Proxy")
+	// ErrProxyClosed is returned by Serve called after Shutdown or Close.
+	ErrProxyClosed = errors.New("mailedge: Proxy closed")
+)
+
+// validate reports a Proxy that could not serve a single connection, so
+// that Serve fails at once instead of every connection failing (or a
+// worker panicking) later.
+func (p *Proxy) validate() error {
+	switch {
+	case p.Server == nil:
+		return fmt.Errorf("%w: Server is nil", ErrConfig)
+	case isNil(p.Backend):
+		return fmt.Errorf("%w: Backend is nil", ErrConfig)
+	case p.Server.TLSConfig == nil && (p.Implicit || p.Server.Mode != starttls.Disallow):
+		return fmt.Errorf("%w: Server.TLSConfig is nil", ErrConfig)
+	}
+	return nil
+}
+
+// isNil reports a nil Backend, including a nil pointer of the package's
+// own Backend types.
+func isNil(b Backend) bool {
+	switch b := b.(type) {
+	case nil:
+		return true
+	case *backend.Pool:
+		return b == nil
+	case *backend.Dialer:
+		return b == nil
+	}
+	return false
+}
+
+// serving is one running Serve, as Shutdown sees it.
+type serving struct {
+	l      net.Listener
+	cancel context.CancelFunc // cuts its sessions
+	done   chan struct{}      // closed when Serve returns
+}
+
+// Serve accepts connections on l and serves each until l is closed, ctx is
+// done (which closes l) or Shutdown or Close is called; it then waits for
+// the sessions it started, which end on their own, when ctx is done, or
+// when Shutdown's context is. Serve returns nil then, an error wrapping
+// ErrConfig at once if a required field is missing, ErrProxyClosed after
+// Shutdown, or the listener's error. It always closes l. Serve may be
+// called for several listeners at once; each waits only for its own
+// sessions.
 //
 // Idle sessions are parked in Bridge.Poller, or in a Poller of Serve's own
 // when that is nil, so that a session waiting for its next command holds
 // no goroutine (see bridge.Poller).
 func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
+	if err := p.validate(); err != nil {
+		l.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := &serving{l: l, cancel: cancel, done: make(chan struct{})}
+	if !p.track(s) {
+		l.Close()
+		return ErrProxyClosed
+	}
+	defer p.untrack(s) // last: after every session has ended
 	poller := p.Bridge.Poller
 	if poller == nil {
 		poller = new(bridge.Poller)
 		defer poller.Close() // after the sessions: deferred calls run last first
 	}
-	defer p.wg.Wait()
 	w := &workers{p: p, ctx: ctx, poller: poller, conns: make(chan net.Conn)}
+	defer w.sessions.Wait()
 	defer w.stop()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
+	return p.accept(ctx, l, w)
+}
+
+// accept is Serve's loop: it hands each connection to a worker until l
+// fails for good.
+func (p *Proxy) accept(ctx context.Context, l net.Listener, w *workers) error {
+	defer l.Close()
 	var backoff time.Duration
 	for {
 		c, err := l.Accept()
@@ -134,244 +210,86 @@ func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		p.wg.Add(1)
+		w.sessions.Add(1)
 		w.serve(c)
 	}
 }
 
+// track records a starting Serve; it reports false after Shutdown.
+func (p *Proxy) track(s *serving) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	if p.serves == nil {
+		p.serves = make(map[*serving]struct{})
+	}
+	p.serves[s] = struct{}{}
+	return true
+}
+
+// untrack forgets a Serve that is returning and tells Shutdown.
+func (p *Proxy) untrack(s *serving) {
+	p.mu.Lock()
+	delete(p.serves, s)
+	p.mu.Unlock()
+	close(s.done)
+}
+
+// Shutdown stops the Proxy gracefully, as http.Server.Shutdown does: it
+// closes the listeners of every Serve call, so no new connection is
+// accepted, and waits for their sessions to end on their own. If ctx ends
+// first, it cuts the sessions still running (as cancelling Serve's context
+// does), waits for them to be gone, and returns ctx's error. Once
+// Shutdown has returned, every Serve call has returned too. A Serve called
+// after Shutdown returns ErrProxyClosed. Sessions of ServeConn are the
+// caller's and are not waited for.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	serves := make([]*serving, 0, len(p.serves))
+	for s := range p.serves {
+		serves = append(serves, s)
+	}
+	p.mu.Unlock()
+	for _, s := range serves {
+		s.l.Close()
+	}
+	for _, s := range serves {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			for _, s := range serves {
+				s.cancel()
+			}
+			for _, s := range serves {
+				<-s.done
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close stops the Proxy at once: Shutdown with no time for the sessions,
+// which are cut. It returns when every Serve call has returned.
+func (p *Proxy) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.Shutdown(ctx)
+	return nil
+}
+
 // ServeConn serves one client connection to its end, closes it, and
 // returns what OnSession also receives. It parks the session in
-// Bridge.Poller if that is set.
+// Bridge.Poller if that is set. If a required field of the Proxy is
+// missing, the connection is closed at once and the SessionInfo's Err
+// wraps ErrConfig.
 func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn) SessionInfo {
 	ended := make(chan SessionInfo, 1)
-	p.serve(ctx, conn, p.Bridge.Poller, ended)
+	p.serve(ctx, conn, p.Bridge.Poller, ended, nil)
 	return <-ended
-}
-
-// conn is one connection's state from Accept until its session ends: a
-// single allocation that the copy's end hook finishes.
-type conn struct {
-	p       *Proxy
-	nc      net.Conn
-	info    SessionInfo
-	lease   ratelimit.Lease
-	userEnd func(bridge.Stats, error) // the caller's Bridge.Hooks.End
-	ended   chan<- SessionInfo        // nil: Serve's WaitGroup
-}
-
-// serve takes one connection through admission, the client side, the
-// backend dial and the handover, then starts the copy and returns: the
-// session goes on in the bridge, on goroutines of its own or parked in
-// poller. When the session has ended, its conns are closed and OnSession
-// has run, the SessionInfo goes to ended, or Serve's WaitGroup is told.
-func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, ended chan<- SessionInfo) {
-	c := &conn{p: p, nc: nc, ended: ended}
-	c.info = SessionInfo{Client: nc.RemoteAddr(), Start: time.Now(), Outcome: OutcomeOK, Implicit: p.Implicit}
-	// Replies are written whole, and net turns Nagle off on every TCP conn
-	// it makes, so a greeting never waits for the client's delayed ACK.
-	src := AddrOf(c.info.Client)
-	if p.Limiter != nil {
-		var err error
-		if c.lease, err = p.Limiter.Admit(src); err != nil {
-			c.info.Outcome, c.info.Err = OutcomeLimited, err
-			p.limited(err)
-			p.refuse(nc, err)
-			c.end()
-			return
-		}
-	}
-	client, server, sess := p.prepare(ctx, nc, &c.info)
-	if sess == nil {
-		c.end()
-		return
-	}
-	opt := p.bridgeOptions(sess.Protocol, src)
-	opt.Poller = poller
-	c.userEnd, opt.Hooks.End = opt.Hooks.End, c.copied
-	bridge.Start(ctx, client, server, opt)
-}
-
-// copied is the bridge's end hook: it records how the copy ended.
-func (c *conn) copied(st bridge.Stats, err error) {
-	if c.userEnd != nil {
-		c.userEnd(st, err)
-	}
-	c.info.Stats = st
-	switch {
-	case err == nil:
-	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
-		c.info.Outcome = OutcomeReset // swaks, Outlook and others reset after QUIT
-	default:
-		c.info.Outcome, c.info.Err = OutcomeCopyError, err
-	}
-	c.end()
-}
-
-// end closes the client conn, releases the admission and reports.
-func (c *conn) end() {
-	c.nc.Close()
-	c.lease.Release()
-	if c.p.OnSession != nil {
-		c.p.OnSession(c.info)
-	}
-	if c.ended != nil {
-		c.ended <- c.info
-	} else {
-		c.p.wg.Done()
-	}
-}
-
-// prepare runs the client side, the backend dial and the handover. It
-// returns a nil session when the connection ended there.
-func (p *Proxy) prepare(ctx context.Context, conn net.Conn, info *SessionInfo) (client, server net.Conn, sess *starttls.Session) {
-	sess, err := p.clientSide(ctx, conn, info)
-	if err != nil {
-		return nil, nil, nil
-	}
-	client, server, ok := p.toBackend(ctx, conn, sess, info)
-	if !ok {
-		return nil, nil, nil
-	}
-	return client, server, sess
-}
-
-func (p *Proxy) clientSide(ctx context.Context, conn net.Conn, info *SessionInfo) (*starttls.Session, error) {
-	serve := p.Server.Serve
-	if p.Implicit {
-		serve = p.Server.ServeTLS
-	}
-	sess, err := serve(ctx, conn)
-	switch {
-	case errors.Is(err, starttls.ErrClientQuit):
-		info.Outcome = OutcomeClientQuit
-	case err != nil:
-		info.Outcome, info.Err = OutcomeClientError, err
-	default:
-		info.Session = sess
-		if sess.TLS {
-			info.TLS = &sess.State // not a copy: it is big, and kept with the session
-		}
-	}
-	return sess, err
-}
-
-func (p *Proxy) toBackend(ctx context.Context, conn net.Conn, sess *starttls.Session, info *SessionInfo) (client, server net.Conn, ok bool) {
-	be, err := p.Backend.Dial(ctx, backend.ClientInfo{
-		Src: conn.RemoteAddr(), Dst: conn.LocalAddr(), TLS: info.TLS,
-		ServerName: sess.ServerName, Helo: sess.Helo, HeloVerb: sess.HeloVerb,
-	})
-	if err != nil {
-		info.Outcome, info.Err = OutcomeNoBackend, err
-		sess.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		sess.Conn.Write(starttls.Unavailable(sess.Protocol, p.Server.Hostname, ""))
-		sess.Conn.Close()
-		return nil, nil, false
-	}
-	info.Member = be.Member
-	// The bridge's guards and SMTP inspector filter every capability
-	// answer, so the handover need not wait for the client's first
-	// command: a client slow to speak waits parked in the copy, under the
-	// idle timeout, holding no goroutine or reader.
-	hctx := ctx
-	if d := p.handoverTimeout(); !sess.TLS && d > 0 {
-		var cancel context.CancelFunc
-		hctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
-	client, server, err = starttls.HandoverWith(hctx, sess, be.Backend(), starttls.HandoverOptions{Guarded: true})
-	if err != nil {
-		be.Close()
-		info.Outcome, info.Err = OutcomeHandover, err
-		return nil, nil, false
-	}
-	be.Greeting = nil // relayed or swallowed: not kept for the session's life
-	return client, server, true
-}
-
-// defaultHandoverTimeout is the bound on a plain session's handover when
-// Proxy.HandoverTimeout is zero.
-const defaultHandoverTimeout = 30 * time.Second
-
-func (p *Proxy) handoverTimeout() time.Duration {
-	if p.HandoverTimeout == 0 {
-		return defaultHandoverTimeout
-	}
-	return p.HandoverTimeout
-}
-
-// refuse writes the Limiter's refusal in the protocol's words on a plain
-// listener. On an implicit-TLS listener the words could only be read inside
-// a handshake, and spending one on a source over its limit is what a flood
-// wants, so the connection is just closed.
-func (p *Proxy) refuse(conn net.Conn, err error) {
-	if p.Implicit {
-		return
-	}
-	var reply string
-	switch p.Server.Protocol {
-	case starttls.SMTP:
-		reply = ratelimit.SMTPReply(err, p.Server.Hostname)
-	case starttls.IMAP:
-		reply = ratelimit.IMAPReply(err)
-	case starttls.POP3:
-		reply = ratelimit.POP3Reply(err)
-	}
-	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	conn.Write([]byte(reply))
-}
-
-func (p *Proxy) limited(err error) {
-	if p.OnLimited != nil {
-		p.OnLimited(err)
-	}
-}
-
-func (p *Proxy) bridgeOptions(proto starttls.Protocol, src netip.Addr) bridge.Options {
-	opt := p.Bridge
-	if opt.IdleTimeout == 0 {
-		opt.IdleTimeout = 10 * time.Minute
-		if proto == starttls.IMAP {
-			opt.IdleTimeout = 31 * time.Minute
-		}
-	}
-	switch proto {
-	case starttls.IMAP, starttls.POP3:
-		// The guard keeps the session on the client's TLS: a backend that
-		// offers STARTTLS/STLS has it removed from every capability
-		// answer, and answers a second STARTTLS/STLS BAD or -ERR itself.
-		opt.Guard = bridge.GuardIMAP
-		if proto == starttls.POP3 {
-			opt.Guard = bridge.GuardPOP3
-		}
-		return opt
-	}
-	if proto != starttls.SMTP || opt.SMTP != nil {
-		return opt
-	}
-	// Every SMTP session gets the inspector: it answers a STARTTLS sent
-	// after the handover itself (the client is already on TLS; forwarded,
-	// it would start a second negotiation with the backend) and bounds
-	// command lines. With InspectSMTP it also enforces the message and
-	// recipient rates.
-	opt.SMTP = &bridge.SMTPInspector{}
-	if p.InspectSMTP && p.Limiter != nil {
-		lim := p.Limiter
-		opt.SMTP.Check = func(c bridge.SMTPCommand) string {
-			var err error
-			switch c.Verb {
-			case "MAIL":
-				err = lim.AllowMessage(src)
-			case "RCPT":
-				err = lim.AllowRecipient(src)
-			}
-			if err == nil {
-				return ""
-			}
-			p.limited(err)
-			return ratelimit.SMTPReply(err, p.Server.Hostname)
-		}
-	}
-	return opt
 }
 
 // AddrOf returns the IP address of a TCP or UDP net.Addr, IPv4-mapped IPv6
@@ -403,7 +321,7 @@ func (in SessionInfo) String() string {
 		fmt.Fprintf(&b, " sni=%q tls=%q", in.TLS.ServerName, tls.VersionName(in.TLS.Version))
 	}
 	fmt.Fprintf(&b, " backend=%q in=%d out=%d duration=%v", in.Member, in.Stats.ClientToServer, in.Stats.ServerToClient,
-		time.Since(in.Start).Round(time.Millisecond))
+		in.Duration.Round(time.Millisecond))
 	if in.Err != nil {
 		fmt.Fprintf(&b, " err=%q", in.Err.Error())
 	}

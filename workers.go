@@ -23,7 +23,11 @@ type workers struct {
 	poller *bridge.Poller
 	conns  chan net.Conn // unbuffered: a send succeeds only to an idle worker
 	idle   atomic.Int32
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the worker goroutines
+
+	// sessions counts this Serve's connections from Accept until their
+	// session has ended: each Serve waits for its own.
+	sessions sync.WaitGroup
 }
 
 // serve hands c to an idle worker or starts a new one.
@@ -41,7 +45,7 @@ func (w *workers) serve(c net.Conn) {
 func (w *workers) work(c net.Conn) {
 	defer w.wg.Done()
 	for {
-		w.p.serve(w.ctx, c, w.poller, nil)
+		w.p.serve(w.ctx, c, w.poller, nil, &w.sessions)
 		if w.idle.Add(1) > maxIdleWorkers {
 			w.idle.Add(-1)
 			return

@@ -1,0 +1,342 @@
+package mailedge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mailedge/mailedge/backend"
+	"github.com/mailedge/mailedge/bridge"
+	"github.com/mailedge/mailedge/ratelimit"
+	"github.com/mailedge/mailedge/starttls"
+)
+
+// conn is one connection's state from Accept until its session ends: a
+// single allocation that the copy's end hook finishes.
+type conn struct {
+	p       *Proxy
+	nc      net.Conn // as accepted: its addresses are the client's, Close ends it
+	io      net.Conn // what is read and written: nc, or the socket under it
+	info    SessionInfo
+	lease   ratelimit.Lease
+	out     countConn                 // the client conn during the handover
+	userEnd func(bridge.Stats, error) // the caller's Bridge.Hooks.End
+	ended   chan<- SessionInfo        // ServeConn's; nil: Serve's WaitGroup
+	wg      *sync.WaitGroup           // Serve's sessions
+}
+
+// serve takes one connection through admission, the client side, the
+// backend dial and the handover, then starts the copy and returns: the
+// session goes on in the bridge, on goroutines of its own or parked in
+// poller. When the session has ended, its conns are closed and OnSession
+// has run, the SessionInfo goes to ended, or wg is told.
+func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, ended chan<- SessionInfo, wg *sync.WaitGroup) {
+	c := &conn{p: p, nc: nc, io: nc, ended: ended, wg: wg}
+	c.info = SessionInfo{Start: time.Now(), Outcome: OutcomeOK, Implicit: p.Implicit}
+	err := p.validate()
+	if err == nil {
+		err = c.inbound(ctx)
+	}
+	c.info.Client = nc.RemoteAddr()
+	if err != nil {
+		c.info.Outcome, c.info.Err = OutcomeClientError, err
+		if p.Server != nil && isNil(p.Backend) {
+			c.info.Outcome = OutcomeNoBackend
+		}
+		c.end()
+		return
+	}
+	// Replies are written whole, and net turns Nagle off on every TCP conn
+	// it makes, so a greeting never waits for the client's delayed ACK.
+	src := AddrOf(c.info.Client)
+	if p.Limiter != nil {
+		if c.lease, err = p.Limiter.Admit(src); err != nil {
+			c.info.Outcome, c.info.Err = OutcomeLimited, err
+			p.limited(err)
+			p.refuse(c.io, err)
+			c.end()
+			return
+		}
+	}
+	client, server, sess := c.prepare(ctx)
+	if sess == nil {
+		c.end()
+		return
+	}
+	opt := p.bridgeOptions(sess.Protocol, src)
+	opt.Poller = poller
+	c.userEnd, opt.Hooks.End = opt.Hooks.End, c.copied
+	bridge.Start(ctx, client, server, opt)
+}
+
+// inbound reads the PROXY header of a connection from ProxyListener's
+// trusted sources, within ctx, and then goes on on the socket under it, so
+// that the bridge can park, splice and half-close: the header was read
+// exactly, nothing is buffered. The client's addresses stay nc's.
+func (c *conn) inbound(ctx context.Context) error {
+	ic, ok := c.nc.(*inboundConn)
+	if !ok {
+		return nil
+	}
+	if err := ic.headerContext(ctx); err != nil {
+		return err
+	}
+	c.io = ic.Conn
+	return nil
+}
+
+// copied is the bridge's end hook: it records how the copy ended.
+func (c *conn) copied(st bridge.Stats, err error) {
+	st.ServerToClient += c.out.n // what the handover relayed
+	if c.userEnd != nil {
+		c.userEnd(st, err)
+	}
+	c.info.Stats = st
+	switch {
+	case err == nil:
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+		c.info.Outcome = OutcomeReset // swaks, Outlook and others reset after QUIT
+	default:
+		c.info.Outcome, c.info.Err = OutcomeCopyError, err
+	}
+	c.end()
+}
+
+// end closes the client conn, releases the admission and reports.
+func (c *conn) end() {
+	c.nc.Close()
+	c.lease.Release()
+	c.info.Duration = time.Since(c.info.Start)
+	if c.p.OnSession != nil {
+		c.p.OnSession(c.info)
+	}
+	if c.ended != nil {
+		c.ended <- c.info
+	} else {
+		c.wg.Done()
+	}
+}
+
+// prepare runs the client side, the backend dial and the handover. It
+// returns a nil session when the connection ended there.
+func (c *conn) prepare(ctx context.Context) (client, server net.Conn, sess *starttls.Session) {
+	sess, err := c.clientSide(ctx)
+	if err != nil {
+		return nil, nil, nil
+	}
+	client, server, ok := c.toBackend(ctx, sess)
+	if !ok {
+		return nil, nil, nil
+	}
+	return client, server, sess
+}
+
+func (c *conn) clientSide(ctx context.Context) (*starttls.Session, error) {
+	p, info := c.p, &c.info
+	serve := p.Server.Serve
+	if p.Implicit {
+		serve = p.Server.ServeTLS
+	}
+	sess, err := serve(ctx, c.io)
+	switch {
+	case errors.Is(err, starttls.ErrClientQuit):
+		info.Outcome = OutcomeClientQuit
+	case err != nil:
+		info.Outcome, info.Err = OutcomeClientError, err
+	default:
+		info.Session = sess
+		if sess.TLS {
+			info.TLS = &sess.State // not a copy: it is big, and kept with the session
+		}
+	}
+	return sess, err
+}
+
+func (c *conn) toBackend(ctx context.Context, sess *starttls.Session) (client, server net.Conn, ok bool) {
+	p, info := c.p, &c.info
+	// What is written to the client before the copy is counted into
+	// Stats.ServerToClient, so that it tells what the client received.
+	c.out = countConn{Conn: sess.Conn}
+	sess.Conn = &c.out
+	defer c.endCount(sess)
+	be, err := p.Backend.Dial(ctx, backend.ClientInfo{
+		Src: c.nc.RemoteAddr(), Dst: c.nc.LocalAddr(), TLS: info.TLS,
+		ServerName: sess.ServerName, Helo: sess.Helo, HeloVerb: sess.HeloVerb,
+	})
+	if err != nil {
+		info.Outcome, info.Err = OutcomeNoBackend, err
+		sess.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		sess.Conn.Write(starttls.Unavailable(sess.Protocol, p.Server.Hostname, ""))
+		sess.Conn.Close()
+		return nil, nil, false
+	}
+	info.Member = be.Member
+	// The bridge's guards and SMTP inspector filter every capability
+	// answer, so the handover need not wait for the client's first
+	// command: a client slow to speak waits parked in the copy, under the
+	// idle timeout, holding no goroutine or reader.
+	hctx := ctx
+	if d := p.handoverTimeout(); !sess.TLS && d > 0 {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	client, server, err = starttls.HandoverWith(hctx, sess, be.Backend(), starttls.HandoverOptions{Guarded: true})
+	if err != nil {
+		be.Close()
+		info.Outcome, info.Err = OutcomeHandover, err
+		return nil, nil, false
+	}
+	be.Greeting = nil // relayed or swallowed: not kept for the session's life
+	if client == &c.out {
+		client = c.out.Conn // the copy counts from here, on the conn itself
+	}
+	return client, server, true
+}
+
+// endCount stops counting the handover's writes, gives sess its conn back
+// and, for a session that ends before the copy, reports what the client
+// received.
+func (c *conn) endCount(sess *starttls.Session) {
+	c.out.off = true
+	sess.Conn = c.out.Conn
+	c.info.Stats.ServerToClient = c.out.n
+}
+
+// countConn counts the bytes written through it until off is set: what the
+// handover writes to the client. It reads nothing ahead, so a bridge
+// handed it (inside a wrapper holding client bytes) sees through it.
+type countConn struct {
+	net.Conn
+	n   int64 // bytes written before off
+	off bool  // set before the copy starts, so never raced
+}
+
+// Write writes p and counts it.
+func (c *countConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if !c.off {
+		c.n += int64(n)
+	}
+	return n, err
+}
+
+// NetConn returns the conn counted.
+func (c *countConn) NetConn() net.Conn { return c.Conn }
+
+// Buffered returns 0: a countConn holds no bytes.
+func (c *countConn) Buffered() int { return 0 }
+
+// CloseWrite half-closes the conn counted, if it can.
+func (c *countConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return fmt.Errorf("mailedge: %T cannot half-close", c.Conn)
+}
+
+// defaultHandoverTimeout is the bound on a plain session's handover when
+// Proxy.HandoverTimeout is zero.
+const defaultHandoverTimeout = 30 * time.Second
+
+func (p *Proxy) handoverTimeout() time.Duration {
+	if p.HandoverTimeout == 0 {
+		return defaultHandoverTimeout
+	}
+	return p.HandoverTimeout
+}
+
+// refuse writes the Limiter's refusal in the protocol's words on a plain
+// listener. On an implicit-TLS listener the words could only be read inside
+// a handshake, and spending one on a source over its limit is what a flood
+// wants, so the connection is just closed.
+func (p *Proxy) refuse(conn net.Conn, err error) {
+	if p.Implicit {
+		return
+	}
+	var reply string
+	switch p.Server.Protocol {
+	case starttls.SMTP:
+		reply = ratelimit.SMTPReply(err, p.Server.Hostname)
+	case starttls.IMAP:
+		reply = ratelimit.IMAPReply(err)
+	case starttls.POP3:
+		reply = ratelimit.POP3Reply(err)
+	}
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte(reply))
+}
+
+func (p *Proxy) limited(err error) {
+	if p.OnLimited != nil {
+		p.OnLimited(err)
+	}
+}
+
+func (p *Proxy) bridgeOptions(proto starttls.Protocol, src netip.Addr) bridge.Options {
+	opt := p.Bridge
+	if opt.IdleTimeout == 0 {
+		opt.IdleTimeout = 10 * time.Minute
+		if proto == starttls.IMAP {
+			opt.IdleTimeout = 31 * time.Minute
+		}
+	}
+	switch proto {
+	case starttls.IMAP, starttls.POP3:
+		// The guard keeps the session on the client's TLS: a backend that
+		// offers STARTTLS/STLS has it removed from every capability
+		// answer, and answers a second STARTTLS/STLS BAD or -ERR itself.
+		opt.Guard = bridge.GuardIMAP
+		if proto == starttls.POP3 {
+			opt.Guard = bridge.GuardPOP3
+		}
+		return opt
+	case starttls.SMTP:
+	default:
+		return opt
+	}
+	// Every SMTP session gets the inspector: it answers a STARTTLS sent
+	// after the handover itself (the client is already on TLS; forwarded,
+	// it would start a second negotiation with the backend) and bounds
+	// command lines. With InspectSMTP it also enforces the message and
+	// recipient rates, before the Check of an inspector in p.Bridge (as
+	// Postfix checks its anvil rates before its restrictions), which is
+	// copied, never changed.
+	in := bridge.SMTPInspector{}
+	if opt.SMTP != nil {
+		in = *opt.SMTP
+	}
+	if p.InspectSMTP && p.Limiter != nil {
+		in.Check = p.rateCheck(src, in.Check)
+	}
+	opt.SMTP = &in
+	return opt
+}
+
+// rateCheck returns an SMTP inspector Check that counts MAIL and RCPT
+// against the Limiter's rates for src, then asks next (if not nil).
+func (p *Proxy) rateCheck(src netip.Addr, next func(bridge.SMTPCommand) string) func(bridge.SMTPCommand) string {
+	lim := p.Limiter
+	return func(c bridge.SMTPCommand) string {
+		var err error
+		switch c.Verb {
+		case "MAIL":
+			err = lim.AllowMessage(src)
+		case "RCPT":
+			err = lim.AllowRecipient(src)
+		}
+		if err != nil {
+			p.limited(err)
+			return ratelimit.SMTPReply(err, p.Server.Hostname)
+		}
+		if next != nil {
+			return next(c)
+		}
+		return ""
+	}
+}
