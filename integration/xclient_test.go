@@ -1,3 +1,5 @@
+//go:build unix
+
 // XCLIENT on an implicit-TLS SMTP listener: the backend is dialled before
 // the client's EHLO, so HELO and PROTO are unknown. Postfix 3.7 refused the
 // PROTO=[UNAVAILABLE] the backend package used to send ("501 5.5.4 Bad PROTO
