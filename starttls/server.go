@@ -212,11 +212,13 @@ func (s *Server) ServeTLS(ctx context.Context, conn net.Conn) (*Session, error) 
 		return nil, errors.New("starttls: Server.TLSConfig is nil")
 	}
 	return s.guard(ctx, conn, time.Now().Add(s.handshakeTimeout()), func() (*Session, error) {
-		sess, err := s.handshake(conn)
-		if sess != nil {
-			sess.Implicit = true
+		sess, err := s.tlsHandshake(conn)
+		if err != nil {
+			// No STARTTLS on this port: the error must not say so.
+			return nil, fmt.Errorf("tls handshake: %w", err)
 		}
-		return sess, err
+		sess.Implicit = true
+		return sess, nil
 	})
 }
 
@@ -254,15 +256,25 @@ func (s *Server) guard(ctx context.Context, conn net.Conn, deadline time.Time, f
 	return sess, nil
 }
 
-// handshake runs the server side of TLS on the raw conn, never on a
+// handshake runs the server side of TLS after STARTTLS/STLS; see
+// tlsHandshake.
+func (s *Server) handshake(conn net.Conn) (*Session, error) {
+	sess, err := s.tlsHandshake(conn)
+	if err != nil {
+		return nil, fmt.Errorf("starttls: TLS handshake: %w", err)
+	}
+	return sess, nil
+}
+
+// tlsHandshake runs the server side of TLS on the raw conn, never on a
 // buffered reader, so no plaintext byte can reach the TLS layer or survive
 // into the encrypted session. The deadline is the caller's.
-func (s *Server) handshake(conn net.Conn) (*Session, error) {
+func (s *Server) tlsHandshake(conn net.Conn) (*Session, error) {
 	// nbconn lets the bridge later read the session without blocking, so
 	// an idle session needs no goroutine parked inside crypto/tls.
 	tc := tls.Server(nbconn.Wrap(conn), s.TLSConfig)
 	if err := tc.Handshake(); err != nil {
-		return nil, fmt.Errorf("starttls: TLS handshake: %w", err)
+		return nil, err
 	}
 	st := tc.ConnectionState()
 	return &Session{
