@@ -207,13 +207,27 @@ func (pipeAddr) String() string  { return "pipe" }
 
 func TestSessionInfoString(t *testing.T) {
 	in := mailedge.SessionInfo{
-		Client: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4000}, Start: time.Now(), Outcome: mailedge.OutcomeNoBackend,
-		TLS: &tls.ConnectionState{ServerName: "mail.example.com", Version: tls.VersionTLS13}, Err: errors.New("boom"),
+		Client: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4000}, Start: time.Now().Add(-time.Hour), Duration: 1500 * time.Millisecond,
+		Outcome: mailedge.OutcomeNoBackend, TLS: &tls.ConnectionState{ServerName: "mail.example.com", Version: tls.VersionTLS13}, Err: errors.New("boom"),
 	}
 	s := in.String()
-	for _, want := range []string{"client=192.0.2.1:4000", "outcome=no_backend", `sni="mail.example.com"`, `tls="TLS 1.3"`, `err="boom"`} {
+	for _, want := range []string{"client=192.0.2.1:4000", "outcome=no_backend", `sni="mail.example.com"`, `tls="TLS 1.3"`, `err="boom"`,
+		"duration=1.5s"} { // the session's, not the time since Start at the call
 		assert.Contains(t, s, want)
 	}
+}
+
+// The duration of a session is fixed when it ends.
+func TestProxySessionDuration(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	p := f.imaps(bridge.Options{}, nil)
+	client, server := net.Pipe()
+	client.Close() // the handshake fails at once
+	in := p.ServeConn(context.Background(), server)
+	assert.Positive(t, in.Duration)
+	assert.False(t, in.Start.Add(in.Duration).After(time.Now()))
+	assert.Equal(t, in.String(), in.String())
 }
 
 func TestProxySMTPStartTLSAfterHandoverAnsweredLocally(t *testing.T) {
@@ -441,4 +455,257 @@ func TestProxyHandoverTimeout(t *testing.T) {
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
 	_, err = io.ReadAll(r) // the proxy's own 220 and EHLO answer, then the close
 	assert.NoError(t, err)
+}
+
+// TestProxyComposesInspectorWithLimits: an SMTP inspector of the caller's
+// own in Bridge.SMTP and InspectSMTP both apply, the Limiter's rates first,
+// and the caller's inspector is not changed.
+func TestProxyComposesInspectorWithLimits(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	f := newFixture(t)
+	own := &bridge.SMTPInspector{Check: func(c bridge.SMTPCommand) string {
+		if c.Verb == "VRFY" {
+			return "502 5.5.1 VRFY disabled here"
+		}
+		return ""
+	}}
+	p := &mailedge.Proxy{
+		Server:      &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Allow, TLSConfig: f.cfg, Hostname: "mx.example.com"},
+		Backend:     &backend.Dialer{Addr: f.addrs.MX, Protocol: starttls.SMTP},
+		Limiter:     &ratelimit.Limiter{Limits: ratelimit.Limits{RecipientRate: 1}},
+		InspectSMTP: true,
+		Bridge:      bridge.Options{SMTP: own},
+	}
+	addr := serve(t, p)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	reply := func(cmd string) string {
+		t.Helper()
+		if cmd != "" {
+			_, err := io.WriteString(c, cmd+"\r\n")
+			require.NoError(t, err)
+		}
+		for {
+			line, err := r.ReadString('\n')
+			require.NoError(t, err)
+			if len(line) < 4 || line[3] != '-' {
+				return line
+			}
+		}
+	}
+	require.True(t, strings.HasPrefix(reply(""), "220 "))
+	require.True(t, strings.HasPrefix(reply("EHLO client.example"), "250 "))
+	for _, tt := range []struct{ cmd, want string }{
+		{"MAIL FROM:<a@example.net>", "250 "},
+		{"RCPT TO:<demo@example.com>", "250 "},
+		{"RCPT TO:<demo@example.com>", "450 4.7.1 "}, // the Limiter's recipient rate
+		{"VRFY demo", "502 5.5.1 VRFY disabled here"}, // the caller's Check
+	} {
+		got := reply(tt.cmd)
+		assert.True(t, strings.HasPrefix(got, tt.want), "%s: got %q; want %q...", tt.cmd, got, tt.want)
+	}
+	assert.Same(t, own, p.Bridge.SMTP)
+	assert.Empty(t, own.Check(bridge.SMTPCommand{Verb: "RCPT"}), "the caller's Check was not replaced")
+}
+
+// TestProxyServeValidates: a Proxy missing a required field fails Serve at
+// once with ErrConfig (it used to panic in a worker on the first
+// connection), and ServeConn reports it on the session.
+func TestProxyServeValidates(t *testing.T) {
+	leaktest.Check(t)
+	cfg := &tls.Config{}
+	dialer := &backend.Dialer{Addr: "127.0.0.1:1"}
+	for _, tt := range []struct {
+		name string
+		p    *mailedge.Proxy
+	}{
+		{"nil Server", &mailedge.Proxy{Backend: dialer}},
+		{"nil Backend", &mailedge.Proxy{Server: &starttls.Server{TLSConfig: cfg}}},
+		{"nil *backend.Pool", &mailedge.Proxy{Server: &starttls.Server{TLSConfig: cfg}, Backend: (*backend.Pool)(nil)}},
+		{"Implicit without TLSConfig", &mailedge.Proxy{Server: &starttls.Server{}, Implicit: true, Backend: dialer}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			assert.ErrorIs(t, tt.p.Serve(context.Background(), l), mailedge.ErrConfig)
+			_, err = l.Accept()
+			assert.ErrorIs(t, err, net.ErrClosed, "Serve closes its listener")
+
+			client, server := net.Pipe()
+			defer client.Close()
+			in := tt.p.ServeConn(context.Background(), server)
+			assert.ErrorIs(t, in.Err, mailedge.ErrConfig)
+			_, err = client.Read(make([]byte, 1))
+			assert.ErrorIs(t, err, io.EOF, "ServeConn closes the conn")
+		})
+	}
+}
+
+// TestProxyServeCallsWaitForTheirOwnSessions: one Proxy serving two
+// listeners; the Serve of one returns when its listener closes even while
+// a session of the other is open (they shared one WaitGroup).
+func TestProxyServeCallsWaitForTheirOwnSessions(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	f := newFixture(t)
+	p := &mailedge.Proxy{
+		Server:  &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Allow, TLSConfig: f.cfg},
+		Backend: &backend.Dialer{Addr: f.addrs.MX, Protocol: starttls.SMTP},
+	}
+	la, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	doneA := make(chan error, 1)
+	go func() { doneA <- p.Serve(context.Background(), la) }()
+	addrB := serve(t, p)
+
+	c, err := net.Dial("tcp", addrB)
+	require.NoError(t, err)
+	defer c.Close()
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "220 "), line)
+
+	la.Close()
+	assert.NoError(t, <-doneA, "Serve of A returned while B's session is open")
+}
+
+// TestProxyShutdown: Shutdown stops accepting at once and lets an open
+// session finish; with a context that ends first, it cuts the session and
+// returns the context's error. Serve after Shutdown fails.
+func TestProxyShutdown(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cut  bool
+	}{
+		{"sessions finish", false},
+		{"context ends first", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			leaktest.Check(t)
+			leaktest.CheckFDs(t)
+			f := newFixture(t)
+			p := &mailedge.Proxy{
+				Server:  &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Allow, TLSConfig: f.cfg},
+				Backend: &backend.Dialer{Addr: f.addrs.MX, Protocol: starttls.SMTP},
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			served := make(chan error, 1)
+			go func() { served <- p.Serve(context.Background(), l) }()
+			c, err := net.Dial("tcp", l.Addr().String())
+			require.NoError(t, err)
+			defer c.Close()
+			r := bufio.NewReader(c)
+			line, err := r.ReadString('\n')
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(line, "220 "), line)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			shut := make(chan error, 1)
+			go func() { shut <- p.Shutdown(ctx) }()
+			require.Eventually(t, func() bool {
+				nc, err := net.Dial("tcp", l.Addr().String())
+				if err == nil {
+					nc.Close()
+				}
+				return err != nil
+			}, 10*time.Second, 5*time.Millisecond, "the listener is closed")
+
+			_, err = io.WriteString(c, "NOOP\r\n")
+			require.NoError(t, err)
+			line, err = r.ReadString('\n')
+			require.NoError(t, err)
+			assert.True(t, strings.HasPrefix(line, "250"), "the open session still works: %q", line)
+			select {
+			case err := <-shut:
+				t.Fatalf("Shutdown returned %v with a session open", err)
+			default:
+			}
+
+			if tt.cut {
+				cancel()
+				assert.ErrorIs(t, <-shut, context.Canceled)
+				_, err = io.ReadAll(r)
+				assert.NoError(t, err, "the session was cut")
+			} else {
+				_, err = io.WriteString(c, "QUIT\r\n")
+				require.NoError(t, err)
+				assert.NoError(t, <-shut)
+			}
+			assert.NoError(t, <-served)
+
+			l2, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			assert.ErrorIs(t, p.Serve(context.Background(), l2), mailedge.ErrProxyClosed)
+		})
+	}
+}
+
+// TestProxyBytesOutIsWhatClientReceived: on implicit-TLS listeners the
+// backend greeting the handover relays is counted in
+// Stats.ServerToClient, so it equals what the client read.
+func TestProxyBytesOutIsWhatClientReceived(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	f := newFixture(t)
+	for _, tt := range []struct {
+		name  string
+		proto starttls.Protocol
+		addr  string
+		bye   string
+	}{
+		{"imaps", starttls.IMAP, f.addrs.IMAP, "a LOGOUT\r\n"},
+		{"smtps", starttls.SMTP, f.addrs.MX, "QUIT\r\n"},
+		{"pop3s", starttls.POP3, f.addrs.POP3, "QUIT\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sessions := make(chan mailedge.SessionInfo, 1)
+			addr := serve(t, &mailedge.Proxy{
+				Server:    &starttls.Server{Protocol: tt.proto, TLSConfig: f.cfg},
+				Implicit:  true,
+				Backend:   &backend.Dialer{Addr: tt.addr, Protocol: tt.proto},
+				OnSession: func(in mailedge.SessionInfo) { sessions <- in },
+			})
+			c, err := tls.Dial("tcp", addr, f.roots)
+			require.NoError(t, err)
+			defer c.Close()
+			r := bufio.NewReader(c)
+			greeting, err := r.ReadString('\n')
+			require.NoError(t, err)
+			_, err = io.WriteString(c, tt.bye)
+			require.NoError(t, err)
+			rest, err := io.ReadAll(r) // the backend closed after its goodbye
+			require.NoError(t, err)
+			c.Close()
+			in := <-sessions
+			assert.Equal(t, mailedge.OutcomeOK, in.Outcome, "%v", in.Err)
+			assert.Equal(t, int64(len(greeting)+len(rest)), in.Stats.ServerToClient, "bytes_out")
+			assert.Equal(t, int64(len(tt.bye)), in.Stats.ClientToServer, "bytes_in")
+		})
+	}
+}
+
+// TestProxyImplicitHandshakeErrorSaysTLS: a failed handshake on an
+// implicit-TLS listener is reported as such, not as a STARTTLS failure.
+func TestProxyImplicitHandshakeErrorSaysTLS(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	f := newFixture(t)
+	sessions := make(chan mailedge.SessionInfo, 1)
+	addr := serve(t, f.imaps(bridge.Options{}, func(in mailedge.SessionInfo) { sessions <- in }))
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "a LOGIN demo demo\r\n") // plain text on 993
+	require.NoError(t, err)
+	io.ReadAll(c)
+	in := <-sessions
+	assert.Equal(t, mailedge.OutcomeClientError, in.Outcome)
+	require.Error(t, in.Err)
+	assert.True(t, strings.HasPrefix(in.Err.Error(), "tls handshake: "), "got %q", in.Err)
+	assert.NotContains(t, in.Err.Error(), "starttls")
 }
