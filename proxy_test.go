@@ -501,7 +501,7 @@ func TestProxyComposesInspectorWithLimits(t *testing.T) {
 	for _, tt := range []struct{ cmd, want string }{
 		{"MAIL FROM:<a@example.net>", "250 "},
 		{"RCPT TO:<demo@example.com>", "250 "},
-		{"RCPT TO:<demo@example.com>", "450 4.7.1 "}, // the Limiter's recipient rate
+		{"RCPT TO:<demo@example.com>", "450 4.7.1 "},  // the Limiter's recipient rate
 		{"VRFY demo", "502 5.5.1 VRFY disabled here"}, // the caller's Check
 	} {
 		got := reply(tt.cmd)
