@@ -104,7 +104,7 @@ type SMTPStats struct {
 // parseCommand splits a command line into verb and argument. It never
 // fails: a line that is not a command yields a verb the server will reject.
 func parseCommand(line []byte) SMTPCommand {
-	v, a := mailwire.SplitVerb(line)
+	v, a := mailwire.SplitVerb(bytes.TrimRight(line, "\r\n")) // every CR before the LF, as Postfix drops them
 	cmd := SMTPCommand{Line: bytes.Clone(line), Verb: strings.ToUpper(string(v))}
 	rest := string(a)
 	switch cmd.Verb {

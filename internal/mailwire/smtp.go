@@ -168,13 +168,12 @@ func (r Reply) DropExtension(kw string) []byte {
 	return out.Render()
 }
 
-// SplitVerb splits an SMTP command line (with or without its line ending)
+// SplitVerb splits an SMTP command line given without its line ending
 // into its verb, the word before the first space, and its argument, the
 // rest with surrounding spaces and tabs removed (RFC 5321 §4.1.1). The verb
 // is neither validated nor upper-cased.
 func SplitVerb(line []byte) (verb, arg []byte) {
-	s := bytes.TrimRight(line, "\r\n") // every CR before the LF, as Postfix drops them
-	verb, arg, _ = bytes.Cut(s, []byte{' '})
+	verb, arg, _ = bytes.Cut(line, []byte{' '})
 	return verb, bytes.Trim(arg, " \t")
 }
 
