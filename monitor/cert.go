@@ -27,6 +27,11 @@ type Certificate struct {
 	ServerName string
 	// Roots are the trusted roots. If nil, the system roots.
 	Roots *x509.CertPool
+	// InsecureSkipVerify skips the verification of the chain and the name,
+	// for a member whose certificate cannot be verified (self-signed, a
+	// private CA not at hand): the probe then checks that the handshake
+	// succeeds and the leaf's expiry.
+	InsecureSkipVerify bool
 	// WarnWithin is how close expiry may come before the probe fails. If
 	// zero, DefaultWarnWithin (14 days). If negative, expiry is only
 	// checked by verification (an expired certificate still fails).
@@ -61,7 +66,8 @@ func (p Certificate) Probe(ctx context.Context, addr string) Result {
 }
 
 func (p Certificate) run(s *session, addr string) *Error {
-	cfg := s.tlsConfig(&tls.Config{ServerName: p.ServerName, RootCAs: p.Roots, MinVersion: tls.VersionTLS12}, addr, p.Protocol)
+	cfg := s.tlsConfig(&tls.Config{ServerName: p.ServerName, RootCAs: p.Roots, InsecureSkipVerify: p.InsecureSkipVerify,
+		MinVersion: tls.VersionTLS12}, addr, p.Protocol)
 	if p.StartTLS && p.Protocol == starttls.POP3 {
 		if _, e := s.openPOP3(addr, starttls.STARTTLS, cfg); e != nil {
 			return e
