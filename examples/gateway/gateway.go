@@ -40,7 +40,6 @@ type gateway struct {
 	httpSrvs       []*http.Server
 	serving        sync.WaitGroup     // Proxy.Serve loops, which wait for their sessions
 	bg             sync.WaitGroup     // checkers, watcher, metrics server
-	cancel         context.CancelFunc // ends the sessions
 	stopBackground context.CancelFunc // ends checkers and the certificate watcher
 }
 
@@ -248,7 +247,10 @@ func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config)
 		if cfg == nil {
 			return nil // a plain member has no certificate to check
 		}
-		return monitor.Certificate{ServerName: cfg.ServerName, Roots: cfg.RootCAs, Dial: dial}
+		// The member's own dialogue (STARTTLS first, ALPN of its protocol)
+		// and trust (insecure) apply to the certificate check too.
+		return monitor.Certificate{ServerName: cfg.ServerName, Roots: cfg.RootCAs, InsecureSkipVerify: cfg.InsecureSkipVerify,
+			StartTLS: sec == starttls.STARTTLS, Protocol: proto, Hostname: g.opts.hostname, Dial: dial}
 	}
 	return nil
 }
