@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -141,7 +140,7 @@ func (m *metrics) session(listener string, in mailedge.SessionInfo) {
 	}
 	m.bytes.WithLabelValues(listener, "client_to_server").Add(float64(in.Stats.ClientToServer))
 	m.bytes.WithLabelValues(listener, "server_to_client").Add(float64(in.Stats.ServerToClient))
-	m.duration.WithLabelValues(listener).Observe(time.Since(in.Start).Seconds())
+	m.duration.WithLabelValues(listener).Observe(in.Duration.Seconds())
 }
 
 func (m *metrics) health(pool, member string, st monitor.Status) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/mailedge/mailedge"
@@ -33,17 +34,16 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 		}
 		g.listeners = append(g.listeners, l)
 	}
-	// Sessions get their own context: SIGTERM stops accepting at once but
-	// lets sessions run for the grace period before this one is cancelled.
-	sessCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g.cancel = cancel
+	// Sessions do not end with ctx: SIGTERM stops accepting at once but
+	// lets sessions run for the grace period (Proxy.Shutdown in shutdown).
+	sessCtx := context.WithoutCancel(ctx)
 	// Checkers and the certificate watcher stop with ctx or at shutdown.
 	ctx, g.stopBackground = context.WithCancel(ctx)
 	for i, s := range g.services {
 		g.serving.Add(1)
 		go func() {
 			defer g.serving.Done()
-			if err := s.proxy.Serve(sessCtx, g.listeners[i]); err != nil {
+			if err := s.proxy.Serve(sessCtx, g.listeners[i]); err != nil && !errors.Is(err, mailedge.ErrProxyClosed) {
 				g.log.Error("accept loop ended", "listener", s.name, "err", err)
 			}
 		}()
@@ -148,23 +148,21 @@ func (g *gateway) addrs() []string {
 // shutdown stops accepting, waits up to grace for sessions, then cuts them
 // and waits for every goroutine.
 func (g *gateway) shutdown(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var cut sync.WaitGroup
+	for _, s := range g.services {
+		cut.Go(func() {
+			if err := s.proxy.Shutdown(ctx); err != nil {
+				g.log.Warn("grace period over; remaining sessions closed", "listener", s.name)
+			}
+		})
+	}
+	cut.Wait()
 	for _, l := range g.listeners {
-		l.Close()
+		l.Close() // those whose Serve never ran, when start failed
 	}
-	done := make(chan struct{})
-	go func() {
-		g.serving.Wait() // each Proxy.Serve returns when its sessions have ended
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		g.log.Warn("grace period over; closing remaining sessions")
-	}
-	if g.cancel != nil {
-		g.cancel()
-	}
-	<-done
+	g.serving.Wait()
 	if g.stopBackground != nil {
 		g.stopBackground()
 	}

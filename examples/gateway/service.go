@@ -40,7 +40,7 @@ func (s *service) finish(in mailedge.SessionInfo) {
 		"listener", s.name, "client", in.Client.String(), "outcome", string(in.Outcome),
 		"sni", sniName, "tls", version, "cipher", cipher, "backend", in.Member,
 		"bytes_in", in.Stats.ClientToServer, "bytes_out", in.Stats.ServerToClient,
-		"duration", time.Since(in.Start).Round(time.Millisecond),
+		"duration", in.Duration.Round(time.Millisecond),
 	}
 	if in.Err != nil {
 		attrs = append(attrs, "err", in.Err.Error())

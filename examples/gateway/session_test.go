@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// syncBuffer is a log destination safe for the gateway's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// loggedDemoGateway is demoGateway with its log kept.
+func loggedDemoGateway(t *testing.T) (map[string]string, *x509.CertPool, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	ds, err := startDemo(ctx, t.TempDir(), false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	o, err := parseFlags(ds.args, io.Discard)
+	require.NoError(t, err)
+	g, err := build(o, log)
+	require.NoError(t, err)
+	require.NoError(t, g.start(ctx, make(chan os.Signal)))
+	t.Cleanup(func() {
+		cancel()
+		g.shutdown(5 * time.Second)
+		ds.system.Close()
+	})
+	addrs := make(map[string]string)
+	for i, l := range g.listeners {
+		addrs[g.specs[i].Name] = l.Addr().String()
+	}
+	pem, err := os.ReadFile(ds.caFile)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(pem))
+	return addrs, pool, logs
+}
+
+// sessionLine waits for the session log line of listener that matches re
+// and returns its submatches.
+func sessionLine(t *testing.T, logs *syncBuffer, re *regexp.Regexp) []string {
+	t.Helper()
+	var m []string
+	require.Eventually(t, func() bool {
+		m = re.FindStringSubmatch(logs.String())
+		return m != nil
+	}, 10*time.Second, 10*time.Millisecond, "no line matching %v in:\n%s", re, logs)
+	return m
+}
+
+// The session log line of an implicit-TLS listener counts in bytes_out the
+// backend greeting the gateway relayed: it is what the client received.
+func TestSessionBytesOutOnImplicitTLS(t *testing.T) {
+	addrs, roots, logs := loggedDemoGateway(t)
+	for _, tt := range []struct{ listener, bye string }{
+		{"imaps", "a LOGOUT\r\n"},
+		{"smtps", "QUIT\r\n"},
+		{"pop3s", "QUIT\r\n"},
+	} {
+		t.Run(tt.listener, func(t *testing.T) {
+			c, err := tls.Dial("tcp", addrs[tt.listener], clientTLS(roots, "mail.example.com"))
+			require.NoError(t, err)
+			defer c.Close()
+			r := bufio.NewReader(c)
+			greeting, err := r.ReadString('\n')
+			require.NoError(t, err)
+			_, err = io.WriteString(c, tt.bye)
+			require.NoError(t, err)
+			rest, err := io.ReadAll(r)
+			require.NoError(t, err)
+			c.Close()
+			m := sessionLine(t, logs, regexp.MustCompile(`msg=session listener=`+tt.listener+` .* bytes_in=(\d+) bytes_out=(\d+)`))
+			assert.Equal(t, strconv.Itoa(len(tt.bye)), m[1], "bytes_in")
+			assert.Equal(t, strconv.Itoa(len(greeting)+len(rest)), m[2], "bytes_out: what the client received")
+		})
+	}
+}
+
+// A failed handshake on an implicit-TLS listener is logged as a TLS
+// handshake failure, not as a STARTTLS one.
+func TestSessionImplicitHandshakeError(t *testing.T) {
+	addrs, _, logs := loggedDemoGateway(t)
+	for _, listener := range []string{"imaps", "smtps", "pop3s"} {
+		c, err := net.Dial("tcp", addrs[listener])
+		require.NoError(t, err)
+		io.WriteString(c, "not a ClientHello\r\n")
+		io.ReadAll(c)
+		c.Close()
+		m := sessionLine(t, logs, regexp.MustCompile(`msg=session listener=`+listener+` .*outcome=client_error.* err="([^"]*)"`))
+		assert.Regexp(t, `^tls handshake: `, m[1], listener)
+		assert.NotContains(t, m[1], "starttls", listener)
+	}
+}
