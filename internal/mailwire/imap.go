@@ -101,16 +101,19 @@ type Response struct {
 	// included; CodeEnd also covers one space that follows. Both are 0
 	// without a code.
 	CodeStart, CodeEnd int
-	// Caps is the capability list of an untagged CAPABILITY response.
+	// Caps is the capability list of an untagged CAPABILITY response,
+	// non-nil (if empty) exactly for such a response.
 	Caps []byte
 }
 
 // IsKind reports whether r's keyword is kind, ignoring case.
-func (r *Response) IsKind(kind string) bool { return bytes.EqualFold(r.Kind, []byte(kind)) }
+func (r *Response) IsKind(kind string) bool {
+	return len(r.Kind) == len(kind) && bytes.EqualFold(r.Kind, []byte(kind))
+}
 
 // IsCode reports whether r's response code is code, ignoring case.
 func (r *Response) IsCode(code string) bool {
-	return r.Code != nil && bytes.EqualFold(r.Code, []byte(code))
+	return len(r.Code) == len(code) && r.Code != nil && bytes.EqualFold(r.Code, []byte(code))
 }
 
 // Untagged reports an untagged response ("*").
@@ -121,10 +124,13 @@ func (r *Response) Continuation() bool { return len(r.Tag) == 1 && r.Tag[0] == '
 
 // Status reports a status response: OK, NO, BAD, BYE or PREAUTH.
 func (r *Response) Status() bool {
-	for _, s := range [...]string{"OK", "NO", "BAD", "BYE", "PREAUTH"} {
-		if r.IsKind(s) {
-			return true
-		}
+	switch len(r.Kind) {
+	case 2:
+		return r.IsKind("OK") || r.IsKind("NO")
+	case 3:
+		return r.IsKind("BAD") || r.IsKind("BYE")
+	case 7:
+		return r.IsKind("PREAUTH")
 	}
 	return false
 }
@@ -155,7 +161,7 @@ func (r *Response) Capabilities() []string {
 // whatever the line ends with: a continuation request, a status response
 // (its text is resp-text) and an untagged CAPABILITY.
 func (r *Response) NoLiteral() bool {
-	return r.Continuation() || r.Status() || r.Untagged() && r.IsKind("CAPABILITY")
+	return r.Continuation() || r.Caps != nil || r.Status()
 }
 
 // ParseResponse parses one response line, with or without its line ending.
@@ -225,7 +231,7 @@ func DropTLSCapabilities(line []byte) (edited []byte, noLiteral bool) {
 		return nil, noLiteral
 	}
 	switch {
-	case r.Untagged() && r.IsKind("CAPABILITY"):
+	case r.Caps != nil:
 		end := len(TrimEOL(line))
 		return dropAtoms(line, end-len(r.Caps), end), true
 	case r.IsCode("CAPABILITY"):
