@@ -55,7 +55,7 @@ func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, e
 	// it makes, so a greeting never waits for the client's delayed ACK.
 	src := AddrOf(c.info.Client)
 	if p.Limiter != nil {
-		if c.lease, err = p.Limiter.Admit(src); err != nil {
+		if c.lease, err = p.Limiter.Admit(ctx, src); err != nil {
 			c.info.Outcome, c.info.Err = OutcomeLimited, err
 			p.limited(err)
 			p.refuse(c.io, err)
@@ -68,7 +68,7 @@ func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, e
 		c.end()
 		return
 	}
-	opt := p.bridgeOptions(sess.Protocol, src)
+	opt := p.bridgeOptions(ctx, sess.Protocol, src)
 	opt.Poller = poller
 	c.userEnd, opt.Hooks.End = opt.Hooks.End, c.copied
 	bridge.Start(ctx, client, server, opt)
@@ -278,7 +278,7 @@ func (p *Proxy) limited(err error) {
 	}
 }
 
-func (p *Proxy) bridgeOptions(proto starttls.Protocol, src netip.Addr) bridge.Options {
+func (p *Proxy) bridgeOptions(ctx context.Context, proto starttls.Protocol, src netip.Addr) bridge.Options {
 	opt := p.Bridge
 	if opt.IdleTimeout == 0 {
 		opt.IdleTimeout = 10 * time.Minute
@@ -312,23 +312,24 @@ func (p *Proxy) bridgeOptions(proto starttls.Protocol, src netip.Addr) bridge.Op
 		in = *opt.SMTP
 	}
 	if p.InspectSMTP && p.Limiter != nil {
-		in.Check = p.rateCheck(src, in.Check)
+		in.Check = p.rateCheck(ctx, src, in.Check)
 	}
 	opt.SMTP = &in
 	return opt
 }
 
 // rateCheck returns an SMTP inspector Check that counts MAIL and RCPT
-// against the Limiter's rates for src, then asks next (if not nil).
-func (p *Proxy) rateCheck(src netip.Addr, next func(bridge.SMTPCommand) string) func(bridge.SMTPCommand) string {
+// against the Limiter's rates for src, within the session's ctx, then asks
+// next (if not nil).
+func (p *Proxy) rateCheck(ctx context.Context, src netip.Addr, next func(bridge.SMTPCommand) string) func(bridge.SMTPCommand) string {
 	lim := p.Limiter
 	return func(c bridge.SMTPCommand) string {
 		var err error
 		switch c.Verb {
 		case "MAIL":
-			err = lim.AllowMessage(src)
+			err = lim.AllowMessage(ctx, src)
 		case "RCPT":
-			err = lim.AllowRecipient(src)
+			err = lim.AllowRecipient(ctx, src)
 		}
 		if err != nil {
 			p.limited(err)

@@ -41,15 +41,15 @@ func TestACL(t *testing.T) {
 				a = netip.MustParseAddr(tt.addr)
 			}
 			assert.Equal(t, tt.allow, acl.Allows(a), "Allows(%s)", tt.addr)
-			_, err = l.AdmitAt(a, t0)
+			_, err = l.AdmitAt(ctx, a, t0)
 			if tt.allow {
 				assert.NoError(t, err)
 			} else {
 				assert.ErrorIs(t, err, ErrDenied)
 				assert.NotErrorIs(t, err, ErrLimited)
-				assert.ErrorIs(t, l.AllowMessageAt(a, t0), ErrDenied)
-				assert.ErrorIs(t, l.AllowRecipientAt(a, t0), ErrDenied)
-				_, tracked := l.SourceAt(a, t0)
+				assert.ErrorIs(t, l.AllowMessageAt(ctx, a, t0), ErrDenied)
+				assert.ErrorIs(t, l.AllowRecipientAt(ctx, a, t0), ErrDenied)
+				_, tracked := sourceAt(l, a, t0)
 				assert.False(t, tracked, "a denied source must not be tracked")
 			}
 		})

@@ -26,7 +26,7 @@ func BenchmarkAdmitRelease(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		ls, err := l.Admit(addrs[i&1023])
+		ls, err := l.Admit(ctx, addrs[i&1023])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func BenchmarkAdmitReleaseParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		base := int(next.Add(1)) << 12
 		for i := 0; pb.Next(); i++ {
-			ls, err := l.Admit(v4(base + i&1023))
+			ls, err := l.Admit(ctx, v4(base+i&1023))
 			if err != nil {
 				b.Error(err)
 				return
@@ -56,7 +56,7 @@ func BenchmarkAdmitTrusted(b *testing.B) {
 	a := netip.MustParseAddr("10.1.2.3")
 	b.ReportAllocs()
 	for b.Loop() {
-		ls, err := l.Admit(a)
+		ls, err := l.Admit(ctx, a)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func BenchmarkAllowMessage(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := l.AllowMessageAt(a, now); err != nil {
+		if err := l.AllowMessageAt(ctx, a, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -81,10 +81,10 @@ func BenchmarkRefusal(b *testing.B) {
 	l := &Limiter{Limits: Limits{ConnRate: 1}}
 	a := netip.MustParseAddr("192.0.2.1")
 	now := time.Now()
-	_, _ = l.AdmitAt(a, now)
+	_, _ = l.AdmitAt(ctx, a, now)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := l.AdmitAt(a, now); err == nil {
+		if _, err := l.AdmitAt(ctx, a, now); err == nil {
 			b.Fatal("admitted")
 		}
 	}
@@ -102,7 +102,7 @@ func BenchmarkMemory1M(b *testing.B) {
 		l := &Limiter{MaxSources: 2 * n} // room to spare: no evictions
 		now := time.Now()
 		for i := range n {
-			ls, err := l.AdmitAt(v4(i), now)
+			ls, err := l.AdmitAt(ctx, v4(i), now)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -110,7 +110,7 @@ func BenchmarkMemory1M(b *testing.B) {
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		if got := l.Stats().Sources; got != n {
+		if got := l.Stats().Tracked; got != n {
 			b.Fatalf("tracked %d sources; want %d", got, n)
 		}
 		perSource = float64(after.HeapAlloc-before.HeapAlloc) / n
@@ -126,7 +126,7 @@ func BenchmarkAdmitAtReleaseAt(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		ls, err := l.AdmitAt(v4(i&1023), now)
+		ls, err := l.AdmitAt(ctx, v4(i&1023), now)
 		if err != nil {
 			b.Fatal(err)
 		}

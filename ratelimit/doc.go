@@ -39,7 +39,7 @@
 //		c, err := ln.Accept()
 //		...
 //		addr := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
-//		lease, err := lim.Admit(addr)
+//		lease, err := lim.Admit(ctx, addr)
 //		if err != nil {
 //			io.WriteString(c, ratelimit.SMTPReply(err, hostname))
 //			c.Close()
@@ -60,5 +60,8 @@
 // background: rates reset lazily on the next event, idle sources expire
 // lazily and are swept when the table is full, and the table's size is
 // bounded (see MemoryStore). A source with connections in flight is never
-// forgotten, so in-flight counts cannot leak or go negative.
+// forgotten, so in-flight counts cannot leak or go negative. Every call that
+// may reach the Store takes a context, so a Store kept elsewhere (Redis)
+// can be bounded by it. Limiter.Stats returns all the statistics in one
+// value: totals, peaks, and the counters of the sources asked about.
 package ratelimit

@@ -1,6 +1,7 @@
 package ratelimit_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -33,22 +34,22 @@ func Example() {
 
 	// 60 short connections in the first minute are fine...
 	for i := range 60 {
-		lease, err := lim.AdmitAt(client, start.Add(time.Duration(i)*time.Second))
+		lease, err := lim.AdmitAt(context.Background(), client, start.Add(time.Duration(i)*time.Second))
 		if err != nil {
 			panic(err)
 		}
 		lease.ReleaseAt(start.Add(time.Duration(i)*time.Second + 500*time.Millisecond))
 	}
 	// ...the 61st within the minute is refused in Postfix's words...
-	_, err = lim.AdmitAt(client, start.Add(59*time.Second+900*time.Millisecond))
+	_, err = lim.AdmitAt(context.Background(), client, start.Add(59*time.Second+900*time.Millisecond))
 	fmt.Print(strings.TrimSpace(ratelimit.SMTPReply(err, "mx.example.com")), "\n")
 
 	// ...while the trusted network is not limited at all.
-	_, err = lim.AdmitAt(netip.MustParseAddr("10.1.2.3"), start.Add(59*time.Second))
+	_, err = lim.AdmitAt(context.Background(), netip.MustParseAddr("10.1.2.3"), start.Add(59*time.Second))
 	fmt.Println("trusted:", err)
 
 	// A minute after the window opened, the client may connect again.
-	lease, err := lim.AdmitAt(client, start.Add(time.Minute+time.Millisecond))
+	lease, err := lim.AdmitAt(context.Background(), client, start.Add(time.Minute+time.Millisecond))
 	fmt.Println("next minute:", err)
 	lease.Release()
 
@@ -70,7 +71,7 @@ func ExampleParseACL() {
 	}
 	lim := &ratelimit.Limiter{ACL: acl}
 	for _, s := range []string{"10.0.0.7", "2001:db8::25", "198.51.100.4"} {
-		_, err := lim.Admit(netip.MustParseAddr(s))
+		_, err := lim.Admit(context.Background(), netip.MustParseAddr(s))
 		fmt.Printf("%-13s %q\n", s, ratelimit.POP3Reply(err))
 	}
 	fmt.Println(acl)
@@ -88,7 +89,7 @@ func ExampleLimiter_AllowRecipientAt() {
 	client := netip.MustParseAddr("2001:db8:1:2::7")
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	for i := range 3 {
-		err := lim.AllowRecipientAt(client, now)
+		err := lim.AllowRecipientAt(context.Background(), client, now)
 		fmt.Printf("RCPT %d: %q\n", i+1, ratelimit.SMTPReply(err, ""))
 	}
 	// Output:

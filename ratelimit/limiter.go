@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -141,13 +142,15 @@ func (ls Lease) ReleaseAt(now time.Time) {
 	lim, r := t.lim, Request{Key: t.key, Event: Disconnect, Now: now, Unit: t.unit}
 	t.lim = nil
 	lim.leases.Put(t)
-	// A failing shared store cannot be helped here; its entries expire.
-	_, _ = lim.store().Record(r)
+	// A failing shared store cannot be helped here; its entries expire. The
+	// connection is over, so nothing is left to bound the call by: a remote
+	// Store bounds it itself (see Store).
+	_, _ = lim.store().Record(context.Background(), r)
 }
 
 // Admit is AdmitAt at time.Now().
-func (l *Limiter) Admit(src netip.Addr) (Lease, error) {
-	return l.AdmitAt(src, time.Now())
+func (l *Limiter) Admit(ctx context.Context, src netip.Addr) (Lease, error) {
+	return l.AdmitAt(ctx, src, time.Now())
 }
 
 // AdmitAt decides whether a new connection from src may proceed at now.
@@ -157,9 +160,9 @@ func (l *Limiter) Admit(src netip.Addr) (Lease, error) {
 // more than Limits.ConnRate attempts in the current window, or if the
 // store cannot track the source (Kind Capacity). Refusals are
 // *LimitError values wrapping ErrLimited or ErrDenied; a failing Store's
-// error is returned wrapped as is. On success the caller must release the
-// returned Lease when the connection ends.
-func (l *Limiter) AdmitAt(src netip.Addr, now time.Time) (Lease, error) {
+// error is returned wrapped as is. ctx bounds the Store's calls. On success
+// the caller must release the returned Lease when the connection ends.
+func (l *Limiter) AdmitAt(ctx context.Context, src netip.Addr, now time.Time) (Lease, error) {
 	a := normalize(src)
 	if l.ACL.action(a) == Deny {
 		return Lease{}, l.refuse(&LimitError{Kind: Denied, Addr: a})
@@ -170,7 +173,7 @@ func (l *Limiter) AdmitAt(src netip.Addr, now time.Time) (Lease, error) {
 	}
 	key, unit := l.sourceOf(a), l.Limits.unit()
 	st := l.store()
-	c, err := st.Record(Request{Key: key, Event: Connect, Now: now, Unit: unit})
+	c, err := st.Record(ctx, Request{Key: key, Event: Connect, Now: now, Unit: unit})
 	if err != nil {
 		return Lease{}, l.storeError(err, a, key)
 	}
@@ -186,7 +189,7 @@ func (l *Limiter) AdmitAt(src netip.Addr, now time.Time) (Lease, error) {
 		l.stats.admitted.Add(1)
 		return l.lease(key, unit), nil
 	}
-	_, _ = st.Record(Request{Key: key, Event: ConnectRefused, Now: now, Unit: unit})
+	_, _ = st.Record(ctx, Request{Key: key, Event: ConnectRefused, Now: now, Unit: unit})
 	return Lease{}, l.refuse(&LimitError{Kind: kind, Addr: a, Source: key, Limit: limit, Count: count})
 }
 
@@ -200,32 +203,32 @@ func (l *Limiter) lease(key netip.Prefix, unit time.Duration) Lease {
 }
 
 // AllowMessage is AllowMessageAt at time.Now().
-func (l *Limiter) AllowMessage(src netip.Addr) error {
-	return l.AllowMessageAt(src, time.Now())
+func (l *Limiter) AllowMessage(ctx context.Context, src netip.Addr) error {
+	return l.AllowMessageAt(ctx, src, time.Now())
 }
 
 // AllowMessageAt counts a MAIL FROM from src at now and refuses it if the
 // source has sent more than Limits.MessageRate in the current window.
 // Refused commands count too, as in anvil. The ACL and trusted networks
-// apply as in AdmitAt.
-func (l *Limiter) AllowMessageAt(src netip.Addr, now time.Time) error {
-	return l.allow(src, now, Message)
+// apply as in AdmitAt; ctx bounds the Store's calls.
+func (l *Limiter) AllowMessageAt(ctx context.Context, src netip.Addr, now time.Time) error {
+	return l.allow(ctx, src, now, Message)
 }
 
 // AllowRecipient is AllowRecipientAt at time.Now().
-func (l *Limiter) AllowRecipient(src netip.Addr) error {
-	return l.AllowRecipientAt(src, time.Now())
+func (l *Limiter) AllowRecipient(ctx context.Context, src netip.Addr) error {
+	return l.AllowRecipientAt(ctx, src, time.Now())
 }
 
 // AllowRecipientAt counts a RCPT TO from src at now and refuses it if the
 // source has sent more than Limits.RecipientRate in the current window.
 // Refused commands count too, as in anvil. The ACL and trusted networks
-// apply as in AdmitAt.
-func (l *Limiter) AllowRecipientAt(src netip.Addr, now time.Time) error {
-	return l.allow(src, now, Recipient)
+// apply as in AdmitAt; ctx bounds the Store's calls.
+func (l *Limiter) AllowRecipientAt(ctx context.Context, src netip.Addr, now time.Time) error {
+	return l.allow(ctx, src, now, Recipient)
 }
 
-func (l *Limiter) allow(src netip.Addr, now time.Time, ev Event) error {
+func (l *Limiter) allow(ctx context.Context, src netip.Addr, now time.Time, ev Event) error {
 	a := normalize(src)
 	if l.ACL.action(a) == Deny {
 		return l.refuse(&LimitError{Kind: Denied, Addr: a})
@@ -234,7 +237,7 @@ func (l *Limiter) allow(src netip.Addr, now time.Time, ev Event) error {
 		return nil
 	}
 	key, unit := l.sourceOf(a), l.Limits.unit()
-	c, err := l.store().Record(Request{Key: key, Event: ev, Now: now, Unit: unit})
+	c, err := l.store().Record(ctx, Request{Key: key, Event: ev, Now: now, Unit: unit})
 	if err != nil {
 		return l.storeError(err, a, key)
 	}
@@ -247,7 +250,7 @@ func (l *Limiter) allow(src netip.Addr, now time.Time, ev Event) error {
 		l.stats.allowed[ev-Message].Add(1)
 		return nil
 	}
-	_, _ = l.store().Record(Request{Key: key, Event: Refused, Now: now, Unit: unit})
+	_, _ = l.store().Record(ctx, Request{Key: key, Event: Refused, Now: now, Unit: unit})
 	return l.refuse(&LimitError{Kind: kind, Addr: a, Source: key, Limit: limit, Count: count})
 }
 

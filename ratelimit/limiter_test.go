@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -10,6 +11,21 @@ import (
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// ctx is the context of the tests' calls: the MemoryStore never blocks.
+var ctx = context.Background()
+
+// sourceAt returns the statistics of addr's source at now, as StatsAt
+// reports them.
+func sourceAt(l *Limiter, addr netip.Addr, now time.Time) (SourceStats, bool) {
+	st, ok := l.StatsAt(now, addr).Sources[addr]
+	return st, ok
+}
+
+// sourceNow is sourceAt at time.Now().
+func sourceNow(l *Limiter, addr netip.Addr) (SourceStats, bool) {
+	return sourceAt(l, addr, time.Now())
+}
 
 // op is one step of a scenario: at t0+at, do what to addr, expect want
 // (zero: allowed).
@@ -34,7 +50,7 @@ func run(t *testing.T, l *Limiter, ops []op) {
 		switch o.do {
 		case "admit":
 			var ls Lease
-			ls, err = l.AdmitAt(a, now)
+			ls, err = l.AdmitAt(ctx, a, now)
 			if err == nil {
 				held[o.addr] = append(held[o.addr], ls)
 			}
@@ -43,9 +59,9 @@ func run(t *testing.T, l *Limiter, ops []op) {
 			held[o.addr][0].ReleaseAt(now)
 			held[o.addr] = held[o.addr][1:]
 		case "msg":
-			err = l.AllowMessageAt(a, now)
+			err = l.AllowMessageAt(ctx, a, now)
 		case "rcpt":
-			err = l.AllowRecipientAt(a, now)
+			err = l.AllowRecipientAt(ctx, a, now)
 		default:
 			t.Fatalf("step %d: unknown op %q", i, o.do)
 		}
@@ -243,9 +259,9 @@ func TestLimits(t *testing.T) {
 
 func TestLimitError(t *testing.T) {
 	l := &Limiter{Limits: Limits{InFlight: 1}}
-	_, err := l.AdmitAt(netip.MustParseAddr("::ffff:192.0.2.1"), t0)
+	_, err := l.AdmitAt(ctx, netip.MustParseAddr("::ffff:192.0.2.1"), t0)
 	require.NoError(t, err)
-	_, err = l.AdmitAt(netip.MustParseAddr("192.0.2.1"), t0)
+	_, err = l.AdmitAt(ctx, netip.MustParseAddr("192.0.2.1"), t0)
 	var le *LimitError
 	require.ErrorAs(t, err, &le)
 	assert.Equal(t, &LimitError{Kind: InFlight, Addr: netip.MustParseAddr("192.0.2.1"),
@@ -261,27 +277,27 @@ func TestLimitError(t *testing.T) {
 func TestLeaseReleaseIsIdempotent(t *testing.T) {
 	a := netip.MustParseAddr("192.0.2.1")
 	l := &Limiter{Limits: Limits{InFlight: 2}}
-	l1, err := l.AdmitAt(a, t0)
+	l1, err := l.AdmitAt(ctx, a, t0)
 	require.NoError(t, err)
-	_, err = l.AdmitAt(a, t0)
+	_, err = l.AdmitAt(ctx, a, t0)
 	require.NoError(t, err)
 
 	cp := l1
 	l1.ReleaseAt(t0)
 	l1.ReleaseAt(t0)
 	cp.ReleaseAt(t0)
-	st, ok := l.SourceAt(a, t0)
+	st, ok := sourceAt(l, a, t0)
 	require.True(t, ok)
 	assert.Equal(t, 1, st.InFlight, "three releases of one lease must decrement once")
 
 	// l3 may reuse l1's pooled ticket; a stale release must not free it.
-	_, err = l.AdmitAt(a, t0)
+	_, err = l.AdmitAt(ctx, a, t0)
 	require.NoError(t, err)
 	l1.ReleaseAt(t0)
 	cp.ReleaseAt(t0)
-	st, _ = l.SourceAt(a, t0)
+	st, _ = sourceAt(l, a, t0)
 	assert.Equal(t, 2, st.InFlight)
-	_, err = l.AdmitAt(a, t0)
+	_, err = l.AdmitAt(ctx, a, t0)
 	assert.ErrorIs(t, err, ErrLimited)
 
 	Lease{}.Release() // the zero Lease releases nothing

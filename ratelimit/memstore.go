@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"encoding/binary"
 	"math"
 	"math/bits"
@@ -119,8 +120,9 @@ func (s *MemoryStore) shardOf(k key) *shard {
 	return &s.shards[h>>s.shift&uint64(len(s.shards)-1)]
 }
 
-// Record records r and returns the source's counters after it.
-func (s *MemoryStore) Record(r Request) (Counts, error) {
+// Record records r and returns the source's counters after it. It never
+// blocks on anything but its shard's lock, so it ignores ctx.
+func (s *MemoryStore) Record(_ context.Context, r Request) (Counts, error) {
 	s.init()
 	k := makeKey(r.Key)
 	sh := s.shardOf(k)
@@ -247,8 +249,8 @@ func (e *entry) counts() Counts {
 	}
 }
 
-// Lookup returns the statistics of key at now; see Inspector.
-func (s *MemoryStore) Lookup(p netip.Prefix, now time.Time, unit time.Duration) (SourceStats, bool) {
+// lookup returns the statistics of key at now; see inspector.
+func (s *MemoryStore) lookup(p netip.Prefix, now time.Time, unit time.Duration) (SourceStats, bool) {
 	s.init()
 	k := makeKey(p)
 	sh := s.shardOf(k)
@@ -277,9 +279,9 @@ func (s *MemoryStore) Lookup(p netip.Prefix, now time.Time, unit time.Duration) 
 	return st, true
 }
 
-// Len returns the number of tracked sources, counting expired entries that
-// have not been swept yet.
-func (s *MemoryStore) Len() int {
+// size returns the number of tracked sources, counting expired entries
+// that have not been swept yet.
+func (s *MemoryStore) size() int {
 	s.init()
 	n := 0
 	for i := range s.shards {
@@ -291,14 +293,14 @@ func (s *MemoryStore) Len() int {
 	return n
 }
 
-// Cap returns the most sources the store will track: MaxSources, or its
-// default, rounded down to a multiple of the shard count.
-func (s *MemoryStore) Cap() int {
+// capacity returns the most sources the store will track: MaxSources, or
+// its default, rounded down to a multiple of the shard count.
+func (s *MemoryStore) capacity() int {
 	s.init()
 	return s.perShard * len(s.shards)
 }
 
 var (
 	_ Store     = (*MemoryStore)(nil)
-	_ Inspector = (*MemoryStore)(nil)
+	_ inspector = (*MemoryStore)(nil)
 )

@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// Totals are a Limiter's statistics since it was first used: what anvil(8)
-// logs ("max connection rate", "max connection count", "max message rate",
-// "max recipient rate", "max cache size"), plus admission and refusal
-// counts.
-type Totals struct {
+// Stats are a Limiter's statistics: what anvil(8) logs ("max connection
+// rate", "max connection count", "max message rate", "max recipient
+// rate", "max cache size"), admission and refusal counts since the Limiter
+// was first used, and the counters of the sources asked about.
+type Stats struct {
 	// Admitted counts connections admitted and counted (not trusted).
 	Admitted uint64
 	// Trusted counts connections admitted from trusted networks, uncounted.
@@ -21,12 +21,17 @@ type Totals struct {
 	Messages, Recipients uint64
 	// Refused counts refusals by Kind; Refused[Denied] counts ACL denials.
 	Refused map[Kind]uint64
-	// Sources is the number of tracked sources, or -1 if the Store does not
-	// implement Inspector.
-	Sources int
+	// Tracked is the number of tracked sources, or -1 if the Store cannot
+	// tell (a Store other than MemoryStore).
+	Tracked int
 	// MaxInFlight, MaxConnRate, MaxMessageRate and MaxRecipientRate are the
 	// highest values any source reached, which source, and when.
 	MaxInFlight, MaxConnRate, MaxMessageRate, MaxRecipientRate Peak
+	// Sources holds, for each address given to Stats or StatsAt, the
+	// statistics of the source it is counted under, if that source is
+	// tracked: not trusted, denied, idle for more than a time unit or
+	// evicted, and the Store is a MemoryStore.
+	Sources map[netip.Addr]SourceStats
 }
 
 // Peak is the highest value a counter reached.
@@ -82,15 +87,22 @@ func (s *stats) observe(key netip.Prefix, c Counts, now time.Time) {
 	s.rcpt.update(c.RecipientRate, key, now)
 }
 
-// Stats returns the Limiter's totals. It is safe to call at any time.
-func (l *Limiter) Stats() Totals {
-	t := Totals{
+// Stats is StatsAt at time.Now().
+func (l *Limiter) Stats(addrs ...netip.Addr) Stats {
+	return l.StatsAt(time.Now(), addrs...)
+}
+
+// StatsAt returns the Limiter's statistics as of now, with the counters of
+// the sources that addrs are counted under in Stats.Sources. It is safe to
+// call at any time.
+func (l *Limiter) StatsAt(now time.Time, addrs ...netip.Addr) Stats {
+	t := Stats{
 		Admitted:         l.stats.admitted.Load(),
 		Trusted:          l.stats.trusted.Load(),
 		Messages:         l.stats.allowed[0].Load(),
 		Recipients:       l.stats.allowed[1].Load(),
 		Refused:          make(map[Kind]uint64),
-		Sources:          -1,
+		Tracked:          -1,
 		MaxInFlight:      l.stats.inFlight.get(),
 		MaxConnRate:      l.stats.conn.get(),
 		MaxMessageRate:   l.stats.mail.get(),
@@ -101,25 +113,18 @@ func (l *Limiter) Stats() Totals {
 			t.Refused[k] = n
 		}
 	}
-	if in, ok := l.store().(Inspector); ok {
-		t.Sources = in.Len()
+	in, ok := l.store().(inspector)
+	if !ok {
+		return t
+	}
+	t.Tracked = in.size()
+	for _, a := range addrs {
+		if st, ok := in.lookup(l.SourceOf(a), now, l.Limits.unit()); ok {
+			if t.Sources == nil {
+				t.Sources = make(map[netip.Addr]SourceStats, len(addrs))
+			}
+			t.Sources[a] = st
+		}
 	}
 	return t
-}
-
-// Source is SourceAt at time.Now().
-func (l *Limiter) Source(addr netip.Addr) (SourceStats, bool) {
-	return l.SourceAt(addr, time.Now())
-}
-
-// SourceAt returns the statistics of the source addr is counted under, as
-// of now. It reports false if the source is not tracked (trusted, denied,
-// idle for more than a time unit, evicted) or if the Store does not
-// implement Inspector.
-func (l *Limiter) SourceAt(addr netip.Addr, now time.Time) (SourceStats, bool) {
-	in, ok := l.store().(Inspector)
-	if !ok {
-		return SourceStats{}, false
-	}
-	return in.Lookup(l.SourceOf(addr), now, l.Limits.unit())
 }

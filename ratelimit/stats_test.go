@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"testing"
@@ -21,17 +22,17 @@ func TestStats(t *testing.T) {
 	}
 	var leases []Lease
 	for i := range 3 {
-		ls, _ := l.AdmitAt(a, t0.Add(time.Duration(i)*time.Second))
+		ls, _ := l.AdmitAt(ctx, a, t0.Add(time.Duration(i)*time.Second))
 		leases = append(leases, ls)
 	}
-	_, _ = l.AdmitAt(b, t0)
-	_, _ = l.AdmitAt(netip.MustParseAddr("10.0.0.1"), t0)
-	_, _ = l.AdmitAt(netip.MustParseAddr("198.51.100.1"), t0)
+	_, _ = l.AdmitAt(ctx, b, t0)
+	_, _ = l.AdmitAt(ctx, netip.MustParseAddr("10.0.0.1"), t0)
+	_, _ = l.AdmitAt(ctx, netip.MustParseAddr("198.51.100.1"), t0)
 	for range 2 {
-		_ = l.AllowMessageAt(a, t0.Add(5*time.Second))
+		_ = l.AllowMessageAt(ctx, a, t0.Add(5*time.Second))
 	}
 	for range 3 {
-		_ = l.AllowRecipientAt(a, t0.Add(6*time.Second))
+		_ = l.AllowRecipientAt(ctx, a, t0.Add(6*time.Second))
 	}
 	leases[0].ReleaseAt(t0.Add(7 * time.Second))
 
@@ -41,13 +42,13 @@ func TestStats(t *testing.T) {
 	assert.Equal(t, uint64(1), tot.Messages)
 	assert.Equal(t, uint64(2), tot.Recipients)
 	assert.Equal(t, map[Kind]uint64{Denied: 1, InFlight: 1, MessageRate: 1, RecipientRate: 1}, tot.Refused)
-	assert.Equal(t, 2, tot.Sources)
+	assert.Equal(t, 2, tot.Tracked)
 	assert.Equal(t, Peak{Value: 3, Source: netip.MustParsePrefix("192.0.2.1/32"), When: t0.Add(2 * time.Second)}, tot.MaxInFlight)
 	assert.Equal(t, 3, tot.MaxConnRate.Value)
 	assert.Equal(t, 2, tot.MaxMessageRate.Value)
 	assert.Equal(t, 3, tot.MaxRecipientRate.Value)
 
-	st, ok := l.SourceAt(a, t0.Add(8*time.Second))
+	st, ok := sourceAt(l, a, t0.Add(8*time.Second))
 	require.True(t, ok)
 	assert.Equal(t, SourceStats{
 		Source:           netip.MustParsePrefix("192.0.2.1/32"),
@@ -61,14 +62,42 @@ func TestStats(t *testing.T) {
 		LastSeen:         t0.Add(7 * time.Second),
 	}, stripMono(st))
 
-	st, ok = l.SourceAt(a, t0.Add(2*time.Minute))
+	st, ok = sourceAt(l, a, t0.Add(2*time.Minute))
 	require.True(t, ok, "a source with a connection in flight stays tracked")
 	assert.Equal(t, Counts{InFlight: 1}, st.Counts, "stale rates are reported as zero")
 
-	_, ok = l.SourceAt(b, t0.Add(2*time.Minute))
+	_, ok = sourceAt(l, b, t0.Add(2*time.Minute))
 	assert.True(t, ok)
-	_, ok = l.SourceAt(netip.MustParseAddr("10.0.0.1"), t0)
+	_, ok = sourceAt(l, netip.MustParseAddr("10.0.0.1"), t0)
 	assert.False(t, ok, "trusted sources are never tracked")
+
+	// One call answers for several addresses; those not tracked are absent.
+	trusted := netip.MustParseAddr("10.0.0.1")
+	all := l.StatsAt(t0.Add(8*time.Second), a, b, trusted)
+	assert.Len(t, all.Sources, 2)
+	assert.Equal(t, 1, all.Sources[a].InFlight)
+	assert.Equal(t, 1, all.Sources[b].InFlight)
+	assert.NotContains(t, all.Sources, trusted)
+	assert.Nil(t, l.Stats().Sources, "no address asked about")
+}
+
+// TestStoreGetsContext: the context given to the Limiter reaches the
+// Store, so a remote Store can be bounded by it.
+func TestStoreGetsContext(t *testing.T) {
+	type key struct{}
+	var seen []any
+	l := &Limiter{Store: StoreFunc(func(ctx context.Context, r Request) (Counts, error) {
+		seen = append(seen, ctx.Value(key{}))
+		return Counts{InFlight: 1}, nil
+	})}
+	ctx := context.WithValue(context.Background(), key{}, "call")
+	a := netip.MustParseAddr("192.0.2.1")
+	lease, err := l.AdmitAt(ctx, a, t0)
+	require.NoError(t, err)
+	require.NoError(t, l.AllowMessageAt(ctx, a, t0))
+	require.NoError(t, l.AllowRecipientAt(ctx, a, t0))
+	lease.ReleaseAt(t0)
+	assert.Equal(t, []any{"call", "call", "call", nil}, seen, "Admit, MAIL, RCPT with the caller's context; Release with its own")
 }
 
 // stripMono makes times comparable with assert.Equal.
@@ -80,18 +109,18 @@ func stripMono(st SourceStats) SourceStats {
 
 func TestStoreErrors(t *testing.T) {
 	boom := errors.New("boom")
-	l := &Limiter{Store: StoreFunc(func(Request) (Counts, error) { return Counts{}, boom })}
+	l := &Limiter{Store: StoreFunc(func(context.Context, Request) (Counts, error) { return Counts{}, boom })}
 	a := netip.MustParseAddr("192.0.2.1")
-	_, err := l.AdmitAt(a, t0)
+	_, err := l.AdmitAt(ctx, a, t0)
 	assert.ErrorIs(t, err, boom)
 	assert.NotErrorIs(t, err, ErrLimited)
-	assert.ErrorIs(t, l.AllowMessageAt(a, t0), boom)
-	assert.Equal(t, -1, l.Stats().Sources, "a Store without Inspector")
-	_, ok := l.Source(a)
+	assert.ErrorIs(t, l.AllowMessageAt(ctx, a, t0), boom)
+	assert.Equal(t, -1, l.Stats().Tracked, "a Store that cannot tell")
+	_, ok := sourceNow(l, a)
 	assert.False(t, ok)
 
-	full := &Limiter{Store: StoreFunc(func(Request) (Counts, error) { return Counts{}, ErrFull })}
-	_, err = full.AdmitAt(a, t0)
+	full := &Limiter{Store: StoreFunc(func(context.Context, Request) (Counts, error) { return Counts{}, ErrFull })}
+	_, err = full.AdmitAt(ctx, a, t0)
 	var le *LimitError
 	require.ErrorAs(t, err, &le)
 	assert.Equal(t, Capacity, le.Kind)

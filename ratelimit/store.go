@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"net/netip"
 	"time"
 )
@@ -55,31 +56,34 @@ type Counts struct {
 // example in Redis, with one hash per key and the window logic in a script)
 // can implement it without knowing the limits.
 //
-// Record must be safe for concurrent use. The window rules are anvil's: the
-// first rate event starts a window; a rate event more than Unit after the
+// Record must be safe for concurrent use. ctx bounds the call: a remote
+// Store must return when it ends (with its error); Lease.Release records
+// its Disconnect with a context that never ends, so a remote Store must
+// also bound its calls itself. The window rules are anvil's: the first
+// rate event starts a window; a rate event more than Unit after the
 // window's start resets ConnRate, MessageRate and RecipientRate to zero and
 // starts a new window at its own time, then counts itself. A Store may
 // forget a source with nothing in flight, but never one with InFlight > 0.
 // When it cannot track a new source it returns ErrFull.
 type Store interface {
-	Record(r Request) (Counts, error)
+	Record(ctx context.Context, r Request) (Counts, error)
 }
 
 // StoreFunc adapts an ordinary function to the Store interface.
-type StoreFunc func(r Request) (Counts, error)
+type StoreFunc func(ctx context.Context, r Request) (Counts, error)
 
-// Record calls f(r).
-func (f StoreFunc) Record(r Request) (Counts, error) { return f(r) }
+// Record calls f(ctx, r).
+func (f StoreFunc) Record(ctx context.Context, r Request) (Counts, error) { return f(ctx, r) }
 
-// Inspector is implemented by a Store that can report what it tracks; the
-// Limiter's Source and Stats methods use it when the Store has it.
-type Inspector interface {
-	// Lookup returns the statistics of key at now, or false if key is not
+// inspector is implemented by a Store that can report what it tracks
+// (MemoryStore); the Limiter's Stats use it when the Store has it.
+type inspector interface {
+	// lookup returns the statistics of key at now, or false if key is not
 	// tracked (never seen, idle for more than unit, or evicted).
-	Lookup(key netip.Prefix, now time.Time, unit time.Duration) (SourceStats, bool)
-	// Len returns the number of tracked sources, counting idle ones not yet
-	// swept.
-	Len() int
+	lookup(key netip.Prefix, now time.Time, unit time.Duration) (SourceStats, bool)
+	// size returns the number of tracked sources, counting idle ones not
+	// yet swept.
+	size() int
 }
 
 // SourceStats are the statistics of one tracked source.
