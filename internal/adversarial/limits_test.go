@@ -99,7 +99,7 @@ func testHalfOpenInFlight(t *testing.T, implicit bool) {
 	}
 	local := netip.MustParseAddr("127.0.0.1")
 	waitFor(t, "the stalled handshakes to be admitted", func() bool {
-		st, ok := lim.Source(local)
+		st, ok := lim.Stats(local).Sources[local]
 		return ok && st.InFlight == n
 	})
 	extra := dialConv(t, addr)
@@ -109,7 +109,7 @@ func testHalfOpenInFlight(t *testing.T, implicit bool) {
 	} else {
 		assert.True(t, strings.HasPrefix(refusal, "421 4.7.0 edge.example"), "got %q", refusal)
 	}
-	st, _ := lim.Source(local)
+	st := lim.Stats(local).Sources[local]
 	assert.Equal(t, n, st.InFlight, "the refused connection took a slot")
 	assert.Equal(t, 1, st.Refusals)
 	assert.Zero(t, be.accepted.Load(), "a backend was dialled")
