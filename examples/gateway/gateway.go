@@ -256,8 +256,9 @@ func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config)
 }
 
 // buildProxyPolicy reads -proxy-from: sources in it must open with a PROXY
-// header on listeners marked proxy; a header from anyone else is refused,
-// so a client cannot claim another address.
+// header on listeners marked proxy; anyone else is served at once as they
+// are, a header they send being a bad command, so a client cannot claim
+// another address.
 func (g *gateway) buildProxyPolicy() error {
 	need := false
 	for _, ls := range g.specs {

@@ -28,8 +28,9 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 			return fmt.Errorf("-listen %s: %w", ls.Name, err)
 		}
 		if ls.ProxyIn {
-			// Server-speaks-first protocols: the header is awaited (up to
-			// the timeout) before the greeting, never guessed.
+			// Server-speaks-first protocols: from -proxy-from sources the
+			// header is awaited (up to the timeout) before the greeting,
+			// never guessed; anyone else is greeted at once.
 			l = mailedge.ProxyListener(l, g.proxyFrom, 0)
 		}
 		g.listeners = append(g.listeners, l)
