@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -114,4 +115,40 @@ func ExampleProxy_bridging() {
 	// auth: true
 	// sent: true
 	// delivered: 1
+}
+
+// A graceful stop, as on SIGTERM: Shutdown closes the listener at once,
+// lets the sessions in progress finish, and cuts those still running when
+// its context ends.
+func ExampleProxy_Shutdown() {
+	sys, _ := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer sys.Close()
+	addrs, _ := sys.Start(context.Background())
+	ca, _ := testcert.NewCA("example CA")
+	leaf, _ := ca.Issue(testcert.Options{}, "mail.example.com")
+
+	p := &mailedge.Proxy{
+		Server:  &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Allow, TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}},
+		Backend: &backend.Dialer{Addr: addrs.MX, Protocol: starttls.SMTP},
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(context.Background(), l) }()
+
+	c, _ := smtp.Dial(l.Addr().String()) // a session in progress
+	c.Hello("client.example")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // the grace period
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- p.Shutdown(ctx) }()
+
+	fmt.Println("session still served:", c.Noop() == nil)
+	c.Quit() // the last session ends, so Shutdown returns
+	fmt.Println("shutdown:", <-shut)
+	fmt.Println("serve:", <-served)
+	// Output:
+	// session still served: true
+	// shutdown: <nil>
+	// serve: <nil>
 }
