@@ -33,7 +33,7 @@
 // A connection travels through them in this order:
 //
 //	net.Listener.Accept
-//	  -> ratelimit.Limiter.Admit(src)           refuse in the protocol's words
+//	  -> ratelimit.Limiter.Admit(ctx, src)      refuse in the protocol's words
 //	  -> client side: tls.Server with sni's *tls.Config (993/465/995), or
 //	     starttls.Server.Serve (143/587/25/110) until TLS is on
 //	  -> backend.Pool.Dial(ctx, client)         healthy member, PROXY/XCLIENT
