@@ -33,12 +33,13 @@
 // socket is waited on for readability without a buffer, and a 32 KiB buffer
 // is taken from a shared pool only for the bytes already queued; between
 // two plain *net.TCPConn the bytes go through splice(2) and never enter user
-// space. A *tls.Conn made over the nbconn wrapper that the starttls and
-// backend packages use is read without blocking until it has no record
-// left, then its socket is waited on the same way. With Options.Poller, a
+// space. A *tls.Conn made over the socket wrapper that the starttls and
+// backend packages use, or that WrapConn puts under a *tls.Conn the
+// application makes itself, is read without blocking until it has no
+// record left, then its socket is waited on the same way. With Options.Poller, a
 // direction that has waited ParkAfter in vain gives up its goroutine too:
 // an idle session then holds only its heap objects (see Poller). Start is
 // Join for callers that do not want to keep a goroutine waiting either.
-// Other conns (wrappers that read ahead, a *tls.Conn made elsewhere) block
-// in a one-byte read on their goroutine.
+// Other conns (wrappers that read ahead, a *tls.Conn made on a bare socket)
+// block in a one-byte read on their goroutine.
 package bridge

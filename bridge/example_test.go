@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/bridge"
+	"github.com/mailedge/mailedge/internal/testcert"
 )
 
 // proxyOnce accepts one client on ln, dials backend and joins the two.
@@ -185,4 +187,65 @@ func ExamplePoller() {
 	// ok NOOP
 	// ok NOOP
 	// 12 bytes up, client closed
+}
+
+// ExampleWrapConn terminates TLS with a tls.Config of the application's own
+// (certmagic's, autocert's, or, as here, a test CA's) and copies the
+// session with Join. WrapConn under tls.Server lets the bridge read the
+// *tls.Conn without blocking and park the session while it is idle.
+func ExampleWrapConn() {
+	ca, err := testcert.NewCA("example CA")
+	if err != nil {
+		log.Fatal(err)
+	}
+	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	if err != nil {
+		log.Fatal(err)
+	}
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}
+
+	backend := listen() // a plain backend that echoes, then closes
+	defer backend.Close()
+	go func() {
+		c, err := backend.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+	}()
+	proxy := listen()
+	defer proxy.Close()
+	joined := make(chan bridge.Stats, 1)
+	go func() {
+		raw, err := proxy.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		client := tls.Server(bridge.WrapConn(raw), serverTLS) // the socket wrapper under TLS
+		if err := client.HandshakeContext(context.Background()); err != nil {
+			log.Fatal(err)
+		}
+		server, err := net.Dial("tcp", backend.Addr().String())
+		if err != nil {
+			log.Fatal(err)
+		}
+		st, _ := bridge.Join(context.Background(), client, server, bridge.Options{})
+		joined <- st
+	}()
+
+	c, err := tls.Dial("tcp", proxy.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("hello over TLS\n"))
+	c.CloseWrite() // close_notify: the backend sees the end of the stream
+	reply, _ := io.ReadAll(c)
+	fmt.Printf("%q\n", reply)
+	st := <-joined
+	fmt.Println(st.ClientToServer, st.ServerToClient)
+	// Output:
+	// "hello over TLS\n"
+	// 15 15
 }
