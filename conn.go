@@ -186,7 +186,7 @@ func (c *conn) toBackend(ctx context.Context, sess *starttls.Session) (client, s
 		hctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	client, server, err = starttls.HandoverWith(hctx, sess, be.Backend(), starttls.HandoverOptions{Guarded: true})
+	client, server, err = starttls.HandoverGuarded(hctx, sess, be.Backend())
 	if err != nil {
 		be.Close()
 		info.Outcome, info.Err = OutcomeHandover, err

@@ -76,9 +76,9 @@ const maxHandoverLine = 8192
 // ctx has none, for DefaultFirstCommandTimeout: a client that completes
 // the handshake and stays silent cannot hold the handover (a goroutine,
 // its line readers, the backend conn) for longer. Applications that copy
-// with the bridge's guards should use HandoverWith with Guarded, which
-// never waits for the client, so a silent one waits in the copy under its
-// idle timeout instead.
+// with the bridge's guards should use HandoverGuarded, which never waits
+// for the client, so a silent one waits in the copy under its idle timeout
+// instead.
 //
 // Deadlines from ctx apply to both conns during the handover and are cleared
 // before it returns. On error Handover closes both conns; on success the
@@ -87,22 +87,17 @@ func Handover(ctx context.Context, s *Session, b Backend) (client, server net.Co
 	return handoverConns(ctx, s, b, false, DefaultFirstCommandTimeout)
 }
 
-// HandoverOptions adjust HandoverWith. The zero value is Handover.
-type HandoverOptions struct {
-	// Guarded says the copy that follows removes STARTTLS, STLS and
-	// LOGINDISABLED from every capability answer itself, as bridge.Join
-	// does with an SMTPInspector or a Guard. The handover then never waits
-	// for the client's first command: it filters the answer to a
-	// capability command only when s.Pending holds it, as for a plain
-	// session, and returns right after the greeting. A client that is slow
-	// to speak then waits in the copy, under its idle timeout, instead of
-	// in the handover.
-	Guarded bool
-}
-
-// HandoverWith is Handover with options.
-func HandoverWith(ctx context.Context, s *Session, b Backend, opt HandoverOptions) (client, server net.Conn, err error) {
-	return handoverConns(ctx, s, b, opt.Guarded, DefaultFirstCommandTimeout)
+// HandoverGuarded is Handover for a copy that removes STARTTLS, STLS and
+// LOGINDISABLED from every capability answer itself, as bridge.Join does
+// with an SMTPInspector or a Guard, and as mailedge.Proxy always does. It
+// never waits for the client's first command: it filters the answer to a
+// capability command only when s.Pending holds it, as for a plain session,
+// and returns right after the greeting. A client that is slow to speak
+// then waits in the copy, under its idle timeout, instead of in the
+// handover. Everything else (greetings, the plain SMTP replay, refusals,
+// deadlines, ownership) is as for Handover.
+func HandoverGuarded(ctx context.Context, s *Session, b Backend) (client, server net.Conn, err error) {
+	return handoverConns(ctx, s, b, true, DefaultFirstCommandTimeout)
 }
 
 // handoverConns runs a handover. wait bounds the wait for a TLS client's

@@ -108,10 +108,10 @@ func TestHandoverIMAP(t *testing.T) {
 			fake: fake, wantClient: answers, wantBackend: sent},
 		{name: "plain/pending LOGIN forwarded", session: withPending(Session{Protocol: IMAP}, "a1 LOGIN u p\r\na2 LOGOUT\r\n"),
 			fake: fake, wantClient: "a1 OK LOGIN done\r\n* BYE\r\na2 OK bye\r\n", wantBackend: []string{"a1 LOGIN u p", "a2 LOGOUT"}},
-		// Guarded: the copy filters capability answers (bridge's guard), so
-		// the handover returns after the greeting and leaves the client's
-		// bytes on the conn; the plain copy of this test passes the answer
-		// as the backend sent it.
+		// HandoverGuarded: the copy filters capability answers (bridge's
+		// guard), so the handover returns after the greeting and leaves the
+		// client's bytes on the conn; the plain copy of this test passes
+		// the answer as the backend sent it.
 		{name: "implicit/guarded: no wait for the first command", session: withProto(implicitTLS, IMAP), guarded: true,
 			fake: fake, input: pipeline, wantBackend: sent,
 			wantClient: "* OK [CAPABILITY IMAP4rev1] backend ready\r\n" +

@@ -92,7 +92,7 @@ type handoverCase struct {
 	backend Backend // Conn is filled in
 	fake    fakeBackend
 	input   string // written by the client before Handover starts
-	guarded bool   // HandoverOptions.Guarded
+	guarded bool   // HandoverGuarded instead of Handover
 	// What the client sees in total (handover plus the returned server
 	// conn until the backend closes), and the lines the backend received.
 	wantClient  string
@@ -126,7 +126,11 @@ func runHandover(t *testing.T, tc handoverCase) {
 	b.Conn = bProxy
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, server, err := HandoverWith(ctx, &s, b, HandoverOptions{Guarded: tc.guarded})
+	handover := Handover
+	if tc.guarded {
+		handover = HandoverGuarded
+	}
+	client, server, err := handover(ctx, &s, b)
 	var rest []byte
 	if tc.wantErr != nil {
 		require.ErrorIs(t, err, tc.wantErr)
