@@ -53,7 +53,7 @@ func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, e
 	}
 	// Replies are written whole, and net turns Nagle off on every TCP conn
 	// it makes, so a greeting never waits for the client's delayed ACK.
-	src := AddrOf(c.info.Client)
+	src := IPOf(c.info.Client)
 	if p.Limiter != nil {
 		if c.lease, err = p.Limiter.Admit(ctx, src); err != nil {
 			c.info.Outcome, c.info.Err = OutcomeLimited, err

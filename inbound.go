@@ -85,7 +85,7 @@ func (l *proxyListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ip := AddrOf(c.RemoteAddr())
+	ip := IPOf(c.RemoteAddr())
 	for _, n := range l.from {
 		if ip.IsValid() && n.Contains(ip) {
 			return &inboundConn{Conn: c, timeout: l.timeout}, nil

@@ -292,9 +292,10 @@ func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn) SessionInfo {
 	return <-ended
 }
 
-// AddrOf returns the IP address of a TCP or UDP net.Addr, IPv4-mapped IPv6
-// unmapped, or the zero Addr when a has none.
-func AddrOf(a net.Addr) netip.Addr {
+// IPOf returns the IP address of a net.Addr without its port, IPv4-mapped
+// IPv6 unmapped, or the zero Addr when a has none: the key that
+// ratelimit.Limiter.Admit takes, from a conn's RemoteAddr.
+func IPOf(a net.Addr) netip.Addr {
 	switch a := a.(type) {
 	case *net.TCPAddr:
 		ip, _ := netip.AddrFromSlice(a.IP)

@@ -182,7 +182,7 @@ func TestProxySTARTTLSRequireThenBackend(t *testing.T) {
 	require.NoError(t, c.Logout().Wait())
 }
 
-func TestAddrOf(t *testing.T) {
+func TestIPOf(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		in   net.Addr
@@ -195,7 +195,7 @@ func TestAddrOf(t *testing.T) {
 		{"pipe", pipeAddr{}, "invalid IP"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, mailedge.AddrOf(tt.in).String())
+			assert.Equal(t, tt.want, mailedge.IPOf(tt.in).String())
 		})
 	}
 }
