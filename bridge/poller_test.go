@@ -2,12 +2,13 @@ package bridge
 
 import (
 	"bufio"
-	"container/heap"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,17 +52,27 @@ func waitScheduled(t testing.TB, p *Poller, n int) []*session {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		p.clock.mu.Lock()
-		h := append(dueHeap(nil), p.clock.h...)
+		byDue := append([]*session(nil), p.clock.h...)
+		// Sorted here, not popped: heap.Pop would move the sessions' heapIdx.
+		slices.SortFunc(byDue, func(a, b *session) int { return cmp.Compare(a.dueAt, b.dueAt) })
 		p.clock.mu.Unlock()
-		if len(h) == n {
-			var byDue []*session
-			for h.Len() > 0 {
-				byDue = append(byDue, heap.Pop(&h).(*session))
-			}
+		if len(byDue) == n {
 			return byDue
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions in the clock; want %d", len(h), n)
+			t.Fatalf("%d sessions in the clock; want %d", len(byDue), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitParked waits until both directions of s are parked.
+func waitParked(t testing.TB, s *session) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.dirs[0].state.Load() != dirParked || s.dirs[1].state.Load() != dirParked {
+		if time.Now().After(deadline) {
+			t.Fatal("session not parked")
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -171,7 +182,7 @@ func TestPollerEndsParked(t *testing.T) {
 			p := newPoller(t)
 			tt.opt.Poller = p
 			l := startJoin(t, ctx, false, tt.opt)
-			waitPumping(t, 0)
+			waitParked(t, waitScheduled(t, p, 1)[0])
 			tt.act(p, l, cancel)
 			r := <-l.done
 			assert.Equal(t, tt.want, r.st.End)
@@ -224,7 +235,9 @@ func TestPollerSharedAndInspected(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, got)
 	}
-	waitPumping(t, 0)
+	for _, s := range waitScheduled(t, p, 2) {
+		waitParked(t, s)
+	}
 	say(smtp.client, sb, "EHLO c\r\n", "EHLO c\r\n")
 	say(smtp.backend, sc, "250-s\r\n250-STARTTLS\r\n250 8BITMIME\r\n", "250-s\r\n")
 	line, err := sc.ReadString('\n')
@@ -388,8 +401,9 @@ func TestPollerEndingsApart(t *testing.T) {
 			l1 := startJoin(t, ctx, false, first)
 			waitScheduledOrWatched(t, p, 1)
 			l2 := startJoin(t, ctx, false, second)
-			waitScheduledOrWatched(t, p, 2)
-			waitPumping(t, 0) // both parked: an ending finishes them where it runs
+			for _, s := range waitScheduledOrWatched(t, p, 2) {
+				waitParked(t, s) // an ending then finishes s where it runs
+			}
 
 			ended := make(chan struct{})
 			go func() {
@@ -407,8 +421,8 @@ func TestPollerEndingsApart(t *testing.T) {
 }
 
 // waitScheduledOrWatched waits until n sessions are in p's clock or in its
-// watch of a context.
-func waitScheduledOrWatched(t testing.TB, p *Poller, n int) {
+// watch of a context, and returns them.
+func waitScheduledOrWatched(t testing.TB, p *Poller, n int) []*session {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -425,8 +439,12 @@ func waitScheduledOrWatched(t testing.TB, p *Poller, n int) {
 			}
 		}
 		p.watches.mu.Unlock()
-		if got := len(seen); got == n {
-			return
+		if len(seen) == n {
+			var all []*session
+			for s := range seen {
+				all = append(all, s)
+			}
+			return all
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d sessions in the clock and watches; want %d", len(seen), n)
