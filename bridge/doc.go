@@ -25,8 +25,9 @@
 // the session.
 // Cancelling ctx, the idle timer and the MaxDuration timer close both conns
 // to unblock the copiers; none of them starts a goroutine until it fires.
-// Hooks and SMTPInspector callbacks run on the copier goroutines and must be
-// safe for concurrent use. An SMTPInspector and an Options value may be
+// SMTPInspector callbacks and Hooks.HalfClose run on the copier goroutines,
+// Hooks.End on the goroutine that finishes the session (see Hooks); all
+// must be safe for concurrent use. An SMTPInspector and an Options value may be
 // shared by any number of concurrent Joins.
 //
 // Memory: an idle session holds no copy buffer. On Linux a plain TCP or Unix
@@ -36,7 +37,9 @@
 // space. A *tls.Conn made over the socket wrapper that the starttls and
 // backend packages use, or that WrapConn puts under a *tls.Conn the
 // application makes itself, is read without blocking until it has no
-// record left, then its socket is waited on the same way. With Options.Poller, a
+// record left, then its socket is waited on the same way (provided this Go
+// release's crypto/tls passes the wrapper's self-test, run once per
+// process; else it is read like the other conns below). With Options.Poller, a
 // direction that has waited ParkAfter in vain gives up its goroutine too:
 // an idle session then holds only its heap objects (see Poller). Start is
 // Join for callers that do not want to keep a goroutine waiting either.
