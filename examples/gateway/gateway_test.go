@@ -34,9 +34,15 @@ func demoGateway(t *testing.T) (map[string]string, *x509.CertPool) {
 // demoGatewayWith is demoGateway with extra flags after the demo's own.
 func demoGatewayWith(t *testing.T, extra ...string) (map[string]string, *x509.CertPool) {
 	t.Helper()
+	return demoGatewayLog(t, io.Discard, extra...)
+}
+
+// demoGatewayLog is demoGatewayWith with the gateway's log written to logs.
+func demoGatewayLog(t *testing.T, logs io.Writer, extra ...string) (map[string]string, *x509.CertPool) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ds, err := startDemo(ctx, t.TempDir(), false, log)
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	ds, err := startDemo(ctx, t.TempDir(), false, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	o, err := parseFlags(append(ds.args, extra...), io.Discard)
 	require.NoError(t, err)

@@ -3,13 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
-	"log/slog"
 	"net"
-	"os"
 	"regexp"
 	"strconv"
 	"sync"
@@ -42,28 +39,7 @@ func (s *syncBuffer) String() string {
 func loggedDemoGateway(t *testing.T) (map[string]string, *x509.CertPool, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	ds, err := startDemo(ctx, t.TempDir(), false, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	o, err := parseFlags(ds.args, io.Discard)
-	require.NoError(t, err)
-	g, err := build(o, log)
-	require.NoError(t, err)
-	require.NoError(t, g.start(ctx, make(chan os.Signal)))
-	t.Cleanup(func() {
-		cancel()
-		g.shutdown(5 * time.Second)
-		ds.system.Close()
-	})
-	addrs := make(map[string]string)
-	for i, l := range g.listeners {
-		addrs[g.specs[i].Name] = l.Addr().String()
-	}
-	pem, err := os.ReadFile(ds.caFile)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(pem))
+	addrs, pool := demoGatewayLog(t, logs)
 	return addrs, pool, logs
 }
 
