@@ -17,25 +17,22 @@ const maxSyncTag = 64
 // (RFC 9051 §4.3). The client side announces, the server side answers, the
 // client side waits for the answer before it reads on.
 type imapSync struct {
-	done    <-chan struct{} // closed at teardown
-	ended   chan struct{}   // closed when the server side ends
-	verdict chan bool       // true: "+" (send the literal); false: tagged completion
-	open    atomic.Bool     // a literal waits for a verdict
+	done <-chan struct{} // closed at teardown
+	open atomic.Bool     // a literal waits for a verdict
 
 	// The client side's own: the tag of the command being read.
 	cmdTag []byte
 	tagOK  bool // cmdTag is short enough to match answers by
 
 	mu      sync.Mutex
-	tag     []byte // tag of the command whose literal waits
-	size    int64  // the literal's size
-	pending bool   // the client side has a verdict to wait for
-	endOnce sync.Once
+	verdict chan bool // true: "+" or the server gone; false: tagged completion. Made at the first literal
+	tag     []byte    // tag of the command whose literal waits
+	size    int64     // the literal's size
+	pending bool      // the client side has a verdict to wait for
+	gone    bool      // the server side has ended
 }
 
-func newIMAPSync(done <-chan struct{}) *imapSync {
-	return &imapSync{done: done, ended: make(chan struct{}), verdict: make(chan bool, 1)}
-}
+func newIMAPSync(done <-chan struct{}) *imapSync { return &imapSync{done: done} }
 
 // command records the tag of the command line the client side starts to
 // read (its first line, or the head of a long one).
@@ -55,11 +52,27 @@ func (s *imapSync) announce(size int64) bool {
 		return false
 	}
 	s.mu.Lock()
+	if s.verdict == nil {
+		s.verdict = make(chan bool, 1)
+	}
 	s.tag = append(s.tag[:0], s.cmdTag...)
 	s.size, s.pending = size, true
 	s.mu.Unlock()
 	s.open.Store(true)
+	s.mu.Lock()
+	gone := s.gone
+	s.mu.Unlock()
+	if gone {
+		s.deliver(true)
+	}
 	return true
+}
+
+// deliver passes the verdict on the literal that waits, if one does.
+func (s *imapSync) deliver(send bool) {
+	if s.open.CompareAndSwap(true, false) {
+		s.verdict <- send
+	}
 }
 
 // owed reports whether the client side must wait for a verdict. Client
@@ -78,12 +91,10 @@ func (s *imapSync) owed() bool {
 // data: nothing reads them any more.
 func (s *imapSync) await() (size int64, send bool, err error) {
 	s.mu.Lock()
-	size = s.size
+	size, verdict := s.size, s.verdict
 	s.mu.Unlock()
 	select {
-	case send = <-s.verdict:
-	case <-s.ended:
-		send = true
+	case send = <-verdict:
 	case <-s.done:
 		return 0, false, net.ErrClosed
 	}
@@ -110,11 +121,14 @@ func (s *imapSync) answer(line []byte) {
 			return
 		}
 	}
-	if s.open.CompareAndSwap(true, false) {
-		s.verdict <- send
-	}
+	s.deliver(send)
 }
 
 // serverEnded releases a client side waiting for a verdict that cannot
-// come.
-func (s *imapSync) serverEnded() { s.endOnce.Do(func() { close(s.ended) }) }
+// come: its bytes pass on as data, nothing reads them any more.
+func (s *imapSync) serverEnded() {
+	s.mu.Lock()
+	s.gone = true
+	s.mu.Unlock()
+	s.deliver(true)
+}

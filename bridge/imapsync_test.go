@@ -62,6 +62,12 @@ func TestIMAPGuardLiteralWaitEnds(t *testing.T) {
 	assert.Equal(t, "a APPEND x {3}\r\nabc\r\n", up.String())
 
 	up.Reset()
+	c, s = newIMAPGuardPair(&up, &down, done)
+	s.closed() // the server side ends first
+	require.NoError(t, c.write([]byte("a APPEND x {3}\r\nabc\r\n")))
+	assert.Equal(t, "a APPEND x {3}\r\nabc\r\n", up.String())
+
+	up.Reset()
 	c, _ = newIMAPGuardPair(&up, &down, done)
 	require.NoError(t, c.write([]byte("a APPEND x {3}\r\n")))
 	close(done)
