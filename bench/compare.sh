@@ -8,7 +8,9 @@
 #
 # Knobs (environment): REPS, DUR (per timed test), IDLE (sessions held),
 # HOLD (how long idle sessions are held while the proxy's CPU is read),
-# CONC (concurrency), OUT (results folder), TARGETS (subset, space-separated).
+# CONC (concurrency), OUT (results folder), TARGETS (subset, space-separated),
+# BASE (a git revision: adds the target gateway-base, the gateway built at
+# that revision, on implicit TLS only, for an A/B of a change in one run).
 # The runs are interleaved (A B C ... A B C ...), each proxy freshly started
 # for its run, and the summary gives medians, min–max and gateway/peer
 # ratios. Needs root for apt-get if the peers are missing. Not run by CI.
@@ -30,8 +32,9 @@ mkdir -p "$DIR"
 # ephemeral range (32768 and up here), so no load client's socket can hold
 # a port a proxy is about to listen on.
 BACKEND_IMAP=127.0.0.1:31143 BACKEND_SMTP=127.0.0.1:31025 BACKEND_POP3=127.0.0.1:31110 BACKEND_AUTH=127.0.0.1:31180
-declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993)
-declare -A SMTPS=([gateway]=30465 [haproxy]=29465 [nginx-stream]=28465 [stunnel]=26465)
+declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993 [gateway-base]=25993)
+declare -A SMTPS=([gateway]=30465 [haproxy]=29465 [nginx-stream]=28465 [stunnel]=26465 [gateway-base]=25465)
+if [[ -n ${BASE:-} ]]; then TARGETS="$TARGETS gateway-base"; fi
 GW_IMAP=30143 GW_SUBMISSION=30587 GW_POP3=30110 GW_POP3S=30995
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
@@ -55,6 +58,12 @@ build() {
 	log "building gateway and mailbench"
 	(cd "$ROOT" && go build -o "$DIR/gateway" ./examples/gateway && go build -o "$DIR/mailbench" ./examples/mailbench)
 	MB=$DIR/mailbench
+	if [[ -n ${BASE:-} ]]; then
+		log "building gateway-base at $BASE"
+		rm -rf "$DIR/base" && git -C "$ROOT" worktree add -f --detach "$DIR/base" "$BASE" >/dev/null
+		(cd "$DIR/base" && go build -o "$DIR/gateway-base" ./examples/gateway)
+		git -C "$ROOT" worktree remove --force "$DIR/base"
+	fi
 }
 
 make_cert() {
@@ -95,6 +104,13 @@ start() {
 			-listen "pop3=127.0.0.1:$GW_POP3,proto=pop3,tls=starttls,pool=pop3" \
 			-backend "imap=$BACKEND_IMAP,probe=none" -backend "smtp=$BACKEND_SMTP,probe=none" \
 			-backend "pop3=$BACKEND_POP3,probe=none" >"$DIR/gateway.log" 2>&1 &
+		;;
+	gateway-base)
+		"$DIR/gateway-base" -cert "$DIR/cert.pem,$DIR/key.pem,default" -log-level error -watch 0 \
+			-listen "imaps=127.0.0.1:${IMAPS[$1]},proto=imap,tls=implicit,pool=imap" \
+			-listen "smtps=127.0.0.1:${SMTPS[$1]},proto=smtp,tls=implicit,pool=smtp" \
+			-backend "imap=$BACKEND_IMAP,probe=none" -backend "smtp=$BACKEND_SMTP,probe=none" \
+			>"$DIR/gateway-base.log" 2>&1 &
 		;;
 	haproxy) haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 & ;;
 	nginx-stream) nginx -e "$DIR/nginx-stream.err" -c "$DIR/nginx-stream.conf" >"$DIR/nginx-stream.log" 2>&1 & ;;
@@ -159,7 +175,7 @@ machine() {
 	echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')," \
 		"family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' '), $(grep -m1 'cpu MHz' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') MHz"
 	echo "- kernel: $(uname -r); $(. /etc/os-release && echo "$PRETTY_NAME"); memory: $(free -g | awk '/Mem:/{print $2}') GiB"
-	echo "- $(cd "$ROOT" && go version); gateway at $(cd "$ROOT" && git rev-parse --short HEAD)"
+	echo "- $(cd "$ROOT" && go version); gateway at $(cd "$ROOT" && git rev-parse --short HEAD)${BASE:+, gateway-base at $(cd "$ROOT" && git rev-parse --short "$BASE")}"
 	echo "- $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(stunnel4 -version 2>&1 | grep -m1 '^stunnel'); $(openssl version)"
 	echo "- settings: REPS=$REPS DUR=$DUR IDLE=$IDLE HOLD=$HOLD CONC=$CONC; started $(date -u +%FT%TZ)"
 }
