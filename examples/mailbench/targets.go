@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -76,7 +77,9 @@ func (t *table) reference(gl goal, base string, floor float64) (float64, string)
 		best, who := math.NaN(), ""
 		for _, l := range t.labels {
 			s := t.spreadOf(gl.g, l, gl.m)
-			if l == base || l == gl.except || s.N == 0 {
+			// base-… labels are the base itself at another revision
+			// (compare.sh BASE=), not a peer.
+			if l == base || strings.HasPrefix(l, base+"-") || l == gl.except || s.N == 0 {
 				continue
 			}
 			if math.IsNaN(best) || (gl.m.lowerBetter && s.Median < best) || (!gl.m.lowerBetter && s.Median > best) {
