@@ -122,9 +122,9 @@ func imapCapability(br *bufio.Reader, w io.Writer, max int) ([]string, error) {
 		return nil, err
 	}
 	var caps []string
-	status, err := readTagged(br, capTag, max, func(untagged string) {
-		if f := strings.Fields(untagged); len(f) > 0 && strings.EqualFold(f[0], "CAPABILITY") {
-			caps = append(caps, f[1:]...)
+	status, err := readTagged(br, capTag, max, func(r *mailwire.Response) {
+		if r.Caps != nil {
+			caps = append(caps, r.Capabilities()...)
 		}
 	})
 	if err != nil {
@@ -137,9 +137,9 @@ func imapCapability(br *bufio.Reader, w io.Writer, max int) ([]string, error) {
 }
 
 // readTagged reads untagged IMAP answers up to the tagged one for tag and
-// returns its status word (OK, NO or BAD), passing each untagged answer
-// (without "* ") to untagged if not nil. An untagged BYE is ErrRefused.
-func readTagged(br *bufio.Reader, tag string, max int, untagged func(string)) (string, error) {
+// returns its status word (OK, NO or BAD), passing each untagged answer to
+// untagged if not nil. An untagged BYE is ErrRefused.
+func readTagged(br *bufio.Reader, tag string, max int, untagged func(*mailwire.Response)) (string, error) {
 	for range maxReplyLines {
 		line, err := readIMAPLine(br, max)
 		if err != nil {
@@ -158,7 +158,7 @@ func readTagged(br *bufio.Reader, tag string, max int, untagged func(string)) (s
 			return "", fmt.Errorf("%w: %q", ErrRefused, text)
 		}
 		if untagged != nil {
-			untagged(string(text[2:]))
+			untagged(&r)
 		}
 	}
 	return "", fmt.Errorf("%w: more than %d untagged IMAP answers", ErrProtocol, maxReplyLines)

@@ -119,17 +119,17 @@ func (s *session) greetIMAP(br *bufio.Reader) (string, *Error) {
 	if err != nil {
 		return "", s.greetFail(err)
 	}
-	kind, text, _ := strings.Cut(strings.TrimPrefix(line, "* "), " ")
-	if !strings.HasPrefix(line, "* ") {
-		kind = ""
-	}
-	switch strings.ToUpper(kind) {
-	case "OK":
-		return line + "\r\n", nil
-	case "PREAUTH":
-		return "", &Error{Kind: ErrGreeting, Reason: "unexpected PREAUTH greeting: " + text}
-	case "BYE":
-		return "", &Error{Kind: ErrGreeting, Reason: "server said BYE: " + text}
+	r, err := mailwire.ParseResponse([]byte(line))
+	if err == nil && r.Untagged() {
+		_, text, _ := strings.Cut(line[2:], " ") // after "* " and the keyword
+		switch {
+		case r.IsKind("OK"):
+			return line + "\r\n", nil
+		case r.IsKind("PREAUTH"):
+			return "", &Error{Kind: ErrGreeting, Reason: "unexpected PREAUTH greeting: " + text}
+		case r.IsKind("BYE"):
+			return "", &Error{Kind: ErrGreeting, Reason: "server said BYE: " + text}
+		}
 	}
 	return "", &Error{Kind: ErrGreeting, Reason: fmt.Sprintf("wrong greeting: not IMAP: %q", clip(line))}
 }
@@ -150,26 +150,26 @@ func (s *session) greetPOP3(br *bufio.Reader) (string, *Error) {
 	return line + "\r\n", nil
 }
 
-// readLine reads one line of at most maxLine bytes and returns it without
-// its line ending; a longer line is errMalformed.
-func readLine(br *bufio.Reader) (string, error) {
+// rawLine reads one line of at most maxLine bytes with its line ending; a
+// longer line is errMalformed.
+func rawLine(br *bufio.Reader) ([]byte, error) {
 	raw, err := mailwire.ReadLine(br, maxLine)
 	if errors.Is(err, mailwire.ErrLineTooLong) {
-		return "", fmt.Errorf("%w: %w", errMalformed, err)
+		err = fmt.Errorf("%w: %w", errMalformed, err)
 	}
+	return raw, err
+}
+
+// readLine is rawLine without the line ending.
+func readLine(br *bufio.Reader) (string, error) {
+	raw, err := rawLine(br)
 	return string(mailwire.TrimEOL(raw)), err
 }
 
 // readSMTPReply reads a reply of one or more lines ("250-a", "250 b") and
 // returns its code and the text of each line.
 func readSMTPReply(br *bufio.Reader) (int, []string, error) {
-	r, err := mailwire.ReadReply(func() ([]byte, error) {
-		raw, err := mailwire.ReadLine(br, maxLine)
-		if errors.Is(err, mailwire.ErrLineTooLong) {
-			err = fmt.Errorf("%w: %w", errMalformed, err)
-		}
-		return raw, err
-	}, maxReplyLines)
+	r, err := mailwire.ReadReply(func() ([]byte, error) { return rawLine(br) }, maxReplyLines)
 	if err != nil {
 		return 0, nil, err
 	}

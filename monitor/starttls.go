@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/mailedge/mailedge/internal/mailwire"
 )
@@ -56,12 +55,12 @@ func (s *session) imapStartTLS(br *bufio.Reader) *Error {
 		if err != nil {
 			return s.ioFail(ErrStartTLS, "STARTTLS", err)
 		}
-		rest, tagged := strings.CutPrefix(line, tag+" ")
-		if !tagged {
+		r, err := mailwire.ParseResponse([]byte(line))
+		if err != nil || string(r.Tag) != tag {
 			continue
 		}
-		if status, _, _ := strings.Cut(rest, " "); !strings.EqualFold(status, "OK") {
-			return &Error{Kind: ErrStartTLS, Reason: "STARTTLS refused: " + rest}
+		if !r.IsKind("OK") {
+			return &Error{Kind: ErrStartTLS, Reason: "STARTTLS refused: " + line[len(tag)+1:]}
 		}
 		return checkInjection(br)
 	}

@@ -44,6 +44,7 @@ type imapResp struct {
 	// codeStart and codeEnd delimit "[...]" including the brackets, when
 	// code is set; codeEnd also covers one space that follows.
 	codeStart, codeEnd int
+	caps               []string // Response.Capabilities: of * CAPABILITY or [CAPABILITY ...]
 }
 
 // parseIMAPLine parses one response line given without its terminator.
@@ -57,7 +58,7 @@ func parseIMAPLine(line []byte) (imapResp, error) {
 	if err != nil {
 		return r, badResponse(err)
 	}
-	r.tag, r.kind = string(w.Tag), strings.ToUpper(string(w.Kind))
+	r.tag, r.kind, r.caps = string(w.Tag), strings.ToUpper(string(w.Kind)), w.Capabilities()
 	switch {
 	case w.Untagged() && w.IsKind("CAPABILITY"):
 		r.args = strings.TrimPrefix(string(w.Caps), " ")
@@ -70,12 +71,7 @@ func parseIMAPLine(line []byte) (imapResp, error) {
 
 // capsOf returns the capability atoms of a * CAPABILITY response or of a
 // [CAPABILITY ...] code, or nil.
-func capsOf(r imapResp) []string {
-	if r.kind == "CAPABILITY" && r.tag == "*" || r.code == "CAPABILITY" {
-		return strings.Fields(r.args)
-	}
-	return nil
-}
+func capsOf(r imapResp) []string { return r.caps }
 
 // hasCap reports whether caps holds name (case-insensitive).
 func hasCap(caps []string, name string) bool {
