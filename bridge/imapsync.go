@@ -57,9 +57,7 @@ func (s *imapSync) announce(size int64) bool {
 	}
 	s.tag = append(s.tag[:0], s.cmdTag...)
 	s.size, s.pending = size, true
-	s.mu.Unlock()
-	s.open.Store(true)
-	s.mu.Lock()
+	s.open.Store(true) // under mu: serverEnded sees it open or sets gone first
 	gone := s.gone
 	s.mu.Unlock()
 	if gone {
