@@ -103,7 +103,7 @@ func parseResponse(h http.Header, req *auth.Request, tmpl *backend.Dialer) (deci
 	if !hasPass && req.Password == "" && req.Protocol != starttls.SMTP {
 		// As nginx: an IMAP or POP3 backend needs a password, and the
 		// client gave none (EXTERNAL).
-		return decision{}, fmt.Errorf("no Auth-Pass for a %s login without a password", req.Protocol)
+		return decision{}, fmt.Errorf("no Auth-Pass, and the %s client gave no password", req.Protocol)
 	}
 	d := backend.Dialer{}
 	if tmpl != nil {
