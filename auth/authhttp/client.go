@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -90,7 +91,7 @@ type Client struct {
 // An error means the service could not decide (down, slow, an answer that
 // breaks the protocol); its text never holds a password.
 func (c *Client) Authenticate(ctx context.Context, req *auth.Request) (*auth.Result, error) {
-	red := newRedactor(string(req.Password))
+	red := redactor{}.with(string(req.Password))
 	for asks := 1; ; asks++ {
 		d, err := c.ask(ctx, req, red)
 		if err != nil {
@@ -128,7 +129,7 @@ func (c *Client) ask(ctx context.Context, req *auth.Request, red redactor) (deci
 	defer cancel()
 	hreq, err := c.newRequest(ctx, req)
 	if err != nil {
-		return decision{}, red.cause("request", err)
+		return decision{}, err // ErrConfig: says nothing of the request
 	}
 	resp, err := c.roundTripper().RoundTrip(hreq)
 	if err != nil {
@@ -155,6 +156,11 @@ func (c *Client) ask(ctx context.Context, req *auth.Request, red redactor) (deci
 	}
 	d, err := parseResponse(resp.Header, req, c.Dialer)
 	if err != nil {
+		// The error may quote Auth-Server or Auth-Port: not the answer's
+		// password, even a broken service's.
+		for _, p := range resp.Header["Auth-Pass"] {
+			red = red.with(p)
+		}
 		return decision{}, red.fail(ErrResponse, err.Error())
 	}
 	return d, nil
@@ -223,18 +229,20 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// redactor removes a password from error texts.
+// redactor removes passwords from the error texts that this package does
+// not write itself: a transport's, and values quoted from an answer.
 type redactor struct{ secrets []string }
 
-func newRedactor(password string) redactor {
-	if password == "" {
-		return redactor{}
+// with returns r also removing secret, as given and as escaped.
+func (r redactor) with(secret string) redactor {
+	if secret == "" {
+		return r
 	}
-	r := redactor{secrets: []string{password}}
-	if e := escape(password); e != password {
-		r.secrets = append(r.secrets, e)
+	out := redactor{secrets: append(slices.Clip(r.secrets), secret)}
+	if e := escape(secret); e != secret {
+		out.secrets = append(out.secrets, e)
 	}
-	return r
+	return out
 }
 
 func (r redactor) scrub(s string) string {
@@ -246,14 +254,26 @@ func (r redactor) scrub(s string) string {
 
 // fail returns an error of kind (one of the Err values) with detail.
 func (r redactor) fail(kind error, detail string) error {
-	return &authError{msg: r.scrub(kind.Error() + ": " + detail), errs: []error{kind}}
+	return &authError{msg: kind.Error() + ": " + r.scrub(detail), errs: []error{kind}}
 }
 
-// cause returns an error that matches err (errors.Is, errors.As) and reads
-// "authhttp: what: err", without the password.
+// cause returns an error that reads "authhttp: what: err" without the
+// passwords, and matches err (errors.Is, errors.As) unless err's own text
+// held one: then only the context's error it may wrap is kept, so that no
+// unwrapped error tells the password either.
 func (r redactor) cause(what string, err error) error {
-	msg := "authhttp: " + what + ": " + strings.TrimPrefix(err.Error(), "authhttp: ")
-	return &authError{msg: r.scrub(msg), errs: []error{err}}
+	text := err.Error()
+	clean := r.scrub(text)
+	e := &authError{msg: "authhttp: " + what + ": " + clean}
+	switch {
+	case clean == text:
+		e.errs = []error{err}
+	case errors.Is(err, context.DeadlineExceeded):
+		e.errs = []error{context.DeadlineExceeded}
+	case errors.Is(err, context.Canceled):
+		e.errs = []error{context.Canceled}
+	}
+	return e
 }
 
 // transportError wraps an error of the HTTP exchange. A malformed header
