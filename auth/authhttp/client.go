@@ -35,7 +35,9 @@ const (
 )
 
 // Errors of Authenticate. Every error it returns wraps one of these, or the
-// context's error, or the transport's (a net.Error, a TLS error).
+// context's error, or the transport's (a net.Error, a TLS error) unless
+// that error's text held the password: it is then reported by its text,
+// scrubbed, and no longer wrapped.
 var (
 	// ErrConfig reports a Client that cannot ask: a URL that is not http
 	// or https, an unknown mechanism in the request.
@@ -89,7 +91,9 @@ type Client struct {
 
 // Authenticate asks the auth service about req and returns its decision.
 // An error means the service could not decide (down, slow, an answer that
-// breaks the protocol); its text never holds a password.
+// breaks the protocol); its text never holds req's password, nor the
+// Auth-Pass of an answer. After "Auth-Status: WAIT" it asks again, within
+// ctx, after the answer's Auth-Wait.
 func (c *Client) Authenticate(ctx context.Context, req *auth.Request) (*auth.Result, error) {
 	red := redactor{}.with(string(req.Password))
 	for asks := 1; ; asks++ {

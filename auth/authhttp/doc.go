@@ -90,12 +90,17 @@
 //   - Auth-SMTP-From and Auth-SMTP-To are rebuilt from the addresses
 //     ("MAIL FROM:<a@example.com>"); nginx sends the client's whole command
 //     line, with its parameters (" SIZE=100") and its spelling.
-//   - The certificate headers are sent for any TLS session, not only where
-//     client certificates are asked for (ssl_verify_client); Auth-SSL-Verify
-//     is then "NONE".
+//   - Auth-SSL-Verify is sent for every TLS session ("NONE" without a
+//     certificate), not only where client certificates are asked for
+//     (ssl_verify_client).
+//   - An empty Auth-Status refuses; nginx lets such an SMTP login through.
+//   - A 4xx Auth-Error-Code makes the refusal temporary in IMAP and POP3 too
+//     ([UNAVAILABLE], [SYS/TEMP]); nginx reads Auth-Error-Code for SMTP only.
 //   - nginx's Proxy-Protocol-Addr, -Port, -Server-Addr and -Server-Port are
 //     not sent (the request does not say whether a PROXY header was read),
 //     nor Auth-Salt (APOP and CRAM-MD5 are not offered).
 //   - The SMTP code of a refusal without Auth-Error-Code is the caller's
 //     (mailedge says 535 5.7.8, nginx 535 5.7.0).
+//   - An auth service on a Unix socket (nginx's "unix:/path") needs a
+//     Transport whose DialContext dials it; the URL then names any host.
 package authhttp
