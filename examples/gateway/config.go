@@ -8,9 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailedge/mailedge/ratelimit"
 )
 
-// listenSpec is one -listen flag: NAME=ADDR,proto=P,tls=T,mode=M,pool=POOL[,limit]
+// listenSpec is one -listen flag: NAME=ADDR,proto=P,tls=T,mode=M,pool=POOL[,limit][,auth[=on|off|relay]]
 type listenSpec struct {
 	Name     string
 	Addr     string
@@ -21,6 +23,8 @@ type listenSpec struct {
 	Limit    bool // apply the rate limits (port 25 style)
 	Inspect  bool // SMTP message/recipient rate through the inspector
 	ProxyIn  bool // accept an inbound PROXY header from trusted networks
+	Auth     bool // take the login at the edge (auth.Server)
+	Relay    bool // with Auth: inbound SMTP, routed by the first RCPT TO (auth.Server.Relay)
 	flagText string
 }
 
@@ -79,6 +83,17 @@ func parseListen(s string) (listenSpec, error) {
 	_, ls.Limit = o["limit"]
 	_, ls.Inspect = o["inspect"]
 	_, ls.ProxyIn = o["proxy"]
+	if v, ok := o["auth"]; ok {
+		switch v {
+		case "", "on":
+			ls.Auth = true
+		case "off":
+		case "relay":
+			ls.Auth, ls.Relay = true, true
+		default:
+			return ls, fmt.Errorf("-listen %q: auth=%q: want on, off or relay", s, v)
+		}
+	}
 	if ls.Pool == "" {
 		ls.Pool = name
 	}
@@ -97,7 +112,10 @@ func parseListen(s string) (listenSpec, error) {
 	if err := oneOf("mode", ls.Mode, "require", "allow", "disallow"); err != nil {
 		return ls, fmt.Errorf("-listen %q: %w", s, err)
 	}
-	return ls, checkKeys(o, "-listen", s, "proto", "tls", "mode", "pool", "limit", "inspect", "proxy")
+	if ls.Relay && ls.Proto != "smtp" {
+		return ls, fmt.Errorf("-listen %q: auth=relay is for an SMTP listener (port 25)", s)
+	}
+	return ls, checkKeys(o, "-listen", s, "proto", "tls", "mode", "pool", "limit", "inspect", "proxy", "auth")
 }
 
 func parseBackend(s string) (backendSpec, error) {
@@ -168,37 +186,39 @@ func checkKeys(o map[string]string, flagName, s string, known ...string) error {
 	return nil
 }
 
-// parseLimits reads "inflight=15,connrate=60,msgrate=100,rcptrate=300,unit=60s".
-func parseLimits(s string) (inflight, connrate, msgrate, rcptrate int, unit time.Duration, err error) {
+// parseLimits reads "inflight=15,connrate=60,msgrate=100,rcptrate=300,unit=60s"
+// and the login limits "authrate=N,loginfailures=N,userloginfailures=N,lockout=15m".
+func parseLimits(s string) (ratelimit.Limits, error) {
+	var l ratelimit.Limits
 	if s == "" {
-		return
+		return l, nil
 	}
+	counts := map[string]*int{
+		"inflight": &l.InFlight, "connrate": &l.ConnRate, "msgrate": &l.MessageRate, "rcptrate": &l.RecipientRate,
+		"authrate": &l.AuthRate, "loginfailures": &l.LoginFailures, "userloginfailures": &l.UserLoginFailures,
+	}
+	durations := map[string]*time.Duration{"unit": &l.Unit, "lockout": &l.Lockout}
 	for _, p := range strings.Split(s, ",") {
 		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if k == "unit" {
-			if unit, err = time.ParseDuration(v); err != nil || unit <= 0 {
-				return 0, 0, 0, 0, 0, fmt.Errorf("-limits unit=%q: want a positive duration", v)
+		if dst, ok := durations[k]; ok {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return ratelimit.Limits{}, fmt.Errorf("-limits %s=%q: want a positive duration", k, v)
 			}
+			*dst = d
 			continue
 		}
-		n, perr := strconv.Atoi(v)
-		if perr != nil || n < 0 {
-			return 0, 0, 0, 0, 0, fmt.Errorf("-limits %s=%q: want a non-negative integer", k, v)
+		dst, ok := counts[k]
+		if !ok {
+			return ratelimit.Limits{}, fmt.Errorf("-limits: unknown key %q (want inflight, connrate, msgrate, rcptrate, unit, authrate, loginfailures, userloginfailures, lockout)", k)
 		}
-		switch k {
-		case "inflight":
-			inflight = n
-		case "connrate":
-			connrate = n
-		case "msgrate":
-			msgrate = n
-		case "rcptrate":
-			rcptrate = n
-		default:
-			return 0, 0, 0, 0, 0, fmt.Errorf("-limits: unknown key %q (want inflight, connrate, msgrate, rcptrate, unit)", k)
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return ratelimit.Limits{}, fmt.Errorf("-limits %s=%q: want a non-negative integer", k, v)
 		}
+		*dst = n
 	}
-	return
+	return l, nil
 }
 
 // readConfigFile returns the flags written in path, one flag per line as on

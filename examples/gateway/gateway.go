@@ -35,6 +35,9 @@ type gateway struct {
 	services []*service
 	specs    []listenSpec
 
+	poolProto map[string]starttls.Protocol // each pool's: its listeners', or for NAME/POOL, POOL's
+	logins    *logins                      // nil unless -auth-file or -auth-http
+
 	proxyFrom      []netip.Prefix // balancers that may send an inbound PROXY header
 	listeners      []net.Listener
 	httpSrvs       []*http.Server
@@ -53,7 +56,7 @@ var protocols = map[string]starttls.Protocol{"smtp": starttls.SMTP, "imap": star
 // build checks every option and file and assembles the gateway; nothing
 // listens yet, so a bad flag or file stops the program before it serves.
 func build(o *options, log *slog.Logger) (*gateway, error) {
-	g := &gateway{log: log, opts: o, pools: make(map[string]*backend.Pool)}
+	g := &gateway{log: log, opts: o, pools: make(map[string]*backend.Pool), poolProto: make(map[string]starttls.Protocol)}
 	if err := g.buildCerts(); err != nil {
 		return nil, err
 	}
@@ -61,6 +64,9 @@ func build(o *options, log *slog.Logger) (*gateway, error) {
 		return nil, err
 	}
 	if err := g.buildLimiter(); err != nil {
+		return nil, err
+	}
+	if err := g.buildLogins(); err != nil {
 		return nil, err
 	}
 	if o.metrics != "" {
@@ -120,7 +126,7 @@ func (g *gateway) buildCerts() error {
 func (g *gateway) buildLimiter() error {
 	lim := &ratelimit.Limiter{MaxSources: g.opts.maxSources}
 	var err error
-	if lim.Limits.InFlight, lim.Limits.ConnRate, lim.Limits.MessageRate, lim.Limits.RecipientRate, lim.Limits.Unit, err = parseLimits(g.opts.limits); err != nil {
+	if lim.Limits, err = parseLimits(g.opts.limits); err != nil {
 		return err
 	}
 	if g.opts.trusted != "" {
@@ -138,18 +144,20 @@ func (g *gateway) buildLimiter() error {
 }
 
 func (g *gateway) buildService(ls listenSpec) (*service, error) {
-	pool, ok := g.pools[ls.Pool]
-	if !ok {
-		return nil, fmt.Errorf("-listen %q: no -backend for pool %q", ls.flagText, ls.Pool)
-	}
 	proto := protocols[ls.Proto]
 	cfg := g.certs.TLSConfig(sni.Policy{Protocol: proto.String()})
 	mode := map[string]starttls.Mode{"require": starttls.Require, "allow": starttls.Allow, "disallow": starttls.Disallow}[ls.Mode]
 	p := &mailedge.Proxy{
 		Server:      &starttls.Server{Protocol: proto, Mode: mode, TLSConfig: cfg, Hostname: g.opts.hostname},
 		Implicit:    ls.TLS == "implicit",
-		Backend:     pool,
 		InspectSMTP: ls.Inspect,
+	}
+	// With auth, the listener's own pool takes the logins that name none,
+	// and may be left out when every login names one.
+	if pool, ok := g.pools[ls.Pool]; ok {
+		p.Backend = pool
+	} else if !ls.Auth {
+		return nil, fmt.Errorf("-listen %q: no -backend for pool %q", ls.flagText, ls.Pool)
 	}
 	// The ACL applies on every listener; the limits only where asked for.
 	if ls.Limit {
@@ -158,6 +166,9 @@ func (g *gateway) buildService(ls listenSpec) (*service, error) {
 		p.Limiter = &ratelimit.Limiter{ACL: g.limiter.ACL}
 	}
 	s := newService(ls.Name, p, g.log, g.metrics)
+	if ls.Auth {
+		p.Login = g.loginServer(ls, s)
+	}
 	return s, nil
 }
 
@@ -176,8 +187,12 @@ func (g *gateway) buildPools() error {
 	for _, b := range g.opts.backends {
 		proto, used := protoOf[b.Pool]
 		if !used {
-			return fmt.Errorf("-backend %q: pool %q is not used by any -listen", b.flagText, b.Pool)
+			proto, used = loginPoolProtocol(b.Pool, g.opts.listens)
 		}
+		if !used {
+			return fmt.Errorf("-backend %q: pool %q is not used by any -listen (nor is it NAME/POOL for the pool of a -listen with auth)", b.flagText, b.Pool)
+		}
+		g.poolProto[b.Pool] = proto
 		d, err := g.dialer(b, proto)
 		if err != nil {
 			return err

@@ -40,29 +40,47 @@ func demoGatewayWith(t *testing.T, extra ...string) (map[string]string, *x509.Ce
 // demoGatewayLog is demoGatewayWith with the gateway's log written to logs.
 func demoGatewayLog(t *testing.T, logs io.Writer, extra ...string) (map[string]string, *x509.CertPool) {
 	t.Helper()
+	d := startDemoGateway(t, logs, true, extra...)
+	return d.addrs, d.roots
+}
+
+// demoRun is the embedded demo running in-process on ephemeral ports.
+type demoRun struct {
+	addrs map[string]string // listener addresses by name
+	roots *x509.CertPool    // the demo CA
+	ds    *demoSetup
+	g     *gateway
+	hup   chan os.Signal // unbuffered: a send returns once the reload loop took it
+}
+
+// startDemoGateway starts the demo with extra flags after its own, its
+// users file passed as -auth-file if users, and the gateway's log (debug
+// level) written to logs.
+func startDemoGateway(t *testing.T, logs io.Writer, users bool, extra ...string) *demoRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	ds, err := startDemo(ctx, t.TempDir(), false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ds, err := startDemo(ctx, t.TempDir(), false, users, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	o, err := parseFlags(append(ds.args, extra...), io.Discard)
 	require.NoError(t, err)
 	g, err := build(o, log)
 	require.NoError(t, err)
-	require.NoError(t, g.start(ctx, make(chan os.Signal)))
+	d := &demoRun{ds: ds, g: g, hup: make(chan os.Signal), addrs: make(map[string]string)}
+	require.NoError(t, g.start(ctx, d.hup))
 	t.Cleanup(func() {
 		cancel()
 		g.shutdown(5 * time.Second)
-		ds.system.Close()
+		ds.close()
 	})
-	addrs := make(map[string]string)
 	for i, l := range g.listeners {
-		addrs[g.specs[i].Name] = l.Addr().String()
+		d.addrs[g.specs[i].Name] = l.Addr().String()
 	}
 	pem, err := os.ReadFile(ds.caFile)
 	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(pem))
-	return addrs, pool
+	d.roots = x509.NewCertPool()
+	require.True(t, d.roots.AppendCertsFromPEM(pem))
+	return d
 }
 
 func clientTLS(roots *x509.CertPool, name string) *tls.Config {

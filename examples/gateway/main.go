@@ -1,19 +1,34 @@
 // Command gateway is mailedge's complete mail TLS gateway: implicit TLS and
 // STARTTLS listeners for SMTP, IMAP and POP3, certificates chosen by SNI,
-// backend pools with health checks, PROXY/XCLIENT identity, rate limits,
-// structured logs and Prometheus metrics.
+// backend pools with health checks, PROXY/XCLIENT identity, login at the
+// edge with per-user routing, rate limits, structured logs and Prometheus
+// metrics.
 //
 // With no -listen flag it runs the embedded demo: a demo CA and certificates
 // for mail.example.com (default), mail.example.net and mail.example.org, and
-// in-process demo backends with the account demo@example.com / demo, on the
-// loopback ports it prints.
+// two in-process demo mail systems, A for the users of example.com
+// (demo@example.com / demo, alice@example.com / wonderland) and B for those
+// of example.net (bob@example.net / builder), behind listeners that take
+// the login and route it by a users file, on the loopback ports it prints.
 //
 //	go run ./examples/gateway
 //	go run ./examples/gateway -cert /etc/ssl/mail.pem,/etc/ssl/mail.key \
 //	    -listen imaps=0.0.0.0:993,proto=imap,tls=implicit,pool=imap \
 //	    -backend imap=10.0.0.5:143,security=plain,proxy=v2,probe=imap
 //
-// SIGHUP reloads certificates; SIGTERM or SIGINT stops accepting, lets
+// A listener with auth takes the client's login at the gateway and routes
+// it by user: -auth-file (a users file with per-domain routing) or
+// -auth-http (an nginx auth_http service) says where each user's mailbox is.
+//
+//	go run ./examples/gateway -cert /etc/ssl/mail.pem,/etc/ssl/mail.key \
+//	    -auth-file /etc/mailedge/users \
+//	    -listen imaps=0.0.0.0:993,proto=imap,tls=implicit,pool=imap,auth \
+//	    -backend a/imap=10.0.0.5:143,probe=imap -backend b/imap=10.0.0.6:143,probe=imap
+//
+// with "*@example.com - pool=a" and "*@example.net - pool=b" in the users
+// file.
+//
+// SIGHUP reloads certificates and the users file; SIGTERM or SIGINT stops accepting, lets
 // sessions finish for -grace, then exits.
 package main
 
@@ -29,6 +44,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailedge/mailedge/auth/authhttp"
 )
 
 // options are the parsed command line.
@@ -52,6 +69,11 @@ type options struct {
 	maxSources int
 	proxyFrom  string
 	pprof      string
+
+	authFile        string        // -auth-file: users file (auth.Static)
+	authHTTP        string        // -auth-http: nginx auth_http service URL
+	authHTTPHeaders multiFlag     // -auth-http-header 'Name: value'
+	authHTTPTimeout time.Duration // -auth-http-timeout
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -60,8 +82,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	var listens, backends multiFlag
 	var config string
-	fs.Var(&listens, "listen", "listener NAME=ADDR,proto=smtp|imap|pop3,tls=implicit|starttls[,mode=require|allow|disallow][,pool=POOL][,limit][,inspect][,proxy] (repeatable; proxy: read a PROXY header from -proxy-from sources)")
-	fs.Var(&backends, "backend", "pool member POOL=ADDR[,security=plain|tls|starttls][,proxy=v1|v2][,xclient][,imapid][,weight=N][,name=N][,servername=S][,ca=FILE][,insecure][,probe=none|greeting|smtp|imap|pop3|tls][,interval=5s][,timeout=2s][,downtime=30s][,user=U,pass=P] (repeatable)")
+	fs.Var(&listens, "listen", "listener NAME=ADDR,proto=smtp|imap|pop3,tls=implicit|starttls[,mode=require|allow|disallow][,pool=POOL][,limit][,inspect][,proxy][,auth[=on|off|relay]] (repeatable; proxy: read a PROXY header from -proxy-from sources; auth: take the login at the gateway and route it by -auth-file or -auth-http, relay: an SMTP port 25 listener routed by recipient)")
+	fs.Var(&backends, "backend", "pool member POOL=ADDR[,security=plain|tls|starttls][,proxy=v1|v2][,xclient][,imapid][,weight=N][,name=N][,servername=S][,ca=FILE][,insecure][,probe=none|greeting|smtp|imap|pop3|tls][,interval=5s][,timeout=2s][,downtime=30s][,user=U,pass=P] (repeatable; on a listener with auth, a login routed to pool NAME goes to pool NAME/POOL, POOL the listener's, or else to pool NAME)")
 	fs.Var(&o.certs, "cert", "certificate CERTFILE,KEYFILE[,default] (repeatable)")
 	fs.Var(&o.leDirs, "le-dir", "Let's Encrypt folder holding live/<name>/ (repeatable)")
 	fs.Var(&o.sniMaps, "sni-map", "Postfix-style SNI map source file: 'host key cert' per line (repeatable)")
@@ -69,7 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.hostname, "hostname", "mail.example.com", "name the gateway greets with")
 	fs.StringVar(&o.trusted, "trusted", "", "trusted networks exempt from rate limits, e.g. 10.0.0.0/8,192.168.0.0/16")
 	fs.StringVar(&o.acl, "acl", "", "access list, first match wins, e.g. 'allow 10.0.0.0/8, deny 0.0.0.0/0'")
-	fs.StringVar(&o.limits, "limits", "", "per-source limits for listeners with 'limit': inflight=N,connrate=N,msgrate=N,rcptrate=N,unit=60s")
+	fs.StringVar(&o.limits, "limits", "", "per-source limits for listeners with 'limit': inflight=N,connrate=N,msgrate=N,rcptrate=N,unit=60s; login limits for listeners with 'auth': authrate=N (attempts per source per unit),loginfailures=N (per source),userloginfailures=N (per user name),lockout=15m (failure window)")
 	fs.IntVar(&o.maxSources, "max-sources", 0, "cap on tracked rate-limit sources (0: library default)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus /metrics on this address")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM, how long sessions may finish before they are cut")
@@ -79,6 +101,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.policy, "balance", "roundrobin", "pool policy: roundrobin, leastconn or weighted")
 	fs.StringVar(&o.proxyFrom, "proxy-from", "", "balancers allowed to send an inbound PROXY header on listeners with 'proxy', e.g. 10.0.0.0/8")
 	fs.StringVar(&o.pprof, "pprof", "", "serve net/http/pprof on this address (keep it on loopback)")
+	fs.StringVar(&o.authFile, "auth-file", "", "users file for listeners with 'auth' (auth.Static: 'user {SCHEME}password [pool=NAME|host=HOST:PORT]', '*@domain' lines route a domain); reloaded on SIGHUP")
+	fs.StringVar(&o.authHTTP, "auth-http", "", "nginx auth_http service URL for listeners with 'auth', e.g. http://127.0.0.1:9000/mail/auth")
+	fs.Var(&o.authHTTPHeaders, "auth-http-header", "header sent to -auth-http, 'Name: value' (repeatable), as nginx's auth_http_header")
+	fs.DurationVar(&o.authHTTPTimeout, "auth-http-timeout", authhttp.DefaultTimeout, "bound on one -auth-http decision")
 	fs.StringVar(&config, "config", "", "file of flags, one per line as on the command line; '#' comments")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -134,12 +160,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	if len(o.listens) == 0 {
-		ds, err := startDemo(ctx, o.demoDir, true, log)
+		// The demo's users file routes its logins, unless the command
+		// line names an authenticator of its own.
+		ds, err := startDemo(ctx, o.demoDir, true, o.authFile == "" && o.authHTTP == "", log)
 		if err != nil {
 			fmt.Fprintln(stderr, "gateway: demo:", err)
 			return 1
 		}
-		defer ds.system.Close()
+		defer ds.close()
 		if o, err = parseFlags(append(ds.args, args...), stderr); err != nil {
 			fmt.Fprintln(stderr, "gateway: demo:", err)
 			return 1

@@ -30,6 +30,7 @@ type metrics struct {
 	bytes        *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	limitedTotal *prometheus.CounterVec
+	authTotal    *prometheus.CounterVec
 	backendUp    *prometheus.GaugeVec
 	probeLat     *prometheus.GaugeVec
 	certExpiry   *prometheus.GaugeVec
@@ -52,13 +53,16 @@ func newMetrics(certs *sni.Store) *metrics {
 		Help: "Session duration.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 10)}, []string{"listener"})
 	m.limitedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_ratelimit_refusals_total",
 		Help: "Refusals by the rate limiter, by kind."}, []string{"listener", "kind"})
+	m.authTotal = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_auth_decisions_total",
+		Help: "Answers of the authenticator (-auth-file, -auth-http) on listeners with auth: ok, refused, temporary (a temporary refusal) or error (no answer)."},
+		[]string{"listener", "result"})
 	m.backendUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailedge_backend_up",
 		Help: "1 when the health checker holds the backend member up."}, []string{"pool", "member"})
 	m.probeLat = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailedge_backend_probe_seconds",
 		Help: "Latency of the last health probe."}, []string{"pool", "member"})
 	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailedge_certificate_expiry_timestamp_seconds",
 		Help: "NotAfter of the certificate served for each name, as a Unix time."}, []string{"name", "key", "issuer"})
-	m.reg.MustRegister(m.sessions, m.handshakes, m.tlsFails, m.starttls, m.bytes, m.duration, m.limitedTotal,
+	m.reg.MustRegister(m.sessions, m.handshakes, m.tlsFails, m.starttls, m.bytes, m.duration, m.limitedTotal, m.authTotal,
 		m.backendUp, m.probeLat, m.certExpiry, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.updateCerts(certs)
 	return m
@@ -115,11 +119,26 @@ func (m *metrics) limited(listener string, err error) {
 	m.limitedTotal.WithLabelValues(listener, kind).Inc()
 }
 
+func (m *metrics) authDecision(listener, result string) {
+	if m == nil {
+		return
+	}
+	m.authTotal.WithLabelValues(listener, result).Inc()
+}
+
 func (m *metrics) session(listener string, in mailedge.SessionInfo) {
 	if m == nil {
 		return
 	}
 	m.sessions.WithLabelValues(listener, string(in.Outcome)).Inc()
+	if in.Outcome == mailedge.OutcomeAuthFailed {
+		// A login refused by the Limiter (lockout, auth rate) ends the
+		// session; the Proxy's OnLimited does not see it.
+		var le *ratelimit.LimitError
+		if errors.As(in.Err, &le) {
+			m.limitedTotal.WithLabelValues(listener, le.Kind.String()).Inc()
+		}
+	}
 	switch {
 	case in.TLS != nil:
 		match := "no_sni"

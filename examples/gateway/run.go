@@ -108,8 +108,8 @@ func (g *gateway) goBackground(f func()) {
 	}()
 }
 
-// reloadLoop reloads certificates on SIGHUP and, if -watch is set, when their
-// files change, until ctx ends.
+// reloadLoop reloads certificates and the users file on SIGHUP and, if
+// -watch is set, the certificates when their files change, until ctx ends.
 func (g *gateway) reloadLoop(ctx context.Context, hup <-chan os.Signal) {
 	var tick <-chan time.Time
 	if g.opts.watch > 0 {
@@ -127,6 +127,7 @@ func (g *gateway) reloadLoop(ctx context.Context, hup <-chan os.Signal) {
 			} else {
 				g.certs.OnReload()
 			}
+			g.reloadUsers()
 		case <-tick:
 			if changed, err := g.certs.ReloadIfChanged(); err != nil {
 				g.certs.OnError(err)
@@ -171,6 +172,9 @@ func (g *gateway) shutdown(grace time.Duration) {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		srv.Shutdown(sctx)
 		cancel()
+	}
+	if g.logins != nil && g.logins.http != nil {
+		g.logins.http.CloseIdleConnections()
 	}
 	g.bg.Wait()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge"
+	"github.com/mailedge/mailedge/auth"
 )
 
 // service is one listener: the library's Proxy plus the log line and
@@ -26,7 +27,7 @@ func newService(name string, p *mailedge.Proxy, log *slog.Logger, m *metrics) *s
 }
 
 // finish writes the one log line per session: client, SNI, TLS version,
-// backend, bytes each way, duration, outcome.
+// backend, user, bytes each way, duration, outcome.
 func (s *service) finish(in mailedge.SessionInfo) {
 	s.m.session(s.name, in)
 	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
@@ -38,14 +39,46 @@ func (s *service) finish(in mailedge.SessionInfo) {
 	}
 	attrs := []any{
 		"listener", s.name, "client", in.Client.String(), "outcome", string(in.Outcome),
-		"sni", sniName, "tls", version, "cipher", cipher, "backend", in.Member,
+		"sni", sniName, "tls", version, "cipher", cipher, "backend", in.Member, "user", in.User,
 		"bytes_in", in.Stats.ClientToServer, "bytes_out", in.Stats.ServerToClient,
 		"duration", in.Duration.Round(time.Millisecond),
+	}
+	if in.Recipient != "" {
+		attrs = append(attrs, "rcpt", in.Recipient) // inbound SMTP routed by its first RCPT TO
 	}
 	if in.Err != nil {
 		attrs = append(attrs, "err", in.Err.Error())
 	}
 	s.log.Info("session", attrs...)
+}
+
+// authenticator wraps the gateway's Authenticator for this listener: each
+// decision is counted, and a refused login logged with its client and
+// user (as Dovecot logs one, for fail2ban), never with its password.
+func (s *service) authenticator(a auth.Authenticator) auth.Authenticator {
+	return auth.AuthenticatorFunc(func(ctx context.Context, req *auth.Request) (*auth.Result, error) {
+		res, err := a.Authenticate(ctx, req)
+		result := "ok"
+		switch {
+		case err != nil || res == nil:
+			result = "error" // logged by the auth.Server's OnError
+		case res.OK:
+		case res.Temporary:
+			result = "temporary"
+		default:
+			result = "refused"
+		}
+		s.m.authDecision(s.name, result)
+		if result != "ok" && result != "error" && req.Mechanism != auth.None && s.log.Enabled(ctx, slog.LevelInfo) {
+			client := ""
+			if req.Client != nil {
+				client = req.Client.String()
+			}
+			s.log.Info("login refused", "listener", s.name, "client", client, "user", req.User,
+				"mechanism", req.Mechanism, "attempt", req.Attempt, "temporary", res.Temporary)
+		}
+		return res, err
+	})
 }
 
 // plainSession reports whether a STARTTLS listener's session stayed plain.
