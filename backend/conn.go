@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"sync"
@@ -52,6 +53,27 @@ type closeWriter interface{ CloseWrite() error }
 // Read returns bytes buffered past the greeting first, then reads from the
 // connection. It is safe to call concurrently with the other methods.
 func (c *Conn) Read(p []byte) (int, error) { return c.pending.Read(p, c.Conn) }
+
+// Unread puts p back in front of the bytes Read returns next. A caller that
+// read from c through a buffer of its own (a bufio.Reader over c, for a
+// login dialogue after Dial) gives back what its buffer holds past the last
+// answer it consumed, so that nothing the backend sent is lost when c is
+// handed on: the next Read returns p, then whatever was still buffered,
+// then the connection's bytes. c keeps a copy of p. Unread must not run
+// concurrently with Read or another Unread.
+func (c *Conn) Unread(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	n := c.pending.Len()
+	buf := make([]byte, len(p)+n)
+	copy(buf, p)
+	if n > 0 {
+		k, _ := c.pending.Read(buf[len(p):], bytes.NewReader(nil)) // never reads the stream: n bytes are buffered
+		buf = buf[:len(p)+k]
+	}
+	c.pending.Set(buf)
+}
 
 // NetConn returns the connection under c, as (*tls.Conn).NetConn does. Read
 // and write through it only while Buffered reports 0, and close through c

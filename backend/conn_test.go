@@ -52,6 +52,54 @@ func TestConnPendingFirst(t *testing.T) {
 	assert.Same(t, c, be.Conn)
 }
 
+func TestConnUnread(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	c := &Conn{Conn: a}
+	defer c.Close()
+	go func() { b.Write([]byte("wire")) }()
+
+	c.Unread(nil) // nothing to give back: no change
+	assert.Equal(t, 0, c.Buffered())
+	p := []byte("A1 OK\r\n")
+	c.Unread(p)
+	p[0] = 'X' // c keeps a copy
+	c.pending.Set(append(drainPending(t, c), "tail"...))
+	c.Unread([]byte("* 1 EXISTS\r\n")) // in front of what is buffered
+	assert.Equal(t, len("* 1 EXISTS\r\nA1 OK\r\ntail"), c.Buffered())
+	assert.Equal(t, "* 1 EXISTS\r\nA1 OK\r\ntail", string(drainPending(t, c)))
+
+	c.pending.Set([]byte("A1 OK\r\n"))
+	buf := make([]byte, 4)
+	n, err := c.Read(buf)
+	require.NoError(t, err)
+	assert.Equal(t, "A1 O", string(buf[:n]))
+	c.Unread(buf[:n]) // a reader that read too far gives it back
+	got := make([]byte, 0, 16)
+	for len(got) < len("A1 OK\r\nwire") {
+		n, err := c.Read(buf)
+		require.NoError(t, err)
+		got = append(got, buf[:n]...)
+	}
+	assert.Equal(t, "A1 OK\r\nwire", string(got), "buffered bytes first, then the connection's")
+	assert.Equal(t, 0, c.Buffered())
+}
+
+// drainPending takes and returns the bytes c has buffered, without
+// reading from the connection.
+func drainPending(t *testing.T, c *Conn) []byte {
+	t.Helper()
+	buf := make([]byte, c.Buffered())
+	n, err := c.pending.Read(buf, errReader{})
+	require.NoError(t, err)
+	return buf[:n]
+}
+
+// errReader fails the read it should never get.
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("read from the stream") }
+
 func TestStartTLSFailures(t *testing.T) {
 	leaktest.Check(t)
 	p := newPKI(t)

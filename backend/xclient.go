@@ -39,6 +39,12 @@ func xtext(s string) string {
 	return b.String()
 }
 
+// XText returns s as RFC 3461 §4 xtext, as XCLIENT sends every value
+// (package auth sends XCLIENT LOGIN= with it): every byte but printable
+// ASCII other than "+" and "=" becomes "+XX", so a value can neither end
+// the command nor add an attribute.
+func XText(s string) string { return xtext(s) }
+
 // xclientAttrs returns the attributes for ci in the order Postfix
 // documents, keeping only those the backend advertised (all of them if the
 // EHLO keyword lists none).
