@@ -121,9 +121,10 @@ var edgeName = sniNames[0]
 
 // startEdge serves proto on a new listener on gatewayIP: implicit TLS, or
 // STARTTLS required. authn decides the logins; the edge logs each request
-// (its password redacted by auth.Request's LogValue) and result. The edge is
+// (its password redacted by auth.Request's LogValue) and result. configure,
+// if given, may change the Proxy (its Login) before it serves. The edge is
 // shut down when the test ends, after its sessions.
-func startEdge(t *testing.T, e *env, proto starttls.Protocol, implicit bool, authn auth.Authenticator) *edge {
+func startEdge(t *testing.T, e *env, proto starttls.Protocol, implicit bool, authn auth.Authenticator, configure ...func(*mailedge.Proxy)) *edge {
 	t.Helper()
 	ed := &edge{changed: make(chan struct{})}
 	opts := &slog.HandlerOptions{Level: slog.LevelDebug}
@@ -184,6 +185,9 @@ func startEdge(t *testing.T, e *env, proto starttls.Protocol, implicit bool, aut
 			ed.changed = make(chan struct{})
 			ed.mu.Unlock()
 		},
+	}
+	for _, f := range configure {
+		f(ed.proxy)
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(gatewayIP, "0"))
 	require.NoError(t, err)
