@@ -139,3 +139,34 @@ func BenchmarkClock(b *testing.B) {
 		_ = time.Now()
 	}
 }
+
+// BenchmarkAllowLogin measures a login admitted after the source and the
+// user name are checked, with failures on record for both.
+func BenchmarkAllowLogin(b *testing.B) {
+	l := &Limiter{Limits: Limits{AuthRate: 1 << 30, LoginFailures: 1 << 30, UserLoginFailures: 1 << 30}}
+	a := netip.MustParseAddr("192.0.2.1")
+	now := time.Now()
+	if err := l.LoginFailedAt(ctx, a, "alice@example.com", now); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.AllowLoginAt(ctx, a, "alice@example.com", now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLoginFailed measures counting a failed login for a source and a
+// user name already on record.
+func BenchmarkLoginFailed(b *testing.B) {
+	l := &Limiter{Limits: Limits{UserLoginFailures: 1 << 30}}
+	a := netip.MustParseAddr("192.0.2.1")
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.LoginFailedAt(ctx, a, "alice@example.com", now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -7,23 +7,27 @@ import (
 )
 
 // ErrLimited is wrapped by every refusal caused by a limit: too many
-// connections in flight, a rate over its limit, or a full source table.
-// Such refusals are temporary; the client may retry later.
+// connections in flight, a rate over its limit, a lockout after failed
+// logins, or a full source table. Such refusals are temporary; the client
+// may retry later.
 var ErrLimited = errors.New("ratelimit: limit exceeded")
 
 // ErrDenied is wrapped by every refusal caused by the access list. Such
 // refusals are permanent for the source address.
 var ErrDenied = errors.New("ratelimit: access denied")
 
-// ErrFull is returned by a Store that cannot track one more source because
-// every tracked source has connections in flight. The Limiter turns it into
-// a *LimitError of Kind Capacity.
+// ErrFull is returned by a Store that cannot track one more source (or user
+// name) because every tracked source has connections in flight. The
+// Limiter turns it into a *LimitError of Kind Capacity, except in
+// LoginFailed, which returns it wrapped (nothing is refused there).
 var ErrFull = errors.New("ratelimit: source table full")
 
 // Kind says which check refused a source.
 type Kind uint8
 
-// The kinds of refusal, in the order the Limiter checks them.
+// The kinds of refusal, in the order the Limiter checks them (Capacity is
+// reported whenever the Store is full; the login kinds come after it, in
+// the order AllowLoginAt checks them, and only from it).
 const (
 	// Denied: the access list refused the address.
 	Denied Kind = iota + 1
@@ -42,6 +46,18 @@ const (
 	// Capacity: the source table is full of sources with connections in
 	// flight, so a new source cannot be tracked and is refused.
 	Capacity
+	// AuthRate: the source made more than Limits.AuthRate login attempts
+	// in the current time unit (smtpd_client_auth_rate_limit).
+	AuthRate
+	// Lockout: the source had Limits.LoginFailures failed logins in the
+	// current failure window (Limits.Lockout) and may not log in until the
+	// window ends (what fail2ban's maxretry and findtime, or a Dovecot
+	// auth policy server, do for a mail server).
+	Lockout
+	// UserLockout: the user name had Limits.UserLoginFailures failed
+	// logins, from any sources, in the current failure window and may not
+	// log in until the window ends.
+	UserLockout
 
 	numKinds
 )
@@ -53,6 +69,9 @@ var kindNames = [...]string{
 	MessageRate:   "message rate",
 	RecipientRate: "recipient rate",
 	Capacity:      "capacity",
+	AuthRate:      "auth rate",
+	Lockout:       "lockout",
+	UserLockout:   "user lockout",
 }
 
 // String returns a short lower-case name for k, such as "connection rate".
@@ -64,7 +83,7 @@ func (k Kind) String() string {
 }
 
 // LimitError is the error the Limiter returns when it refuses a connection,
-// a message or a recipient. It wraps ErrDenied (Kind Denied) or ErrLimited
+// a message, a recipient or a login. It wraps ErrDenied (Kind Denied) or ErrLimited
 // (every other Kind), so callers can branch with errors.Is; SMTPReply,
 // IMAPReply and POP3Reply turn it into the protocol's own words.
 type LimitError struct {
@@ -75,13 +94,20 @@ type LimitError struct {
 	// address (a Unix socket, net.Pipe).
 	Addr netip.Addr
 	// Source is the key the limits were counted under: Addr/32 for IPv4,
-	// the Limiter's IPv6 prefix for IPv6, the zero Prefix for Denied and
-	// for a client without an IP address.
+	// the Limiter's IPv6 prefix for IPv6, the zero Prefix for Denied, for
+	// a client without an IP address, and for a UserLockout of a trusted
+	// source.
 	Source netip.Prefix
+	// User is the user name of a refused login, trimmed and lower-cased as
+	// the Limiter counts it; empty for the other refusals. It comes from
+	// the client: quote it before logging it (Error does). The replies of
+	// this package never include it.
+	User string
 	// Limit is the limit that was exceeded; zero for Denied and Capacity.
 	Limit int
 	// Count is the in-flight count or the rate that exceeded Limit,
-	// counting the refused event itself (as anvil does).
+	// counting the refused event itself (as anvil does); for Lockout and
+	// UserLockout, the failed logins in the window, at least Limit.
 	Count int
 }
 
@@ -93,6 +119,10 @@ func (e *LimitError) Error() string {
 		return "ratelimit: access denied for " + who
 	case Capacity:
 		return "ratelimit: source table full, refusing " + who
+	case Lockout:
+		return fmt.Sprintf("ratelimit: login locked out for %s after %d failed logins, limit %d", who, e.Count, e.Limit)
+	case UserLockout:
+		return fmt.Sprintf("ratelimit: login locked out for user %q after %d failed logins, limit %d (from %s)", e.User, e.Count, e.Limit, who)
 	}
 	return fmt.Sprintf("ratelimit: %s limit exceeded for %s: %d, limit %d", e.Kind, who, e.Count, e.Limit)
 }

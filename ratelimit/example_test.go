@@ -97,3 +97,53 @@ func ExampleLimiter_AllowRecipientAt() {
 	// RCPT 2: ""
 	// RCPT 3: "450 4.7.1 Error: too many recipients from 2001:db8:1:2::7\r\n"
 }
+
+// A login proxy asks the Limiter before it asks the authenticator, and
+// tells it about every password the authenticator refused. After three
+// failures the source is locked out for ten minutes, even with the right
+// password, and the refusal is answered in the protocol's words: here a
+// tagged IMAP NO; SMTPReply and POP3Reply answer AUTH and PASS. A server
+// calls AllowLogin and LoginFailed; the At variants keep this example's
+// clock fixed.
+func ExampleLimiter_AllowLoginAt() {
+	lim := &ratelimit.Limiter{Limits: ratelimit.Limits{
+		AuthRate:          10, // per minute
+		LoginFailures:     3,  // per source
+		UserLoginFailures: 10, // per user name, from any source
+		Lockout:           10 * time.Minute,
+	}}
+	ctx := context.Background()
+	client := netip.MustParseAddr("192.0.2.1")
+	authenticate := func(user, pass string) bool { return user == "alice" && pass == "correct horse" }
+
+	login := func(now time.Time, tag, user, pass string) {
+		if err := lim.AllowLoginAt(ctx, client, user, now); err != nil {
+			fmt.Println(tag, "NO", ratelimit.IMAPText(err))
+			return
+		}
+		if !authenticate(user, pass) {
+			if err := lim.LoginFailedAt(ctx, client, user, now); err != nil {
+				fmt.Println("log:", err) // a failing Store; the login is refused anyway
+			}
+			fmt.Println(tag, "NO [AUTHENTICATIONFAILED] Authentication failed")
+			return
+		}
+		fmt.Println(tag, "OK Logged in")
+	}
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	login(start, "a1", "Alice", "123456")
+	login(start.Add(time.Second), "a2", "alice", "password")
+	login(start.Add(2*time.Second), "a3", "alice", "qwerty")
+	login(start.Add(3*time.Second), "a4", "alice", "correct horse")
+	login(start.Add(10*time.Minute+time.Second), "a5", "alice", "correct horse")
+
+	st := lim.Stats()
+	fmt.Println("failures:", st.LoginFailures, "locked out:", st.Refused[ratelimit.Lockout])
+	// Output:
+	// a1 NO [AUTHENTICATIONFAILED] Authentication failed
+	// a2 NO [AUTHENTICATIONFAILED] Authentication failed
+	// a3 NO [AUTHENTICATIONFAILED] Authentication failed
+	// a4 NO [UNAVAILABLE] Too many failed logins from 192.0.2.1, try again later
+	// a5 OK Logged in
+	// failures: 3 locked out: 1
+}

@@ -27,13 +27,14 @@ func sourceNow(l *Limiter, addr netip.Addr) (SourceStats, bool) {
 	return sourceAt(l, addr, time.Now())
 }
 
-// op is one step of a scenario: at t0+at, do what to addr, expect want
-// (zero: allowed).
+// op is one step of a scenario: at t0+at, do what to addr (for user),
+// expect want (zero: allowed).
 type op struct {
 	at   time.Duration
-	do   string // "admit", "release" (the oldest held lease of addr), "msg", "rcpt"
+	do   string // "admit", "release" (the oldest held lease of addr), "msg", "rcpt", "login", "fail"
 	addr string
 	want Kind
+	user string // for "login" and "fail"
 }
 
 // run plays ops against l and checks every outcome.
@@ -62,16 +63,20 @@ func run(t *testing.T, l *Limiter, ops []op) {
 			err = l.AllowMessageAt(ctx, a, now)
 		case "rcpt":
 			err = l.AllowRecipientAt(ctx, a, now)
+		case "login":
+			err = l.AllowLoginAt(ctx, a, o.user, now)
+		case "fail":
+			require.NoError(t, l.LoginFailedAt(ctx, a, o.user, now), "step %d", i)
 		default:
 			t.Fatalf("step %d: unknown op %q", i, o.do)
 		}
 		if o.want == 0 {
-			assert.NoError(t, err, "step %d: %s %s at +%v", i, o.do, o.addr, o.at)
+			assert.NoError(t, err, "step %d: %s %s %s at +%v", i, o.do, o.addr, o.user, o.at)
 			continue
 		}
 		var le *LimitError
-		if assert.ErrorAs(t, err, &le, "step %d: %s %s at +%v: got %v; want %v", i, o.do, o.addr, o.at, err, o.want) {
-			assert.Equal(t, o.want, le.Kind, "step %d: %s %s at +%v", i, o.do, o.addr, o.at)
+		if assert.ErrorAs(t, err, &le, "step %d: %s %s %s at +%v: got %v; want %v", i, o.do, o.addr, o.user, o.at, err, o.want) {
+			assert.Equal(t, o.want, le.Kind, "step %d: %s %s %s at +%v", i, o.do, o.addr, o.user, o.at)
 		}
 	}
 }

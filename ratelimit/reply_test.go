@@ -62,6 +62,24 @@ func TestReplies(t *testing.T) {
 			pop3: "-ERR [SYS/TEMP] Too many clients, try again later\r\n",
 		},
 		{
+			name: "auth rate", err: &LimitError{Kind: AuthRate, Addr: a, User: "alice"}, host: "mx.example.com",
+			smtp: "450 4.7.1 Error: too many AUTH commands from 192.0.2.1\r\n",
+			imap: "* BYE [UNAVAILABLE] Too many logins from 192.0.2.1\r\n",
+			pop3: "-ERR [SYS/TEMP] Too many logins from 192.0.2.1\r\n",
+		},
+		{
+			name: "source lockout", err: &LimitError{Kind: Lockout, Addr: v6, User: "alice"}, host: "mx.example.com",
+			smtp: "454 4.7.0 Error: too many failed logins from 2001:db8::7, try again later\r\n",
+			imap: "* BYE [UNAVAILABLE] Too many failed logins from 2001:db8::7, try again later\r\n",
+			pop3: "-ERR [SYS/TEMP] Too many failed logins from 2001:db8::7, try again later\r\n",
+		},
+		{
+			name: "user lockout never shows the user name", err: &LimitError{Kind: UserLockout, Addr: a, User: "evil\r\n250 OK"}, host: "mx.example.com",
+			smtp: "454 4.7.0 Error: too many failed logins, try again later\r\n",
+			imap: "* BYE [UNAVAILABLE] Too many failed logins, try again later\r\n",
+			pop3: "-ERR [SYS/TEMP] Too many failed logins, try again later\r\n",
+		},
+		{
 			name: "other error", err: errors.New("redis: connection refused"), host: "mx.example.com",
 			smtp: "421 4.3.0 mx.example.com Error: temporary failure, try again later\r\n",
 			imap: "* BYE [UNAVAILABLE] Temporary failure, try again later\r\n",
@@ -73,6 +91,12 @@ func TestReplies(t *testing.T) {
 			assert.Equal(t, tt.smtp, SMTPReply(tt.err, tt.host))
 			assert.Equal(t, tt.imap, IMAPReply(tt.err))
 			assert.Equal(t, tt.pop3, POP3Reply(tt.err))
+			// IMAPText is IMAPReply's text, for a tagged NO.
+			if tt.err != nil {
+				assert.Equal(t, tt.imap, "* BYE "+IMAPText(tt.err)+"\r\n")
+			} else {
+				assert.Empty(t, IMAPText(nil))
+			}
 		})
 	}
 }

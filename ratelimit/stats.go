@@ -9,8 +9,9 @@ import (
 
 // Stats are a Limiter's statistics: what anvil(8) logs ("max connection
 // rate", "max connection count", "max message rate", "max recipient
-// rate", "max cache size"), admission and refusal counts since the Limiter
-// was first used, and the counters of the sources asked about.
+// rate", "max auth rate", "max cache size"), admission and refusal counts
+// since the Limiter was first used, and the counters of the sources asked
+// about.
 type Stats struct {
 	// Admitted counts connections admitted and counted (not trusted).
 	Admitted uint64
@@ -19,14 +20,19 @@ type Stats struct {
 	// Messages and Recipients count MAIL FROM and RCPT TO commands allowed
 	// from untrusted sources.
 	Messages, Recipients uint64
+	// Logins counts the logins AllowLogin let through (trusted sources
+	// included); LoginFailures counts the calls to LoginFailed.
+	Logins, LoginFailures uint64
 	// Refused counts refusals by Kind; Refused[Denied] counts ACL denials.
 	Refused map[Kind]uint64
-	// Tracked is the number of tracked sources, or -1 if the Store cannot
-	// tell (a Store other than MemoryStore).
+	// Tracked is the number of tracked entries (sources, and the failed
+	// logins of sources and user names), or -1 if the Store cannot tell
+	// (a Store other than MemoryStore).
 	Tracked int
-	// MaxInFlight, MaxConnRate, MaxMessageRate and MaxRecipientRate are the
-	// highest values any source reached, which source, and when.
-	MaxInFlight, MaxConnRate, MaxMessageRate, MaxRecipientRate Peak
+	// MaxInFlight, MaxConnRate, MaxMessageRate, MaxRecipientRate and
+	// MaxAuthRate are the highest values any source reached, which source,
+	// and when.
+	MaxInFlight, MaxConnRate, MaxMessageRate, MaxRecipientRate, MaxAuthRate Peak
 	// Sources holds, for each address given to Stats or StatsAt, the
 	// statistics of the source it is counted under, if that source is
 	// tracked: not trusted, denied, idle for more than a time unit or
@@ -50,9 +56,11 @@ type Peak struct {
 type stats struct {
 	admitted, trusted atomic.Uint64
 	allowed           [2]atomic.Uint64 // Message, Recipient
+	logins, failures  atomic.Uint64
 	refused           [numKinds]atomic.Uint64
 	inFlight, conn    peak
 	mail, rcpt        peak
+	auth              peak // updated by AllowLogin only, off the hot path
 }
 
 type peak struct {
@@ -62,10 +70,18 @@ type peak struct {
 	when time.Time
 }
 
+// update raises p to v if v is higher. The check is small enough to be
+// inlined, so that the common case (no new peak) costs one atomic load and
+// passes no arguments.
 func (p *peak) update(v int, src netip.Prefix, now time.Time) {
-	if int64(v) <= p.v.Load() {
-		return
+	if int64(v) > p.v.Load() {
+		p.raise(v, src, now)
 	}
+}
+
+// raise is update's slow path: it sets the peak under the lock, unless
+// another goroutine has raised it past v meanwhile.
+func (p *peak) raise(v int, src netip.Prefix, now time.Time) {
 	p.mu.Lock()
 	if int64(v) > p.v.Load() {
 		p.v.Store(int64(v))
@@ -80,7 +96,9 @@ func (p *peak) get() Peak {
 	return Peak{Value: int(p.v.Load()), Source: p.src, When: p.when}
 }
 
-func (s *stats) observe(key netip.Prefix, c Counts, now time.Time) {
+// observe raises the peaks to c's counters. c is a pointer so that the
+// call passes every argument in registers.
+func (s *stats) observe(key netip.Prefix, c *Counts, now time.Time) {
 	s.inFlight.update(c.InFlight, key, now)
 	s.conn.update(c.ConnRate, key, now)
 	s.mail.update(c.MessageRate, key, now)
@@ -101,12 +119,15 @@ func (l *Limiter) StatsAt(now time.Time, addrs ...netip.Addr) Stats {
 		Trusted:          l.stats.trusted.Load(),
 		Messages:         l.stats.allowed[0].Load(),
 		Recipients:       l.stats.allowed[1].Load(),
+		Logins:           l.stats.logins.Load(),
+		LoginFailures:    l.stats.failures.Load(),
 		Refused:          make(map[Kind]uint64),
 		Tracked:          -1,
 		MaxInFlight:      l.stats.inFlight.get(),
 		MaxConnRate:      l.stats.conn.get(),
 		MaxMessageRate:   l.stats.mail.get(),
 		MaxRecipientRate: l.stats.rcpt.get(),
+		MaxAuthRate:      l.stats.auth.get(),
 	}
 	for k := Denied; k < numKinds; k++ {
 		if n := l.stats.refused[k].Load(); n > 0 {
