@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/bridge"
 	"github.com/mailedge/mailedge/ratelimit"
@@ -45,7 +46,7 @@ func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, e
 	c.info.Client = nc.RemoteAddr()
 	if err != nil {
 		c.info.Outcome, c.info.Err = OutcomeClientError, err
-		if p.Server != nil && isNil(p.Backend) {
+		if p.Server != nil && isNil(p.Backend) && p.Login == nil {
 			c.info.Outcome = OutcomeNoBackend
 		}
 		c.end()
@@ -129,7 +130,12 @@ func (c *conn) prepare(ctx context.Context) (client, server net.Conn, sess *star
 	if err != nil {
 		return nil, nil, nil
 	}
-	client, server, ok := c.toBackend(ctx, sess)
+	var ok bool
+	if c.p.Login != nil {
+		client, server, ok = c.login(ctx, sess)
+	} else {
+		client, server, ok = c.toBackend(ctx, sess)
+	}
 	if !ok {
 		return nil, nil, nil
 	}
@@ -197,6 +203,61 @@ func (c *conn) toBackend(ctx context.Context, sess *starttls.Session) (client, s
 		client = c.out.Conn // the copy counts from here, on the conn itself
 	}
 	return client, server, true
+}
+
+// login runs the login at the edge (Proxy.Login) and returns the
+// client conn, with what it pipelined after its login, and the backend
+// conn logged in.
+func (c *conn) login(ctx context.Context, sess *starttls.Session) (client, server net.Conn, ok bool) {
+	p, info := c.p, &c.info
+	// The login dialogue's replies are counted as the handover's are.
+	c.out = countConn{Conn: sess.Conn}
+	sess.Conn = &c.out
+	defer c.endCount(sess)
+	ci := backend.ClientInfo{Src: c.nc.RemoteAddr(), Dst: c.nc.LocalAddr(), TLS: info.TLS, ServerName: sess.ServerName}
+	dial := func(ctx context.Context, req *auth.Request, res *auth.Result) (*backend.Conn, error) {
+		b := res.Backend
+		if b == nil && res.Pool != "" {
+			if p.Login.Pools == nil {
+				return nil, fmt.Errorf("%w: no pool %q", backend.ErrNoBackend, res.Pool)
+			}
+			if b = p.Login.Pools(res.Pool); b == nil {
+				return nil, fmt.Errorf("%w: no pool %q", backend.ErrNoBackend, res.Pool)
+			}
+		}
+		if b == nil {
+			if isNil(p.Backend) {
+				return nil, fmt.Errorf("%w: the login names no backend", backend.ErrNoBackend)
+			}
+			b = p.Backend
+		}
+		ci.Helo, ci.HeloVerb = req.Helo, "EHLO"
+		return b.Dial(ctx, ci)
+	}
+	out, err := p.Login.Login(ctx, p.Server, sess, auth.Peer{Client: c.nc.RemoteAddr(), Local: c.nc.LocalAddr()}, dial)
+	if le, ok := errors.AsType[*auth.LoginError](err); ok {
+		info.User = le.User
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, auth.ErrClientQuit):
+		info.Outcome = OutcomeClientQuit
+		return nil, nil, false
+	case errors.Is(err, auth.ErrTooManyFailures):
+		info.Outcome, info.Err = OutcomeAuthFailed, err
+		return nil, nil, false
+	default:
+		info.Outcome, info.Err = OutcomeClientError, err
+		return nil, nil, false
+	}
+	info.Member = out.Backend.Member
+	info.User, info.Recipient = out.Request.User, out.Request.RcptTo
+	out.Backend.Greeting = nil
+	client = out.Conn
+	if client == &c.out {
+		client = c.out.Conn // the copy counts from here, on the conn itself
+	}
+	return client, out.Backend, true
 }
 
 // endCount stops counting the handover's writes, gives sess its conn back

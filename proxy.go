@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/bridge"
 	"github.com/mailedge/mailedge/ratelimit"
@@ -37,6 +38,7 @@ const (
 	OutcomeNoBackend   Outcome = "no_backend"   // no member could be dialled; the client was told
 	OutcomeHandover    Outcome = "handover"     // the backend refused or broke the handover
 	OutcomeCopyError   Outcome = "copy_error"   // the copy ended with an error (see Err)
+	OutcomeAuthFailed  Outcome = "auth_failed"  // closed after refused logins (Login set)
 )
 
 // SessionInfo describes one finished session: what OnSession receives.
@@ -48,6 +50,12 @@ type SessionInfo struct {
 	Err      error             // nil for OK, reset and quit
 	Session  *starttls.Session // nil when the dialogue failed
 	Member   string            // backend member, "" if none was reached
+	// User is the user logged in at the edge (Proxy.Login), or the user of
+	// the last refused attempt of a session that never logged in, or "". For an
+	// inbound SMTP session (auth.Server.Relay) it is empty and Recipient
+	// holds the first RCPT TO address the session was routed by.
+	User      string
+	Recipient string
 	// Stats are the copy's, with ServerToClient counting too what the
 	// handover wrote to the client before the copy (the backend greeting
 	// of an implicit-TLS session, a capability answer, a refusal): every
@@ -71,7 +79,8 @@ type Proxy struct {
 	// Implicit selects TLS from the first byte (993, 465, 995) instead of
 	// the STARTTLS dialogue (143, 587, 25, 110).
 	Implicit bool
-	// Backend is where sessions go.
+	// Backend is where sessions go. With Login it may be nil when every
+	// Result names its backend or pool.
 	Backend Backend
 	// Limiter, if non-nil, admits each source before anything is said and
 	// counts in-flight connections (ratelimit). If nil, no limits.
@@ -90,6 +99,13 @@ type Proxy struct {
 	// ctx bounds it. A TLS session's handover reads nothing from the
 	// backend (the Dialer has read the greeting) and needs no bound.
 	HandoverTimeout time.Duration
+	// Login, if non-nil, takes the client's login at the edge after TLS
+	// (package auth): the Authenticator's Result names the backend (its
+	// Backend, or Login.Pools(Result.Pool)), Backend above when it names
+	// none; the proxy logs in there and then copies. Without Login the
+	// session goes to Backend before the client has said who it is, and
+	// the backend takes the login.
+	Login *auth.Server
 	// OnSession, if non-nil, is called once per connection when it ends.
 	OnSession func(SessionInfo)
 	// OnLimited, if non-nil, is called with each refusal by the Limiter,
@@ -117,8 +133,10 @@ func (p *Proxy) validate() error {
 	switch {
 	case p.Server == nil:
 		return fmt.Errorf("%w: Server is nil", ErrConfig)
-	case isNil(p.Backend):
+	case isNil(p.Backend) && p.Login == nil:
 		return fmt.Errorf("%w: Backend is nil", ErrConfig)
+	case p.Login != nil && p.Login.Authenticator == nil:
+		return fmt.Errorf("%w: Login.Authenticator is nil", ErrConfig)
 	case p.Server.TLSConfig == nil && (p.Implicit || p.Server.Mode != starttls.Disallow):
 		return fmt.Errorf("%w: Server.TLSConfig is nil", ErrConfig)
 	}
