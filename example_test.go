@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailedge/mailedge"
+	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/testcert"
@@ -151,4 +152,72 @@ func ExampleProxy_Shutdown() {
 	// session still served: true
 	// shutdown: <nil>
 	// serve: <nil>
+}
+
+// Login at the edge, as nginx's mail module does it in front of several
+// mail stores: the proxy reads the client's login, asks the application's
+// Authenticator where the mailbox lives, logs in there and only then
+// copies. Here each user's domain picks the backend.
+func ExampleProxy_login() {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	comSys, _ := demo.New(demo.Options{Logger: quiet, Users: map[string]string{"alice@example.com": "wonderland"}})
+	defer comSys.Close()
+	com, _ := comSys.Start(context.Background())
+	netSys, _ := demo.New(demo.Options{Logger: quiet, Users: map[string]string{"bob@example.net": "builder"}})
+	defer netSys.Close()
+	net2, _ := netSys.Start(context.Background())
+	stores := map[string]auth.Backend{
+		"example.com": &backend.Dialer{Addr: com.IMAP, Protocol: starttls.IMAP},
+		"example.net": &backend.Dialer{Addr: net2.IMAP, Protocol: starttls.IMAP},
+	}
+
+	ca, _ := testcert.NewCA("example CA")
+	leaf, _ := ca.Issue(testcert.Options{}, "mail.example.com")
+	var certs sni.Resolver
+	certs.AddDefault(&leaf.TLS)
+	members := make(chan string, 2)
+	p := &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: certs.TLSConfig(sni.Policy{})},
+		Implicit: true,
+		Login: &auth.Server{
+			// The application's directory: here, the domain of the user
+			// names the store, and the store checks the password.
+			Authenticator: auth.AuthenticatorFunc(func(_ context.Context, r *auth.Request) (*auth.Result, error) {
+				_, domain, _ := strings.Cut(r.User, "@")
+				if b, ok := stores[domain]; ok {
+					return &auth.Result{OK: true, Backend: b}, nil
+				}
+				return &auth.Result{Message: "Unknown user"}, nil
+			}),
+		},
+		OnSession: func(in mailedge.SessionInfo) {
+			if in.User != "" && in.Member != "" {
+				members <- in.User + " on " + map[string]string{com.IMAP: "the example.com store", net2.IMAP: "the example.net store"}[in.Member]
+			}
+		},
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { p.Serve(ctx, l); close(done) }()
+	defer func() { l.Close(); cancel(); <-done }()
+
+	for _, u := range [][2]string{{"alice@example.com", "wonderland"}, {"bob@example.net", "builder"}} {
+		c, err := imapclient.DialTLS(l.Addr().String(), &imapclient.Options{
+			TLSConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com"}})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println("login:", u[0], c.Login(u[0], u[1]).Wait() == nil)
+		c.Logout().Wait()
+		c.Close()
+		fmt.Println(<-members)
+	}
+	// Output:
+	// login: alice@example.com true
+	// alice@example.com on the example.com store
+	// login: bob@example.net true
+	// bob@example.net on the example.net store
 }
