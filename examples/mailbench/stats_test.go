@@ -105,3 +105,54 @@ func TestTargets(t *testing.T) {
 	assert.Contains(t, got, "| 480 proxy CPU µs/op | 400 gateway full imap | 1.20 | ≤ 1.15 | not met: 4% above the limit |")
 	assert.Contains(t, got, "| KiB per idle TLS session ≤ 0.9× HAProxy | n/a | haproxy | n/a | ≤ 0.90 | not measured |")
 }
+
+func TestLoginRoutedTargets(t *testing.T) {
+	tb := &table{rows: make(map[group]map[string][]Result)}
+	res := func(label, test string, cpu, p99, kib float64) Result {
+		return Result{Label: label, Test: test, Proto: "imap", TLS: "implicit", ProxyCPUusPerOp: cpu, P99us: p99, KiBPerSession: kib, Ops: 1}
+	}
+	for _, r := range []Result{
+		res("gateway", "full", 400, 0, 0), res("haproxy", "full", 600, 0, 0),
+		// The login-routed gateway greets by itself: never gateway's best peer.
+		res("gateway-login", "full", 100, 0, 0),
+		res("gateway-login", "login", 800, 9000, 0), res("gateway-login", "login", 700, 8000, 0), res("gateway-login", "login", 900, 12000, 0),
+		res("nginx-mail", "login", 1000, 48000, 0), res("haproxy", "login", 760, 7000, 0),
+		res("gateway-login", "idle", 0, 0, 16), res("haproxy", "idle", 0, 0, 17), res("gateway", "idle", 0, 0, 14),
+	} {
+		tb.add(r)
+	}
+	var out strings.Builder
+	tb.writeTargets(&out, "gateway", 150)
+	got := out.String()
+	assert.Contains(t, got, "| proxy CPU per full handshake incl. backend connect ≤ 0.85× best peer | 400 proxy CPU µs/op | 600 haproxy | 0.67 | ≤ 0.85 | met |")
+	assert.Contains(t, got, "| KiB per idle TLS session ≤ 0.9× HAProxy | 14.0 KiB/session | 17.0 haproxy idle imap | 0.82 | ≤ 0.90 | met |")
+	assert.Contains(t, got, "| target | gateway-login | reference | gateway-login/reference | limit | verdict |")
+	// 800 / 1000 = 0.80 ≤ 0.9.
+	assert.Contains(t, got, "| login-routed: proxy CPU per login session ≤ 0.9× nginx mail | 800 proxy CPU µs/op | 1000 nginx-mail login imap | 0.80 | ≤ 0.90 | met |")
+	// 9000 / 48000 = 0.19 ≤ 1.
+	assert.Contains(t, got, "| login-routed: login latency p99 ≤ nginx mail | 9000 p99 µs | 48000 nginx-mail login imap | 0.19 | ≤ 1.00 | met |")
+	// 16 / 17 = 0.94 > 0.9: 5% above.
+	assert.Contains(t, got, "| login-routed: KiB per idle logged-in session ≤ 0.9× HAProxy | 16.0 KiB/session | 17.0 haproxy idle imap | 0.94 | ≤ 0.90 | not met: 5% above the limit |")
+	// The base's table has none of gateway-login's goals.
+	base, _, _ := strings.Cut(got, "\n\n")
+	assert.NotContains(t, base, "login-routed")
+
+	var md strings.Builder
+	tb.writeMarkdown(&md, "gateway")
+	assert.Contains(t, md.String(), " gateway-login/nginx-mail | gateway-login/haproxy |\n")
+	// Labels in order of appearance (gateway, haproxy, gateway-login,
+	// nginx-mail); login p99: gateway n/a, so gateway/… n/a;
+	// gateway-login/nginx-mail 9000/48000, gateway-login/haproxy 9000/7000.
+	assert.Contains(t, md.String(), "| login imap | p99 µs | n/a | 7000 | 9000 (8000–12000) | 48000 | n/a | n/a | n/a | 0.19 | 1.29 |\n")
+
+	// Without gateway-login results, no second table and no extra columns.
+	tb2 := &table{rows: make(map[group]map[string][]Result)}
+	tb2.add(res("gateway", "full", 400, 0, 0))
+	tb2.add(res("nginx-mail", "login", 1000, 48000, 0))
+	out.Reset()
+	tb2.writeTargets(&out, "gateway", 150)
+	assert.NotContains(t, out.String(), "login-routed")
+	md.Reset()
+	tb2.writeMarkdown(&md, "gateway")
+	assert.NotContains(t, md.String(), "gateway-login")
+}

@@ -34,13 +34,16 @@ func metricsFor(test string) []metric {
 	cpuOp := metric{"proxy CPU µs/op", func(r Result) float64 { return pos(r.ProxyCPUusPerOp) }, true}
 	rate := metric{"ops/s", func(r Result) float64 { return r.Rate }, false}
 	p50 := metric{"p50 µs", func(r Result) float64 { return r.P50us }, true}
+	p99 := metric{"p99 µs", func(r Result) float64 { return r.P99us }, true}
 	switch test {
-	case "full", "login", "first":
+	case "full", "first":
 		return []metric{cpuOp, rate, p50}
+	case "login":
+		return []metric{cpuOp, rate, p50, p99}
 	case "resumed":
 		return []metric{cpuOp, rate, {"% resumed", func(r Result) float64 { return pct(r.Resumed, r.Ops) }, false}}
 	case "rtt":
-		return []metric{p50, {"p99 µs", func(r Result) float64 { return r.P99us }, true}}
+		return []metric{p50, p99}
 	case "seq":
 		return []metric{p50}
 	case "bulk1", "bulk16":
@@ -126,14 +129,19 @@ func (t *table) order(base string) []string {
 }
 
 // writeMarkdown prints one row per group and metric: each label's
-// median and range, then base/peer ratios of the medians.
+// median and range, then base/peer ratios of the medians, then the
+// ratios of other goal labels to their references (pairs).
 func (t *table) writeMarkdown(w io.Writer, base string) {
 	labels := t.order(base)
+	pairs := t.pairs(base)
 	fmt.Fprintf(w, "| test | metric | %s |", strings.Join(labels, " | "))
 	for _, l := range labels[1:] {
 		fmt.Fprintf(w, " %s/%s |", base, l)
 	}
-	fmt.Fprintf(w, "\n|---|---|%s\n", strings.Repeat("---|", 2*len(labels)-1))
+	for _, p := range pairs {
+		fmt.Fprintf(w, " %s/%s |", p[0], p[1])
+	}
+	fmt.Fprintf(w, "\n|---|---|%s\n", strings.Repeat("---|", 2*len(labels)-1+len(pairs)))
 	for _, g := range t.groups {
 		for _, m := range metricsFor(g.Test) {
 			fmt.Fprintf(w, "| %s | %s |", g, m.name)
@@ -144,10 +152,29 @@ func (t *table) writeMarkdown(w io.Writer, base string) {
 			for _, l := range labels[1:] {
 				fmt.Fprintf(w, " %s |", ratio(b, t.spreadOf(g, l, m)))
 			}
+			for _, p := range pairs {
+				fmt.Fprintf(w, " %s |", ratio(t.spreadOf(g, p[0], m), t.spreadOf(g, p[1], m)))
+			}
 			fmt.Fprintln(w)
 		}
 	}
 	t.writeErrors(w)
+}
+
+// pairs lists the extra ratio columns: for each goal measured on a label
+// other than base (gateway-login), that label over each peer its goals
+// name (nginx-mail, haproxy), when both have results.
+func (t *table) pairs(base string) [][2]string {
+	var out [][2]string
+	for _, gl := range t.goals(base) {
+		p := [2]string{gl.label, gl.ref}
+		if gl.label == "" || gl.label == base || gl.ref == "best peer" || gl.ref == "floor" || gl.ref == base ||
+			slices.Contains(out, p) || !slices.Contains(t.labels, p[0]) || !slices.Contains(t.labels, p[1]) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 func (t *table) writeErrors(w io.Writer) {
