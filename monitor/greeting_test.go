@@ -113,9 +113,22 @@ func checkResult(t *testing.T, r Result, kind error, reason string) {
 	}
 	assert.False(t, r.OK)
 	assert.ErrorIs(t, r.Err, kind)
-	if r.Err != nil {
-		assert.Equal(t, reason, r.Err.Error())
+	if r.Err == nil {
+		return
 	}
+	// "no greeting within 300ms": the budget is what is left of the
+	// context's deadline when the probe starts, a few milliseconds less
+	// than the test's on a loaded machine; the words must match exactly.
+	got := r.Err.Error()
+	if head, want, ok := strings.Cut(reason, " within "); ok {
+		ghead, gdur, gok := strings.Cut(got, " within ")
+		wd, werr := time.ParseDuration(want)
+		gd, gerr := time.ParseDuration(gdur)
+		if gok && werr == nil && gerr == nil && ghead == head && gd <= wd && gd > wd/2 {
+			return
+		}
+	}
+	assert.Equal(t, reason, got)
 }
 
 func TestGreetingConnectRefused(t *testing.T) {
