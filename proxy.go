@@ -15,6 +15,7 @@ import (
 	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/bridge"
+	"github.com/mailedge/mailedge/internal/netaddr"
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -313,23 +314,7 @@ func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn) SessionInfo {
 // IPOf returns the IP address of a net.Addr without its port, IPv4-mapped
 // IPv6 unmapped, or the zero Addr when a has none: the key that
 // ratelimit.Limiter.Admit takes, from a conn's RemoteAddr.
-func IPOf(a net.Addr) netip.Addr {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	case *net.UDPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	case nil:
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
+func IPOf(a net.Addr) netip.Addr { return netaddr.IP(a) }
 
 // String formats the session for a log line: client, outcome, SNI, backend,
 // bytes each way, duration, and the error if any.

@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/internal/bufpool"
 	"github.com/mailedge/mailedge/internal/mailwire"
+	"github.com/mailedge/mailedge/internal/netaddr"
 	"github.com/mailedge/mailedge/internal/prefixconn"
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/mailedge/mailedge/starttls"
@@ -322,6 +322,9 @@ func newDialogue(ctx context.Context, s *Server, ls *starttls.Server, sess *star
 		d.helo = sess.Helo // after STARTTLS the client must say EHLO again
 	}
 	sess.Pending = nil
+	if d.dial == nil {
+		d.dial = s.dialResult
+	}
 	d.br = bufpool.Get(d.in, bufpool.Small)
 	if d.maxLine <= 0 {
 		d.maxLine = map[starttls.Protocol]int{starttls.SMTP: 512, starttls.POP3: 255, starttls.IMAP: 8192}[sess.Protocol]
@@ -546,20 +549,14 @@ func (d *dialogue) try(req *Request) verdict {
 	if (req.Mechanism == Plain || req.Mechanism == Login) && !d.sess.TLS && !d.s.AllowPlaintext {
 		return verdict{privacy: true}
 	}
-	src := addrOf(d.peer.Client)
+	src := netaddr.IP(d.peer.Client)
 	if lim := d.s.Limiter; lim != nil {
 		if err := lim.AllowLogin(d.ctx, src, req.User); err != nil {
 			return d.limited(err)
 		}
 	}
-	actx, cancel := context.WithTimeout(d.ctx, orDefault(d.s.AuthTimeout, defaultAuthTimeout))
-	res, err := d.s.Authenticator.Authenticate(actx, req)
-	cancel()
-	if err == nil && res == nil {
-		err = errors.New("nil Result")
-	}
-	if err != nil {
-		d.onError(fmt.Errorf("%w: %w", ErrAuthService, err))
+	res := d.ask(req)
+	if res == nil {
 		return verdict{temporary: true}
 	}
 	if !res.OK {
@@ -583,6 +580,22 @@ func (d *dialogue) try(req *Request) verdict {
 	out.Password = ""
 	d.done = &Session{Backend: be, Request: clean, Result: out}
 	return verdict{ok: true, up: up}
+}
+
+// ask asks the Authenticator about req within AuthTimeout. A failure (an
+// error, or no Result) goes to OnError and returns nil: no decision.
+func (d *dialogue) ask(req *Request) *Result {
+	ctx, cancel := context.WithTimeout(d.ctx, orDefault(d.s.AuthTimeout, defaultAuthTimeout))
+	defer cancel()
+	res, err := d.s.Authenticator.Authenticate(ctx, req)
+	if err == nil && res == nil {
+		err = errors.New("nil Result")
+	}
+	if err != nil {
+		d.onError(fmt.Errorf("%w: %w", ErrAuthService, err))
+		return nil
+	}
+	return res
 }
 
 // limited answers a login the Limiter refused, by the kind of refusal: a
@@ -626,7 +639,7 @@ func (d *dialogue) refused(req *Request, res *Result) verdict {
 func (d *dialogue) failed(req *Request, wait time.Duration, close bool) {
 	d.failures++
 	if lim := d.s.Limiter; lim != nil {
-		if err := lim.LoginFailed(d.ctx, addrOf(d.peer.Client), req.User); err != nil {
+		if err := lim.LoginFailed(d.ctx, netaddr.IP(d.peer.Client), req.User); err != nil {
 			d.onError(err)
 		}
 	}
@@ -641,11 +654,7 @@ func (d *dialogue) failed(req *Request, wait time.Duration, close bool) {
 func (d *dialogue) connect(req *Request, res *Result) (upstreamReply, *backend.Conn, error) {
 	ctx, cancel := context.WithTimeout(d.ctx, orDefault(d.s.BackendTimeout, defaultBackendTimeout))
 	defer cancel()
-	dial := d.dial
-	if dial == nil {
-		dial = d.s.dialResult
-	}
-	be, err := dial(ctx, req, res)
+	be, err := d.dial(ctx, req, res)
 	if err != nil {
 		return upstreamReply{}, nil, fmt.Errorf("auth: backend: %w", err)
 	}
@@ -685,22 +694,6 @@ func (s *Server) dialResult(ctx context.Context, req *Request, res *Result) (*ba
 		return nil, fmt.Errorf("%w: no backend for %q", backend.ErrNoBackend, res.Pool)
 	}
 	return b.Dial(ctx, backend.ClientInfo{Src: req.Client, Dst: req.Local, TLS: req.TLS, ServerName: req.ServerName, Helo: req.Helo, HeloVerb: "EHLO"})
-}
-
-// addrOf returns the IP address of a, or the zero Addr.
-func addrOf(a net.Addr) netip.Addr {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	case nil:
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // sanitize makes an Authenticator's message one safe line.

@@ -226,14 +226,8 @@ func (h *smtpHandler) relay(d *dialogue, rcpt []byte, addr string) bool {
 	req.MailFrom, req.RcptTo = h.mailFrom, addr
 	d.attempts++
 	req.Attempt = d.attempts
-	actx, cancel := context.WithTimeout(d.ctx, orDefault(d.s.AuthTimeout, defaultAuthTimeout))
-	res, err := d.s.Authenticator.Authenticate(actx, req)
-	cancel()
-	if err == nil && res == nil {
-		err = errors.New("nil Result")
-	}
-	if err != nil {
-		d.onError(fmt.Errorf("%w: %w", ErrAuthService, err))
+	res := d.ask(req)
+	if res == nil {
 		d.reply("451 4.3.0 Temporary failure, try again later")
 		return false
 	}
@@ -258,11 +252,7 @@ func (h *smtpHandler) relay(d *dialogue, rcpt []byte, addr string) bool {
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, orDefault(d.s.BackendTimeout, defaultBackendTimeout))
 	defer cancel()
-	dial := d.dial
-	if dial == nil {
-		dial = d.s.dialResult
-	}
-	be, err := dial(ctx, req, res)
+	be, err := d.dial(ctx, req, res)
 	if err != nil {
 		d.onError(fmt.Errorf("auth: backend: %w", err))
 		d.reply("451 4.3.0 Temporary failure, try again later")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/mailedge/mailedge/internal/tlsname"
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
 )
@@ -133,64 +134,12 @@ func sslTLV(cs *tls.ConnectionState) tlvparse.PP2SSL {
 			ssl.Verify = 0
 		}
 	}
-	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsVersionName(cs.Version))})
-	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(cipherName(cs.CipherSuite))})
+	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsname.Version(cs.Version))})
+	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(tlsname.Cipher(cs.CipherSuite))})
 	if len(cs.PeerCertificates) > 0 && cs.PeerCertificates[0].Subject.CommonName != "" {
 		ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte(cs.PeerCertificates[0].Subject.CommonName)})
 	}
 	return ssl
-}
-
-// tlsVersionName spells versions as OpenSSL's SSL_get_version does.
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS10:
-		return "TLSv1"
-	case tls.VersionTLS11:
-		return "TLSv1.1"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	}
-	return tls.VersionName(v)
-}
-
-// cipherName returns the OpenSSL name of the TLS 1.2 suites crypto/tls
-// implements, as HAProxy sends them, and the IANA name otherwise (TLS 1.3
-// suites have the same name in both spellings).
-func cipherName(id uint16) string {
-	switch id {
-	case tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:
-		return "ECDHE-ECDSA-AES128-GCM-SHA256"
-	case tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384:
-		return "ECDHE-ECDSA-AES256-GCM-SHA384"
-	case tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
-		return "ECDHE-ECDSA-CHACHA20-POLY1305"
-	case tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256:
-		return "ECDHE-RSA-AES128-GCM-SHA256"
-	case tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
-		return "ECDHE-RSA-AES256-GCM-SHA384"
-	case tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256:
-		return "ECDHE-RSA-CHACHA20-POLY1305"
-	case tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA:
-		return "ECDHE-ECDSA-AES128-SHA"
-	case tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA:
-		return "ECDHE-ECDSA-AES256-SHA"
-	case tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA:
-		return "ECDHE-RSA-AES128-SHA"
-	case tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA:
-		return "ECDHE-RSA-AES256-SHA"
-	case tls.TLS_RSA_WITH_AES_128_GCM_SHA256:
-		return "AES128-GCM-SHA256"
-	case tls.TLS_RSA_WITH_AES_256_GCM_SHA384:
-		return "AES256-GCM-SHA384"
-	case tls.TLS_RSA_WITH_AES_128_CBC_SHA:
-		return "AES128-SHA"
-	case tls.TLS_RSA_WITH_AES_256_CBC_SHA:
-		return "AES256-SHA"
-	}
-	return tls.CipherSuiteName(id)
 }
 
 // ProxyProbeDial returns the dial function a health probe needs for a

@@ -112,8 +112,11 @@ func TestKeepAlive(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d concurrent logins failed", failed.Load())
 	}
-	if n := s.conns.Load(); n > 1+workers {
-		t.Fatalf("%d workers made %d connections", workers, n)
+	// net/http may dial for a request while another's connection is on
+	// its way back to the idle pool, and keep both: a few more
+	// connections than workers is reuse; one per login (160) would not be.
+	if n := s.conns.Load(); n > 1+2*workers {
+		t.Fatalf("%d workers made %d connections for %d logins", workers, n, workers*20)
 	}
 }
 

@@ -3,18 +3,17 @@ package authhttp
 import (
 	"context"
 	"crypto/sha1"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 
 	"github.com/mailedge/mailedge/auth"
+	"github.com/mailedge/mailedge/internal/netaddr"
+	"github.com/mailedge/mailedge/internal/tlsname"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -42,7 +41,7 @@ func (c *Client) newRequest(ctx context.Context, req *auth.Request) (*http.Reque
 	set("Auth-Pass", escape(string(req.Password)))
 	set("Auth-Protocol", req.Protocol.String())
 	set("Auth-Login-Attempt", strconv.Itoa(max(req.Attempt, 1)))
-	if ip := addrIP(req.Client); ip.IsValid() {
+	if ip := netaddr.IP(req.Client); ip.IsValid() {
 		set("Client-IP", ip.String())
 	}
 	if req.Protocol == starttls.SMTP {
@@ -59,8 +58,8 @@ func (c *Client) newRequest(ctx context.Context, req *auth.Request) (*http.Reque
 	}
 	if req.TLS != nil {
 		set("Auth-SSL", "on")
-		set("Auth-SSL-Protocol", tlsVersion(req.TLS.Version))
-		set("Auth-SSL-Cipher", cipherName(req.TLS.CipherSuite))
+		set("Auth-SSL-Protocol", tlsname.Version(req.TLS.Version))
+		set("Auth-SSL-Cipher", tlsname.Cipher(req.TLS.CipherSuite))
 		switch {
 		case req.ClientCert != nil:
 			cert := req.ClientCert
@@ -148,86 +147,6 @@ func escapeIf(s string, esc func(byte) bool) string {
 		b.WriteByte(c)
 	}
 	return b.String()
-}
-
-// addrIP is the IP of a, IPv4-mapped addresses unmapped, as nginx prints
-// the client's address in Client-IP; the zero Addr if a has none.
-func addrIP(a net.Addr) netip.Addr {
-	switch a := a.(type) {
-	case nil:
-		return netip.Addr{}
-	case *net.TCPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
-// tlsVersion is OpenSSL's name of a TLS version, as nginx's
-// Auth-SSL-Protocol.
-func tlsVersion(v uint16) string {
-	switch v {
-	case tls.VersionTLS10:
-		return "TLSv1"
-	case tls.VersionTLS11:
-		return "TLSv1.1"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	}
-	return tls.VersionName(v)
-}
-
-// cipherName is OpenSSL's name of a cipher suite, as nginx's
-// Auth-SSL-Cipher, for the suites crypto/tls implements; the TLS 1.3 names
-// are the same in both. Others get Go's (IANA) name.
-func cipherName(id uint16) string {
-	switch id {
-	case tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:
-		return "ECDHE-ECDSA-AES128-GCM-SHA256"
-	case tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384:
-		return "ECDHE-ECDSA-AES256-GCM-SHA384"
-	case tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
-		return "ECDHE-ECDSA-CHACHA20-POLY1305"
-	case tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256:
-		return "ECDHE-RSA-AES128-GCM-SHA256"
-	case tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
-		return "ECDHE-RSA-AES256-GCM-SHA384"
-	case tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256:
-		return "ECDHE-RSA-CHACHA20-POLY1305"
-	case tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA:
-		return "ECDHE-ECDSA-AES128-SHA"
-	case tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA:
-		return "ECDHE-ECDSA-AES256-SHA"
-	case tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA:
-		return "ECDHE-RSA-AES128-SHA"
-	case tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA:
-		return "ECDHE-RSA-AES256-SHA"
-	case tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256:
-		return "ECDHE-ECDSA-AES128-SHA256"
-	case tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256:
-		return "ECDHE-RSA-AES128-SHA256"
-	case tls.TLS_RSA_WITH_AES_128_GCM_SHA256:
-		return "AES128-GCM-SHA256"
-	case tls.TLS_RSA_WITH_AES_256_GCM_SHA384:
-		return "AES256-GCM-SHA384"
-	case tls.TLS_RSA_WITH_AES_128_CBC_SHA:
-		return "AES128-SHA"
-	case tls.TLS_RSA_WITH_AES_256_CBC_SHA:
-		return "AES256-SHA"
-	case tls.TLS_RSA_WITH_AES_128_CBC_SHA256:
-		return "AES128-SHA256"
-	case tls.TLS_RSA_WITH_3DES_EDE_CBC_SHA:
-		return "DES-CBC3-SHA"
-	case tls.TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA:
-		return "ECDHE-RSA-DES-CBC3-SHA"
-	}
-	return tls.CipherSuiteName(id)
 }
 
 // serial is the certificate's serial number as OpenSSL's i2a_ASN1_INTEGER
