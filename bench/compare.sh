@@ -3,7 +3,7 @@
 # and stunnel on this machine, in front of the same backend, with the same
 # ECDSA P-256 certificate, TLS 1.3, X25519 and AES-128-GCM.
 #
-#   bench/compare.sh            # full run: 3 repetitions, about 12 minutes on 2 cores
+#   bench/compare.sh            # full run: 3 repetitions, about 14 minutes on 2 cores
 #   QUICK=1 bench/compare.sh    # development run: short tests, about 2-3 minutes
 #
 # gateway-login is the gateway taking the login at the edge as nginx mail
