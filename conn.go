@@ -93,7 +93,8 @@ func (c *conn) inbound(ctx context.Context) error {
 
 // copied is the bridge's end hook: it records how the copy ended.
 func (c *conn) copied(st bridge.Stats, err error) {
-	st.ServerToClient += c.out.n // what the handover relayed
+	st.ServerToClient += c.out.n  // what the handover relayed
+	st.ClientToServer += c.out.in // what the login at the edge read
 	if c.userEnd != nil {
 		c.userEnd(st, err)
 	}
@@ -211,7 +212,7 @@ func (c *conn) toBackend(ctx context.Context, sess *starttls.Session) (client, s
 func (c *conn) login(ctx context.Context, sess *starttls.Session) (client, server net.Conn, ok bool) {
 	p, info := c.p, &c.info
 	// The login dialogue's replies are counted as the handover's are.
-	c.out = countConn{Conn: sess.Conn}
+	c.out = countConn{Conn: sess.Conn, reads: true}
 	sess.Conn = &c.out
 	defer c.endCount(sess)
 	ci := backend.ClientInfo{Src: c.nc.RemoteAddr(), Dst: c.nc.LocalAddr(), TLS: info.TLS, ServerName: sess.ServerName}
@@ -253,6 +254,9 @@ func (c *conn) login(ctx context.Context, sess *starttls.Session) (client, serve
 	info.Member = out.Backend.Member
 	info.User, info.Recipient = out.Request.User, out.Request.RcptTo
 	out.Backend.Greeting = nil
+	if b, ok := out.Conn.(interface{ Buffered() int }); ok {
+		c.out.in -= int64(b.Buffered()) // read during the login, counted again by the copy
+	}
 	client = out.Conn
 	if client == &c.out {
 		client = c.out.Conn // the copy counts from here, on the conn itself
@@ -267,15 +271,20 @@ func (c *conn) endCount(sess *starttls.Session) {
 	c.out.off = true
 	sess.Conn = c.out.Conn
 	c.info.Stats.ServerToClient = c.out.n
+	c.info.Stats.ClientToServer = c.out.in
 }
 
 // countConn counts the bytes written through it until off is set: what the
-// handover writes to the client. It reads nothing ahead, so a bridge
-// handed it (inside a wrapper holding client bytes) sees through it.
+// handover or the login at the edge writes to the client; with reads, also
+// the bytes read, which only the login at the edge reads through it. It
+// reads nothing ahead, so a bridge handed it (inside a wrapper holding
+// client bytes) sees through it.
 type countConn struct {
 	net.Conn
-	n   int64 // bytes written before off
-	off bool  // set before the copy starts, so never raced
+	n     int64 // bytes written before off
+	in    int64 // bytes read before off, when reads
+	reads bool
+	off   bool // set before the copy starts, so never raced
 }
 
 // Write writes p and counts it.
@@ -283,6 +292,15 @@ func (c *countConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if !c.off {
 		c.n += int64(n)
+	}
+	return n, err
+}
+
+// Read reads into p and counts what it read.
+func (c *countConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.reads && !c.off {
+		c.in += int64(n)
 	}
 	return n, err
 }

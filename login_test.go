@@ -1,8 +1,11 @@
 package mailedge_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -100,10 +103,13 @@ func TestProxyLogin(t *testing.T) {
 			assert.Equal(t, "demo@example.com", in.User)
 			assert.Equal(t, f.addrs.IMAP, in.Member)
 			assert.Positive(t, in.Stats.ServerToClient)
+			assert.Positive(t, in.Stats.ClientToServer)
 		case mailedge.OutcomeAuthFailed:
 			failed++
 			assert.Equal(t, "demo@example.com", in.User, "a refused session says who tried")
 			assert.Empty(t, in.Member)
+			assert.Positive(t, in.Stats.ClientToServer, "the login the client sent")
+			assert.Positive(t, in.Stats.ServerToClient, "the greeting and the refusal")
 		default:
 			t.Errorf("outcome %s: %v", in.Outcome, in.Err)
 		}
@@ -113,4 +119,45 @@ func TestProxyLogin(t *testing.T) {
 	assert.NotContains(t, logs.String(), "wrong-password")
 	assert.NotContains(t, logs.String(), "=demo ")
 	assert.True(t, strings.Contains(logs.String(), "user=demo@example.com"), logs.String())
+}
+
+// TestProxyLoginCountsClientBytes: every byte the client sent is counted
+// once, the login's and the commands it pipelined after it, which the
+// login read and the copy forwarded.
+func TestProxyLoginCountsClientBytes(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	sessions := make(chan mailedge.SessionInfo, 1)
+	p := &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
+		Implicit: true,
+		Backend:  &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
+		Login: &auth.Server{Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
+			return &auth.Result{OK: true}, nil
+		})},
+		OnSession: func(in mailedge.SessionInfo) { sessions <- in },
+	}
+	addr := serve(t, p)
+	c, err := tls.Dial("tcp", addr, f.roots)
+	require.NoError(t, err)
+	defer c.Close()
+	sent := "a LOGIN demo@example.com demo\r\nb NOOP\r\n"
+	_, err = io.WriteString(c, sent)
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if strings.HasPrefix(line, "b OK") {
+			break
+		}
+	}
+	_, err = io.WriteString(c, "c LOGOUT\r\n")
+	require.NoError(t, err)
+	sent += "c LOGOUT\r\n"
+	rest, _ := io.ReadAll(br)
+	assert.Contains(t, string(rest), "c OK")
+	c.Close()
+	in := <-sessions
+	assert.Equal(t, int64(len(sent)), in.Stats.ClientToServer, "outcome %s %v", in.Outcome, in.Err)
 }

@@ -62,6 +62,9 @@ type SessionInfo struct {
 	// of an implicit-TLS session, a capability answer, a refusal): every
 	// byte the client received after TLS, or after the STARTTLS dialogue
 	// of a plain session. The inspector's own SMTP replies are not counted.
+	// With Login, ClientToServer counts too what the client sent during
+	// the login at the edge (its commands and credentials), and
+	// ServerToClient what the proxy answered there.
 	Stats    bridge.Stats
 	TLS      *tls.ConnectionState // client-side TLS, nil for a plain session
 	Implicit bool
