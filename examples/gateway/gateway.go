@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailedge/mailedge"
@@ -44,6 +45,7 @@ type gateway struct {
 	serving        sync.WaitGroup     // Proxy.Serve loops, which wait for their sessions
 	bg             sync.WaitGroup     // checkers, watcher, metrics server
 	stopBackground context.CancelFunc // ends checkers and the certificate watcher
+	draining       atomic.Bool        // shutdown has begun: /readyz answers 503
 }
 
 type checkerJob struct {

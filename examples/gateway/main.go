@@ -30,6 +30,12 @@
 //
 // SIGHUP reloads certificates and the users file; SIGTERM or SIGINT stops accepting, lets
 // sessions finish for -grace, then exits.
+//
+// -metrics ADDR serves Prometheus /metrics and, for a load balancer or
+// Kubernetes, /healthz (liveness: 200 while the accept loops run or the
+// gateway drains) and /readyz (readiness: 200 when every listener accepts
+// and certificates are loaded, 503 with the reasons otherwise and from the
+// moment SIGTERM is received).
 package main
 
 import (
@@ -93,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.acl, "acl", "", "access list, first match wins, e.g. 'allow 10.0.0.0/8, deny 0.0.0.0/0'")
 	fs.StringVar(&o.limits, "limits", "", "per-source limits for listeners with 'limit': inflight=N,connrate=N,msgrate=N,rcptrate=N,unit=60s; login limits for listeners with 'auth': authrate=N (attempts per source per unit),loginfailures=N (per source),userloginfailures=N (per user name),lockout=15m (failure window)")
 	fs.IntVar(&o.maxSources, "max-sources", 0, "cap on tracked rate-limit sources (0: library default)")
-	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus /metrics on this address")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus /metrics and the /healthz and /readyz probes on this address")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM, how long sessions may finish before they are cut")
 	fs.DurationVar(&o.watch, "watch", 30*time.Second, "poll certificate files for renewals this often (0: only on SIGHUP)")
 	fs.StringVar(&o.demoDir, "demo-dir", "", "demo mode: folder for ca.pem and the demo certificates (default: a new temp folder)")

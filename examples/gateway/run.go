@@ -33,7 +33,9 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 			// never guessed; anyone else is greeted at once.
 			l = mailedge.ProxyListener(l, g.proxyFrom, 0)
 		}
-		g.listeners = append(g.listeners, l)
+		s := g.services[len(g.listeners)]
+		s.accepting.Store(true)
+		g.listeners = append(g.listeners, watchedListener{Listener: l, accepting: &s.accepting})
 	}
 	// Sessions do not end with ctx: SIGTERM stops accepting at once but
 	// lets sessions run for the grace period (Proxy.Shutdown in shutdown).
@@ -66,6 +68,8 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 	if g.metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", g.metrics.handler())
+		mux.Handle("GET /healthz", probeHandler(g.liveness))
+		mux.Handle("GET /readyz", probeHandler(g.readiness))
 		if err := g.serveHTTP("-metrics", g.opts.metrics, mux); err != nil {
 			return err
 		}
@@ -147,9 +151,11 @@ func (g *gateway) addrs() []string {
 	return out
 }
 
-// shutdown stops accepting, waits up to grace for sessions, then cuts them
-// and waits for every goroutine.
+// shutdown turns /readyz to 503, stops accepting, waits up to grace for
+// sessions, then cuts them and waits for every goroutine; the -metrics
+// server (with /healthz and /readyz) stops last.
 func (g *gateway) shutdown(grace time.Duration) {
+	g.draining.Store(true) // first: /readyz turns 503 while sessions drain
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var cut sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailedge/mailedge"
@@ -17,6 +18,8 @@ type service struct {
 	proxy *mailedge.Proxy
 	log   *slog.Logger
 	m     *metrics
+
+	accepting atomic.Bool // its listener is open: the accept loop runs (see watchedListener)
 }
 
 func newService(name string, p *mailedge.Proxy, log *slog.Logger, m *metrics) *service {
