@@ -16,11 +16,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/monitor"
 	"github.com/mailedge/mailedge/ratelimit"
+	"github.com/mailedge/mailedge/ratelimit/redisstore"
 	"github.com/mailedge/mailedge/sni"
+	"github.com/mailedge/mailedge/sni/ticketkeys"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -38,6 +42,10 @@ type gateway struct {
 
 	poolProto map[string]starttls.Protocol // each pool's: its listeners', or for NAME/POOL, POOL's
 	logins    *logins                      // nil unless -auth-file or -auth-http
+
+	redis   *redis.Client       // -redis; nil without
+	store   *redisstore.Store   // the Limiter's Store with -redis
+	rotator *ticketkeys.Rotator // -ticket-keys; nil without
 
 	proxyFrom      []netip.Prefix // balancers that may send an inbound PROXY header
 	listeners      []net.Listener
@@ -57,8 +65,14 @@ var protocols = map[string]starttls.Protocol{"smtp": starttls.SMTP, "imap": star
 
 // build checks every option and file and assembles the gateway; nothing
 // listens yet, so a bad flag or file stops the program before it serves.
-func build(o *options, log *slog.Logger) (*gateway, error) {
+func build(o *options, log *slog.Logger) (_ *gateway, err error) {
 	g := &gateway{log: log, opts: o, pools: make(map[string]*backend.Pool), poolProto: make(map[string]starttls.Protocol)}
+	defer func() {
+		if err != nil {
+			g.closeShared()
+			g.closeRedis()
+		}
+	}()
 	if err := g.buildCerts(); err != nil {
 		return nil, err
 	}
@@ -68,11 +82,15 @@ func build(o *options, log *slog.Logger) (*gateway, error) {
 	if err := g.buildLimiter(); err != nil {
 		return nil, err
 	}
+	if err := g.buildShared(); err != nil {
+		return nil, err
+	}
 	if err := g.buildLogins(); err != nil {
 		return nil, err
 	}
 	if o.metrics != "" {
 		g.metrics = newMetrics(g.certs)
+		g.metrics.addRedis(g.store)
 	}
 	for _, ls := range o.listens {
 		s, err := g.buildService(ls)
@@ -86,6 +104,9 @@ func build(o *options, log *slog.Logger) (*gateway, error) {
 		return nil, errors.New("no -listen given")
 	}
 	if err := g.buildProxyPolicy(); err != nil {
+		return nil, err
+	}
+	if err := g.buildTicketKeys(); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -168,6 +189,7 @@ func (g *gateway) buildService(ls listenSpec) (*service, error) {
 		p.Limiter = &ratelimit.Limiter{ACL: g.limiter.ACL}
 	}
 	s := newService(ls.Name, p, g.log, g.metrics)
+	s.tlsConfig = cfg
 	if ls.Auth {
 		p.Login = g.loginServer(ls, s)
 	}

@@ -52,6 +52,8 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/auth/authhttp"
+	"github.com/mailedge/mailedge/ratelimit/redisstore"
+	"github.com/mailedge/mailedge/sni/ticketkeys"
 )
 
 // options are the parsed command line.
@@ -80,6 +82,14 @@ type options struct {
 	authHTTP        string        // -auth-http: nginx auth_http service URL
 	authHTTPHeaders multiFlag     // -auth-http-header 'Name: value'
 	authHTTPTimeout time.Duration // -auth-http-timeout
+
+	redis             string        // -redis: host:port or redis:// / rediss:// URL
+	redisPasswordFile string        // -redis-password-file
+	redisFail         string        // -redis-fail connections=open|closed,...
+	redisTimeout      time.Duration // -redis-timeout
+	replica           string        // -replica (default: the host name)
+	ticketKeys        string        // -ticket-keys redis|FILE
+	ticketRotate      time.Duration // -ticket-rotate
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -111,6 +121,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.authHTTP, "auth-http", "", "nginx auth_http service URL for listeners with 'auth', e.g. http://127.0.0.1:9000/mail/auth")
 	fs.Var(&o.authHTTPHeaders, "auth-http-header", "header sent to -auth-http, 'Name: value' (repeatable), as nginx's auth_http_header")
 	fs.DurationVar(&o.authHTTPTimeout, "auth-http-timeout", authhttp.DefaultTimeout, "bound on one -auth-http decision")
+	fs.StringVar(&o.redis, "redis", "", "share the limits of listeners with 'limit' and the login limits of listeners with 'auth' across a fleet through Redis: host:port or a redis:// or rediss:// URL (password, database, TLS)")
+	fs.StringVar(&o.redisPasswordFile, "redis-password-file", "", "file holding the Redis password (instead of putting it in -redis)")
+	fs.StringVar(&o.redisFail, "redis-fail", "", "when Redis does not answer, per class: connections=open|closed,messages=open|closed,logins=open|closed (default all open: count on this replica; closed: refuse with a temporary error)")
+	fs.DurationVar(&o.redisTimeout, "redis-timeout", redisstore.DefaultTimeout, "bound on one Redis round trip of the limiter")
+	fs.StringVar(&o.replica, "replica", "", "this replica's name among those sharing -redis, unique at a time (default: the host name, the pod's in Kubernetes)")
+	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "share TLS session-ticket keys: 'redis' (a key list in -redis, rotated every -ticket-rotate) or a FILE of keys, newest first, written by a secret store")
+	fs.DurationVar(&o.ticketRotate, "ticket-rotate", ticketkeys.DefaultRotate, "with -ticket-keys redis, how long a key encrypts before the next replaces it")
 	fs.StringVar(&config, "config", "", "file of flags, one per line as on the command line; '#' comments")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -13,7 +13,9 @@ import (
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/monitor"
 	"github.com/mailedge/mailedge/ratelimit"
+	"github.com/mailedge/mailedge/ratelimit/redisstore"
 	"github.com/mailedge/mailedge/sni"
+	"github.com/mailedge/mailedge/sni/ticketkeys"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -172,4 +174,49 @@ func (m *metrics) health(pool, member string, st monitor.Status) {
 	}
 	m.backendUp.WithLabelValues(pool, member).Set(up)
 	m.probeLat.WithLabelValues(pool, member).Set(st.Last.Latency.Seconds())
+}
+
+// addRedis exports the Stats of the -redis Store, read at each scrape.
+func (m *metrics) addRedis(st *redisstore.Store) {
+	if m == nil || st == nil {
+		return
+	}
+	counter := func(name, help string, f func(redisstore.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(st.Stats())) })
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailedge_redis_up",
+			Help: "1 while Redis answers the rate limiter, 0 from a failed round trip to the next success."},
+			func() float64 {
+				if st.Stats().Up {
+					return 1
+				}
+				return 0
+			}),
+		counter("mailedge_redis_errors_total", "Round trips to Redis that failed (timeouts included).",
+			func(s redisstore.Stats) uint64 { return s.Errors }),
+		counter("mailedge_redis_timeouts_total", "Round trips to Redis that ran out of -redis-timeout.",
+			func(s redisstore.Stats) uint64 { return s.Timeouts }),
+		counter("mailedge_redis_fallbacks_total", "Limiter events counted on this replica only while Redis was down (fail open).",
+			func(s redisstore.Stats) uint64 { return s.Fallbacks }),
+		counter("mailedge_redis_unavailable_total", "Limiter events refused with a temporary error while Redis was down (fail closed).",
+			func(s redisstore.Stats) uint64 { return s.Unavailable }),
+		counter("mailedge_redis_outages_total", "Times Redis stopped answering.",
+			func(s redisstore.Stats) uint64 { return s.Outages }),
+		counter("mailedge_redis_recoveries_total", "Times Redis answered again after an outage.",
+			func(s redisstore.Stats) uint64 { return s.Recoveries }),
+		counter("mailedge_redis_lease_renewals_total", "Times this replica renewed its lease and rewrote its in-flight counts.",
+			func(s redisstore.Stats) uint64 { return s.Renewals }),
+	)
+}
+
+// addTicketKeys exports the number of session-ticket keys of -ticket-keys.
+func (m *metrics) addTicketKeys(rot *ticketkeys.Rotator) {
+	if m == nil || rot == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailedge_ticket_keys",
+		Help: "TLS session-ticket keys loaded from -ticket-keys (0 before the first successful poll: sessions resume on this replica only)."},
+		func() float64 { return float64(rot.Status().Keys) }))
 }

@@ -19,6 +19,14 @@ import (
 // start opens every listener (all or none), then starts the accept loops,
 // health checkers, certificate watcher and metrics server.
 func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
+	if g.rotator != nil {
+		// The fleet's keys before the first handshake; if the source does
+		// not answer, serve anyway (sessions resume on this replica only)
+		// and let Run catch up. OnError has logged it.
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = g.rotator.Refresh(rctx)
+		cancel()
+	}
 	for _, ls := range g.specs {
 		l, err := listen("tcp", ls.Addr)
 		if err != nil {
@@ -65,6 +73,9 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 		g.goBackground(func() { job.c.Run(ctx) })
 	}
 	g.goBackground(func() { g.reloadLoop(ctx, hup) })
+	if g.rotator != nil {
+		g.goBackground(func() { _ = g.rotator.Run(ctx) })
+	}
 	if g.metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", g.metrics.handler())
@@ -174,6 +185,9 @@ func (g *gateway) shutdown(grace time.Duration) {
 	if g.stopBackground != nil {
 		g.stopBackground()
 	}
+	// Sessions are gone: release the lease so the fleet stops counting
+	// this replica at once.
+	g.closeShared()
 	for _, srv := range g.httpSrvs {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		srv.Shutdown(sctx)
@@ -183,6 +197,7 @@ func (g *gateway) shutdown(grace time.Duration) {
 		g.logins.http.CloseIdleConnections()
 	}
 	g.bg.Wait()
+	g.closeRedis() // after the Rotator's Run, which polls through it
 }
 
 func errString(err error) string {

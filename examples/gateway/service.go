@@ -19,6 +19,8 @@ type service struct {
 	log   *slog.Logger
 	m     *metrics
 
+	tlsConfig *tls.Config // the listener's, for the -ticket-keys Rotator
+
 	accepting atomic.Bool // its listener is open: the accept loop runs (see watchedListener)
 }
 
