@@ -36,6 +36,12 @@
 // gateway drains) and /readyz (readiness: 200 when every listener accepts
 // and certificates are loaded, 503 with the reasons otherwise and from the
 // moment SIGTERM is received).
+//
+// A fleet of gateways shares its state through Redis (docs/scale-out.md):
+// -redis ADDR|URL makes the limits and login limits fleet-wide, with
+// -redis-fail choosing per class what happens while Redis does not answer;
+// -ticket-keys redis|FILE shares the TLS session-ticket keys so that a
+// session resumes on any replica.
 package main
 
 import (
