@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,25 +111,10 @@ func (r *redisServer) Kill() {
 	if r.cmd == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGCONT) // if stopped
+	continueProcess(r.cmd.Process) // if stopped
 	_ = r.cmd.Process.Kill()
 	_ = r.cmd.Wait()
 	r.cmd = nil
-}
-
-// Stop stops the server with SIGSTOP: connections stay open, nothing
-// answers.
-func (r *redisServer) Stop() { r.signal(syscall.SIGSTOP) }
-
-// Cont resumes a stopped server.
-func (r *redisServer) Cont() { r.signal(syscall.SIGCONT) }
-
-func (r *redisServer) signal(sig syscall.Signal) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd != nil {
-		_ = r.cmd.Process.Signal(sig)
-	}
 }
 
 // Client returns a client for the server, as the package wants it (its
