@@ -193,7 +193,7 @@ func startFleet(t *testing.T, args ...string) *fleet {
 			"-cert", c + "," + k + ",default",
 			"-backend", "mx=" + be.MX + ",security=plain",
 			"-backend", "imap=" + be.IMAP + ",security=plain",
-			"-listen", "smtp=" + h + ":0,proto=smtp,tls=starttls,mode=allow,pool=mx,limit",
+			"-listen", "smtp=" + h + ":0,proto=smtp,tls=starttls,mode=allow,pool=mx,limit,inspect",
 			"-listen", "imap=" + h + ":0,proto=imap,tls=starttls,mode=allow,pool=imap,limit",
 			"-listen", "imaps=" + h + ":0,proto=imap,tls=implicit,pool=imap",
 			"-replica", fmt.Sprintf("gw-%d", i),
@@ -310,6 +310,63 @@ func TestFleetConnectionRate(t *testing.T) {
 		assert.Zero(t, st.Fallbacks)
 		assert.Equal(t, 1.0, gather(t, r.g, "mailedge_redis_up"))
 	}
+}
+
+// A message rate holds across the fleet too: MAIL FROM on sessions spread
+// over the replicas is answered 450 after msgrate in total.
+func TestFleetMessageRate(t *testing.T) {
+	rs := startRedis(t)
+	const n = 4
+	f := startFleet(t, "-redis", rs.Addr, "-limits", fmt.Sprintf("msgrate=%d,unit=60s", n))
+	accepted := 0
+	for i := range 3 * n {
+		line, c := greet(t, f.replicas[i%3].addrs["smtp"])
+		require.True(t, admitted(t, "smtp", line), line)
+		require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+		r := bufio.NewReader(c)
+		reply := func(cmd string) string {
+			_, err := io.WriteString(c, cmd+"\r\n")
+			require.NoError(t, err)
+			for {
+				l, err := r.ReadString('\n')
+				require.NoError(t, err, "after %s", cmd)
+				if len(l) > 3 && l[3] == '-' {
+					continue
+				}
+				return l
+			}
+		}
+		require.True(t, strings.HasPrefix(reply("EHLO client.example"), "250 "))
+		switch l := reply("MAIL FROM:<sender@example.org>"); {
+		case strings.HasPrefix(l, "250"):
+			accepted++
+		default:
+			assert.True(t, strings.HasPrefix(l, "450 4.7.1 "), "refusal: %q", l)
+		}
+		reply("QUIT")
+		c.Close()
+	}
+	t.Logf("msgrate=%d: %d of %d MAIL FROM accepted across 3 replicas", n, accepted, 3*n)
+	assert.Equal(t, n, accepted)
+}
+
+// A replica that stops deletes its lease after its sessions drained; the
+// others keep theirs.
+func TestFleetLeaseReleasedAtShutdown(t *testing.T) {
+	rs := startRedis(t)
+	f := startFleet(t, "-redis", rs.Addr, "-limits", "inflight=10")
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer c.Close()
+	ctx := context.Background()
+	for i := range 3 {
+		n, err := c.Exists(ctx, fmt.Sprintf("mailedge:rl:replica:gw-%d", i)).Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(1), n, "lease of gw-%d", i)
+	}
+	f.replicas[0].g.shutdown(5 * time.Second)
+	n, err := c.Exists(ctx, "mailedge:rl:replica:gw-0", "mailedge:rl:replica:gw-1", "mailedge:rl:replica:gw-2").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), n, "gw-0's lease deleted, the others kept")
 }
 
 // In flight across the fleet: n connections held over the replicas, the

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,6 +22,24 @@ import (
 // replica; with -ticket-keys every listener's TLS config gets the fleet's
 // session-ticket keys (sni/ticketkeys), so a session resumes on any
 // replica.
+
+// redisLog receives go-redis's own log lines (a failed dial, a pool
+// retry), which repeat for as long as Redis is down: they go to the
+// gateway's log at debug level, since the Store's OnError reports each
+// outage once at warn. The go-redis logger is a process-wide setting, set
+// once in init, before any client exists; it writes to the log of the
+// latest gateway built (there is one in the program).
+var redisLog atomic.Pointer[slog.Logger]
+
+type redisLogger struct{}
+
+func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if l := redisLog.Load(); l != nil {
+		l.Debug("redis client", "detail", fmt.Sprintf(format, v...))
+	}
+}
+
+func init() { redis.SetLogger(redisLogger{}) }
 
 // redisClient builds the go-redis client of -redis: host:port, or a
 // redis:// or rediss:// URL (password, database and TLS from it), the
@@ -98,6 +118,7 @@ func (g *gateway) buildShared() error {
 	if err != nil {
 		return err
 	}
+	redisLog.Store(g.log)
 	if g.redis, err = redisClient(o); err != nil {
 		return err
 	}
