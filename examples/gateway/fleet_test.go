@@ -407,7 +407,16 @@ func (f *fleet) resumeShare(t *testing.T, n int) (resumed int) {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: f.roots, ServerName: "mail.example.com", MinVersion: tls.VersionTLS12,
 		ClientSessionCache: tls.NewLRUClientSessionCache(8)}
-	for i := range n {
+	f.resume(t, cfg, 0, 1) // the full handshake
+	return f.resume(t, cfg, 1, n-1)
+}
+
+// resume makes n handshakes with cfg, numbered from, the ith on replica
+// i%3 (so each on another replica than the one before), and returns how
+// many resumed.
+func (f *fleet) resume(t *testing.T, cfg *tls.Config, from, n int) (resumed int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", f.replicas[i%3].addrs["imaps"], cfg)
 		require.NoError(t, err)
 		// Reading the greeting processes the TLS 1.3 tickets sent before it.
@@ -415,7 +424,7 @@ func (f *fleet) resumeShare(t *testing.T, n int) (resumed int) {
 		line, err := bufio.NewReader(c).ReadString('\n')
 		require.NoError(t, err)
 		require.True(t, strings.HasPrefix(line, "* OK"), line)
-		if i > 0 && c.ConnectionState().DidResume {
+		if c.ConnectionState().DidResume {
 			resumed++
 		}
 		c.Close()
@@ -447,6 +456,51 @@ func TestFleetResumption(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		rs := startRedis(t)
 		check(t, startFleet(t, "-redis", rs.Addr, "-ticket-keys", "redis"))
+	})
+	t.Run("redis across a rotation", func(t *testing.T) {
+		rs := startRedis(t)
+		f := startFleet(t, "-redis", rs.Addr, "-ticket-keys", "redis", "-ticket-rotate", "2s")
+		cfg := &tls.Config{RootCAs: f.roots, ServerName: "mail.example.com", MinVersion: tls.VersionTLS12,
+			ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+		f.resume(t, cfg, 0, 1)
+		const m = 20
+		before := f.resume(t, cfg, 1, m)
+		fp0 := f.replicas[0].g.rotator.Status().Fingerprint
+		refreshAll := func() {
+			for _, r := range f.replicas {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				require.NoError(t, r.g.rotator.Refresh(ctx))
+				cancel()
+			}
+		}
+		// Polls until one of them rotates (Rotate 2s): the new key is
+		// pushed, and only decrypts for its Lead (a quarter of Rotate).
+		waitFor(t, 15*time.Second, "a rotation", func() bool {
+			refreshAll()
+			return f.replicas[0].g.rotator.Status().Keys >= 2
+		})
+		refreshAll()
+		during := f.resume(t, cfg, 1+m, m)
+		// Once the Lead is over, every replica encrypts with the new key.
+		waitFor(t, 15*time.Second, "the new key encrypting everywhere", func() bool {
+			refreshAll()
+			for _, r := range f.replicas {
+				if st := r.g.rotator.Status(); st.Fingerprint == fp0 || st.Keys < 2 {
+					return false
+				}
+			}
+			return true
+		})
+		after := f.resume(t, cfg, 1+2*m, m)
+		t.Logf("resumed %d/%d before, %d/%d right after the rotation, %d/%d with the new key encrypting", before, m, during, m, after, m)
+		for _, got := range []int{before, during, after} {
+			assert.GreaterOrEqual(t, float64(got), 0.95*m)
+		}
+		fp1 := f.replicas[0].g.rotator.Status().Fingerprint
+		for _, r := range f.replicas {
+			assert.Contains(t, r.logs.String(), "encrypting="+fp1)
+			assert.Equal(t, float64(r.g.rotator.Status().Keys), gather(t, r.g, "mailedge_ticket_keys"))
+		}
 	})
 	t.Run("file", func(t *testing.T) {
 		var a, b [32]byte
