@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -115,19 +114,10 @@ func (r *redisServer) Kill() {
 	if r.cmd == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGCONT)
+	continueProcess(r.cmd.Process) // if stopped
 	_ = r.cmd.Process.Kill()
 	_ = r.cmd.Wait()
 	r.cmd = nil
-}
-
-// Stop stops the server with SIGSTOP: connections stay open, nothing answers.
-func (r *redisServer) Stop() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd != nil {
-		_ = r.cmd.Process.Signal(syscall.SIGSTOP)
-	}
 }
 
 // waitFor polls cond until it holds or within passes.
