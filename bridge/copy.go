@@ -161,10 +161,10 @@ func canSplice(src, dst net.Conn) bool {
 // finds (*net.TCPConn).ReadFrom, which sees an *io.LimitedReader around a
 // *net.TCPConn and uses splice(2), so the payload never enters user space.
 func (s *session) splice(d *direction, src net.Conn, avail int) (int64, error) {
+	s.touch() // as forward does: the activity is the bytes' arrival
 	lr := &io.LimitedReader{R: src, N: int64(min(avail, spliceChunk))}
 	n, err := io.Copy(ioConn(d.dst).(*net.TCPConn), lr)
 	d.n.Add(n)
-	s.touch()
 	return n, err
 }
 
