@@ -13,6 +13,7 @@ import (
 	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/auth/authhttp"
 	"github.com/mailedge/mailedge/backend"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -189,56 +190,37 @@ func TestCVE2026_27651(t *testing.T) {
 // name with CRLF is never written, the client gets a temporary refusal,
 // and the backend sees no injected command.
 func TestCVE2026_28753(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	var mu sync.Mutex
 	var seen []string
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	wg.Add(1)
-	go func() { // a Postfix-like backend that offers XCLIENT
-		defer wg.Done()
+	// A Postfix-like backend that offers XCLIENT.
+	backendAddr := testnet.Serve(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		c.Write([]byte("220 backend ESMTP\r\n"))
 		for {
-			c, err := l.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
+			mu.Lock()
+			seen = append(seen, strings.TrimRight(line, "\r\n"))
+			mu.Unlock()
+			switch {
+			case strings.HasPrefix(line, "EHLO"):
+				c.Write([]byte("250-backend\r\n250-XCLIENT NAME ADDR PROTO HELO LOGIN\r\n250 AUTH PLAIN\r\n"))
+			case strings.HasPrefix(line, "XCLIENT"):
 				c.Write([]byte("220 backend ESMTP\r\n"))
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					mu.Lock()
-					seen = append(seen, strings.TrimRight(line, "\r\n"))
-					mu.Unlock()
-					switch {
-					case strings.HasPrefix(line, "EHLO"):
-						c.Write([]byte("250-backend\r\n250-XCLIENT NAME ADDR PROTO HELO LOGIN\r\n250 AUTH PLAIN\r\n"))
-					case strings.HasPrefix(line, "XCLIENT"):
-						c.Write([]byte("220 backend ESMTP\r\n"))
-					case strings.HasPrefix(line, "QUIT"):
-						c.Write([]byte("221 bye\r\n"))
-						return
-					default:
-						c.Write([]byte("250 ok\r\n"))
-					}
-				}
-			}()
+			case strings.HasPrefix(line, "QUIT"):
+				c.Write([]byte("221 bye\r\n"))
+				return
+			default:
+				c.Write([]byte("250 ok\r\n"))
+			}
 		}
-	}()
+	})
 	for _, evil := range []string{"bob\r\nRCPT TO:<victim@example.org>", "bob\nMAIL FROM:<x>", "bob\x00"} {
 		e := newEnv(t, starttls.SMTP, true, func(e *env) {
 			e.srv.Authenticator = auth.AuthenticatorFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
-				return &auth.Result{OK: true, NoLogin: true, User: evil, Backend: &backend.Dialer{Addr: l.Addr().String(), Protocol: starttls.SMTP}}, nil
+				return &auth.Result{OK: true, NoLogin: true, User: evil, Backend: &backend.Dialer{Addr: backendAddr, Protocol: starttls.SMTP}}, nil
 			})
 		})
 		c := e.dial(true, nil)

@@ -19,6 +19,7 @@ import (
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -149,34 +150,9 @@ func (e *env) authenticate(_ context.Context, r *auth.Request) (*auth.Result, er
 // listen serves the proxy: the client side of starttls, Login, and a
 // plain copy until either side closes.
 func (e *env) listen(proto starttls.Protocol, implicit bool) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.addr = l.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	e.t.Cleanup(func() {
-		cancel()
-		l.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				e.serve(ctx, c, implicit)
-			}()
-		}
-	}()
+	e.addr = testnet.Serve(e.t, func(c net.Conn) { e.serve(ctx, c, implicit) })
+	e.t.Cleanup(cancel) // runs first: sessions end, then testnet waits for them
 }
 
 func (e *env) serve(ctx context.Context, c net.Conn, implicit bool) {
