@@ -412,6 +412,12 @@ func (p *Proxy) rateCheck(ctx context.Context, src netip.Addr, next func(bridge.
 		}
 		if err != nil {
 			p.limited(err)
+			if _, ok := errors.AsType[*ratelimit.LimitError](err); !ok {
+				// The Store failed (a fleet's Redis, fail-closed): the
+				// command is refused, not the session, as Postfix answers
+				// a temporary lookup failure.
+				return "451 4.3.0 Error: temporary failure, try again later"
+			}
 			return ratelimit.SMTPReply(err, p.Server.Hostname)
 		}
 		if next != nil {

@@ -709,3 +709,52 @@ func TestProxyImplicitHandshakeErrorSaysTLS(t *testing.T) {
 	assert.True(t, strings.HasPrefix(in.Err.Error(), "tls handshake: "), "got %q", in.Err)
 	assert.NotContains(t, in.Err.Error(), "starttls")
 }
+
+// TestProxyStoreFailureAtMailKeepsSession: a Limiter whose Store fails at
+// MAIL or RCPT (a fleet's Redis down, fail-closed) refuses the command
+// with 451 4.3.0, as Postfix answers a temporary lookup failure, and the
+// session goes on; a 421 would have ended it.
+func TestProxyStoreFailureAtMailKeepsSession(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	var mem ratelimit.MemoryStore
+	store := ratelimit.StoreFunc(func(ctx context.Context, r ratelimit.Request) (ratelimit.Counts, error) {
+		if r.Event == ratelimit.Message || r.Event == ratelimit.Recipient {
+			return ratelimit.Counts{}, errors.New("redis: connection refused")
+		}
+		return mem.Record(ctx, r)
+	})
+	p := &mailedge.Proxy{
+		Server:      &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Allow, TLSConfig: f.cfg, Hostname: "mx.example.com"},
+		Backend:     &backend.Dialer{Addr: f.addrs.MX, Protocol: starttls.SMTP},
+		Limiter:     &ratelimit.Limiter{Limits: ratelimit.Limits{MessageRate: 10}, Store: store},
+		InspectSMTP: true,
+	}
+	addr := serve(t, p)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	reply := func(cmd string) string {
+		t.Helper()
+		if cmd != "" {
+			_, err := io.WriteString(c, cmd+"\r\n")
+			require.NoError(t, err)
+		}
+		for {
+			line, err := r.ReadString('\n')
+			require.NoError(t, err)
+			if len(line) < 4 || line[3] != '-' {
+				return line
+			}
+		}
+	}
+	require.True(t, strings.HasPrefix(reply(""), "220 "))
+	require.True(t, strings.HasPrefix(reply("EHLO client.example"), "250 "))
+	got := reply("MAIL FROM:<a@example.net>")
+	assert.True(t, strings.HasPrefix(got, "451 4.3.0 "), "got %q", got)
+	got = reply("NOOP")
+	assert.True(t, strings.HasPrefix(got, "250"), "the session goes on: got %q", got)
+	got = reply("QUIT")
+	assert.True(t, strings.HasPrefix(got, "221"), "got %q", got)
+}
