@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -12,11 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,100 +21,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge/internal/demo"
+	"github.com/mailedge/mailedge/internal/redistest"
 	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/sni/ticketkeys"
 )
 
-// redisServer is a private redis-server on a free loopback port, without
-// persistence, killed when the test ends; it can be stopped (SIGSTOP),
-// killed and started again on the same port.
-type redisServer struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
-	Addr string
+// redisServer is the test's private redis-server (internal/redistest).
+type redisServer = redistest.Server
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	out *bytes.Buffer
-}
-
-// needRedis skips the test without redis-server, unless
-// MAILEDGE_INTEGRATION=require makes that a failure; =off and -short skip.
-func needRedis(t testing.TB) string {
-	t.Helper()
-	mode := strings.ToLower(os.Getenv("MAILEDGE_INTEGRATION"))
-	switch {
-	case mode == "off" || mode == "0" || mode == "false":
-		t.Skip("MAILEDGE_INTEGRATION=" + mode)
-	case testing.Short() && mode != "require":
-		t.Skip("-short: these tests start a redis-server")
-	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if mode == "require" {
-			t.Fatal("MAILEDGE_INTEGRATION=require but redis-server is not installed (Debian: apt-get install redis-server)")
-		}
-		t.Skip("redis-server not installed (set MAILEDGE_INTEGRATION=require to make this an error)")
-	}
-	return bin
-}
-
-func startRedis(t testing.TB) *redisServer {
-	t.Helper()
-	bin := needRedis(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), port: port, Addr: "127.0.0.1:" + strconv.Itoa(port)}
-	t.Cleanup(r.Kill)
-	r.Start()
-	return r
-}
-
-// Start starts the server (again) on its port and waits until it answers.
-func (r *redisServer) Start() {
-	r.t.Helper()
-	r.mu.Lock()
-	r.out = new(bytes.Buffer)
-	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", r.dir, "--loglevel", "warning")
-	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-	err := r.cmd.Start()
-	cmd, out := r.cmd, r.out
-	r.mu.Unlock()
-	require.NoError(r.t, err)
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
-			r.t.Fatalf("redis-server on %s does not answer: %v\n%s", r.Addr, err, out)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// Kill kills the server (SIGKILL) and waits for it.
-func (r *redisServer) Kill() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd == nil {
-		return
-	}
-	continueProcess(r.cmd.Process) // if stopped
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
-	r.cmd = nil
-}
+// startRedis starts one for the test, or skips (see redistest.Need).
+func startRedis(t testing.TB) *redisServer { return redistest.Start(t) }
 
 // waitFor polls cond until it holds or within passes.
 func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {

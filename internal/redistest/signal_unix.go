@@ -1,6 +1,6 @@
 //go:build unix
 
-package redisstore
+package redistest
 
 import (
 	"os"
@@ -9,12 +9,12 @@ import (
 
 // Stop stops the server with SIGSTOP: connections stay open, nothing
 // answers.
-func (r *redisServer) Stop() { r.signal(syscall.SIGSTOP) }
+func (r *Server) Stop() { r.signal(syscall.SIGSTOP) }
 
 // Cont resumes a stopped server.
-func (r *redisServer) Cont() { r.signal(syscall.SIGCONT) }
+func (r *Server) Cont() { r.signal(syscall.SIGCONT) }
 
-func (r *redisServer) signal(sig syscall.Signal) {
+func (r *Server) signal(sig syscall.Signal) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cmd != nil {

@@ -1,14 +1,14 @@
 //go:build !unix
 
-package redisstore
+package redistest
 
 import "os"
 
 // Stop skips the test: stopping a process needs SIGSTOP.
-func (r *redisServer) Stop() { r.t.Skip("stopping redis-server needs SIGSTOP (unix)") }
+func (r *Server) Stop() { r.t.Skip("stopping redis-server needs SIGSTOP (unix)") }
 
 // Cont does nothing where Stop cannot stop.
-func (r *redisServer) Cont() {}
+func (r *Server) Cont() {}
 
 // continueProcess does nothing where nothing can be stopped.
 func continueProcess(*os.Process) {}
