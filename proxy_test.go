@@ -481,21 +481,7 @@ func TestProxyComposesInspectorWithLimits(t *testing.T) {
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
-	r := bufio.NewReader(c)
-	reply := func(cmd string) string {
-		t.Helper()
-		if cmd != "" {
-			_, err := io.WriteString(c, cmd+"\r\n")
-			require.NoError(t, err)
-		}
-		for {
-			line, err := r.ReadString('\n')
-			require.NoError(t, err)
-			if len(line) < 4 || line[3] != '-' {
-				return line
-			}
-		}
-	}
+	reply := smtpReplies(t, c)
 	require.True(t, strings.HasPrefix(reply(""), "220 "))
 	require.True(t, strings.HasPrefix(reply("EHLO client.example"), "250 "))
 	for _, tt := range []struct{ cmd, want string }{
@@ -734,8 +720,22 @@ func TestProxyStoreFailureAtMailKeepsSession(t *testing.T) {
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
+	reply := smtpReplies(t, c)
+	require.True(t, strings.HasPrefix(reply(""), "220 "))
+	require.True(t, strings.HasPrefix(reply("EHLO client.example"), "250 "))
+	got := reply("MAIL FROM:<a@example.net>")
+	assert.True(t, strings.HasPrefix(got, "451 4.3.0 "), "got %q", got)
+	got = reply("NOOP")
+	assert.True(t, strings.HasPrefix(got, "250"), "the session goes on: got %q", got)
+	got = reply("QUIT")
+	assert.True(t, strings.HasPrefix(got, "221"), "got %q", got)
+}
+
+// smtpReplies returns a function that sends cmd on c (nothing if empty)
+// and returns the last line of the SMTP reply that follows.
+func smtpReplies(t *testing.T, c net.Conn) func(cmd string) string {
 	r := bufio.NewReader(c)
-	reply := func(cmd string) string {
+	return func(cmd string) string {
 		t.Helper()
 		if cmd != "" {
 			_, err := io.WriteString(c, cmd+"\r\n")
@@ -749,12 +749,4 @@ func TestProxyStoreFailureAtMailKeepsSession(t *testing.T) {
 			}
 		}
 	}
-	require.True(t, strings.HasPrefix(reply(""), "220 "))
-	require.True(t, strings.HasPrefix(reply("EHLO client.example"), "250 "))
-	got := reply("MAIL FROM:<a@example.net>")
-	assert.True(t, strings.HasPrefix(got, "451 4.3.0 "), "got %q", got)
-	got = reply("NOOP")
-	assert.True(t, strings.HasPrefix(got, "250"), "the session goes on: got %q", got)
-	got = reply("QUIT")
-	assert.True(t, strings.HasPrefix(got, "221"), "got %q", got)
 }
