@@ -315,7 +315,7 @@ func newDialogue(ctx context.Context, s *Server, ls *starttls.Server, sess *star
 		in:      prefixconn.New(sess.Conn, sess.Pending),
 		out:     make([]byte, 0, 512),
 		timeout: orDefault(ls.Timeout, defaultLoginTimeout),
-		maxLine: ls.MaxLineLength,
+		maxLine: ls.LineLimit(),
 		maxErrs: ls.MaxErrors,
 	}
 	if !sess.TLS {
@@ -326,9 +326,6 @@ func newDialogue(ctx context.Context, s *Server, ls *starttls.Server, sess *star
 		d.dial = s.dialResult
 	}
 	d.br = bufpool.Get(d.in, bufpool.Small)
-	if d.maxLine <= 0 {
-		d.maxLine = map[starttls.Protocol]int{starttls.SMTP: 512, starttls.POP3: 255, starttls.IMAP: 8192}[sess.Protocol]
-	}
 	switch {
 	case d.maxErrs == 0:
 		d.maxErrs = 5

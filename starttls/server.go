@@ -111,6 +111,11 @@ func (s *Server) hostname() string {
 	return "localhost"
 }
 
+// LineLimit returns the longest command line the Server accepts, counting
+// its CRLF: MaxLineLength, or the protocol's default when that is zero or
+// negative. Package auth reads the login dialogue with the same limit.
+func (s *Server) LineLimit() int { return s.maxLineLength() }
+
 func (s *Server) maxLineLength() int {
 	if s.MaxLineLength > 0 {
 		return s.MaxLineLength
