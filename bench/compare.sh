@@ -9,6 +9,11 @@
 # gateway-login is the gateway taking the login at the edge as nginx mail
 # does (one implicit-TLS IMAP listener with auth, -auth-http to the same
 # auth_http responder as nginx mail's); gateway is the TLS offload path.
+# gateway-redis is that path as one replica of a fleet (issue 16): every
+# connection admitted through Redis (a private redis-server on loopback;
+# connection rate and in-flight limits set too high to refuse, so that each
+# connection costs its two round trips) and the session-ticket keys read
+# from Redis.
 #
 # Knobs (environment): REPS, DUR (per timed test), IDLE (sessions held),
 # HOLD (how long idle sessions are held while the proxy's CPU is read),
@@ -26,7 +31,7 @@ if [[ -n "${QUICK:-}" ]]; then
 else
 	: "${REPS:=3}" "${DUR:=3s}" "${IDLE:=5000}" "${HOLD:=2s}"
 fi
-: "${CONC:=8}" "${TARGETS:=gateway gateway-login haproxy nginx-stream nginx-mail stunnel}"
+: "${CONC:=8}" "${TARGETS:=gateway gateway-login gateway-redis haproxy nginx-stream nginx-mail stunnel}"
 OUT=${OUT:-$(mktemp -d /tmp/mailedge-bench.XXXXXX)}
 mkdir -p "$OUT"
 DIR=$OUT/run
@@ -35,8 +40,8 @@ mkdir -p "$DIR"
 # Ports: backend 31xxx; each proxy its own block, all below the kernel's
 # ephemeral range (32768 and up here), so no load client's socket can hold
 # a port a proxy is about to listen on.
-BACKEND_IMAP=127.0.0.1:31143 BACKEND_SMTP=127.0.0.1:31025 BACKEND_POP3=127.0.0.1:31110 BACKEND_AUTH=127.0.0.1:31180
-declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993 [gateway-base]=25993 [gateway-login]=24993)
+BACKEND_IMAP=127.0.0.1:31143 BACKEND_SMTP=127.0.0.1:31025 BACKEND_POP3=127.0.0.1:31110 BACKEND_AUTH=127.0.0.1:31180 REDIS_PORT=31379
+declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993 [gateway-base]=25993 [gateway-login]=24993 [gateway-redis]=23993)
 declare -A SMTPS=([gateway]=30465 [haproxy]=29465 [nginx-stream]=28465 [stunnel]=26465 [gateway-base]=25465)
 if [[ -n ${BASE:-} ]]; then TARGETS="$TARGETS gateway-base"; fi
 GW_IMAP=30143 GW_SUBMISSION=30587 GW_POP3=30110 GW_POP3S=30995
@@ -48,6 +53,7 @@ install_peers() {
 	command -v haproxy >/dev/null || missing+=(haproxy)
 	command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || missing+=(stunnel4)
 	command -v nginx >/dev/null || missing+=(nginx)
+	command -v redis-server >/dev/null || missing+=(redis-server)
 	[[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || missing+=(libnginx-mod-stream)
 	[[ -e /usr/lib/nginx/modules/ngx_mail_module.so ]] || missing+=(libnginx-mod-mail)
 	if ((${#missing[@]})); then
@@ -124,6 +130,13 @@ start() {
 			-listen "imaps=127.0.0.1:${IMAPS[$1]},proto=imap,tls=implicit,auth" \
 			-auth-http "http://$BACKEND_AUTH/auth" >"$DIR/gateway-login.log" 2>&1 &
 		;;
+	gateway-redis)
+		"$DIR/gateway" -cert "$DIR/cert.pem,$DIR/key.pem,default" -log-level error -watch 0 \
+			-listen "imaps=127.0.0.1:${IMAPS[$1]},proto=imap,tls=implicit,pool=imap,limit" \
+			-backend "imap=$BACKEND_IMAP,probe=none" \
+			-redis "127.0.0.1:$REDIS_PORT" -replica bench -ticket-keys redis \
+			-limits "connrate=1000000000,inflight=1000000,unit=60s" >"$DIR/gateway-redis.log" 2>&1 &
+		;;
 	haproxy) haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 & ;;
 	nginx-stream) nginx -e "$DIR/nginx-stream.err" -c "$DIR/nginx-stream.conf" >"$DIR/nginx-stream.log" 2>&1 & ;;
 	nginx-mail) nginx -e "$DIR/nginx-mail.err" -c "$DIR/nginx-mail.conf" >"$DIR/nginx-mail.log" 2>&1 & ;;
@@ -146,10 +159,14 @@ stop() {
 	fi
 }
 
-BACKEND_PID=
+BACKEND_PID= REDIS_PID=
 cleanup() {
 	stop
-	[[ -n $BACKEND_PID ]] && { kill "$BACKEND_PID" 2>/dev/null || true; wait "$BACKEND_PID" 2>/dev/null || true; }
+	local p
+	for p in $BACKEND_PID $REDIS_PID; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 }
 trap cleanup EXIT
 
@@ -189,6 +206,7 @@ machine() {
 	echo "- kernel: $(uname -r); $(. /etc/os-release && echo "$PRETTY_NAME"); memory: $(free -g | awk '/Mem:/{print $2}') GiB"
 	echo "- $(cd "$ROOT" && go version); gateway at $(cd "$ROOT" && git rev-parse --short HEAD)${BASE:+, gateway-base at $(cd "$ROOT" && git rev-parse --short "$BASE")}"
 	echo "- $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(stunnel4 -version 2>&1 | grep -m1 '^stunnel'); $(openssl version)"
+	if [[ " $TARGETS " == *" gateway-redis "* ]]; then echo "- $(redis-server --version | cut -d' ' -f1-3)"; fi
 	echo "- settings: REPS=$REPS DUR=$DUR IDLE=$IDLE HOLD=$HOLD CONC=$CONC; started $(date -u +%FT%TZ)"
 }
 
@@ -204,6 +222,11 @@ main() {
 	"$MB" serve -imap "$BACKEND_IMAP" -smtp "$BACKEND_SMTP" -pop3 "$BACKEND_POP3" -auth "$BACKEND_AUTH" >"$DIR/backend.log" 2>&1 &
 	BACKEND_PID=$!
 	wait_port "${BACKEND_IMAP#*:}"
+	if [[ " $TARGETS " == *" gateway-redis "* ]]; then
+		redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no >"$DIR/redis.log" 2>&1 &
+		REDIS_PID=$!
+		wait_port "$REDIS_PORT"
+	fi
 	machine >"$OUT/machine.md"
 	FLOOR=$("$MB" floor)
 	echo "- Go crypto floor per full handshake: $FLOOR" >>"$OUT/machine.md"

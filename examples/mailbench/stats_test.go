@@ -156,3 +156,36 @@ func TestLoginRoutedTargets(t *testing.T) {
 	tb2.writeMarkdown(&md, "gateway")
 	assert.NotContains(t, md.String(), "gateway-login")
 }
+
+func TestFleetTargets(t *testing.T) {
+	tb := &table{rows: make(map[group]map[string][]Result)}
+	res := func(label, test string, cpu, p99 float64) Result {
+		return Result{Label: label, Test: test, Proto: "imap", TLS: "implicit", ProxyCPUusPerOp: cpu, P99us: p99, Ops: 1}
+	}
+	for _, r := range []Result{
+		res("gateway", "seq", 900, 2000), res("gateway-redis", "seq", 950, 2600),
+		res("gateway", "full", 500, 0), res("gateway-redis", "full", 560, 0),
+		res("gateway-redis", "resumed", 200, 0), res("haproxy", "resumed", 250, 0), res("nginx-stream", "resumed", 180, 0),
+		// gateway and gateway-login are not peers of gateway-redis.
+		res("gateway", "resumed", 100, 0), res("gateway-login", "resumed", 90, 0),
+	} {
+		tb.add(r)
+	}
+	var out strings.Builder
+	tb.writeTargets(&out, "gateway", 150)
+	got := out.String()
+	assert.Contains(t, got, "| target | gateway-redis | reference | gateway-redis/reference | limit | verdict |")
+	// 2600 − 2000 = +600 µs ≤ +1000.
+	assert.Contains(t, got, "| fleet: connect p99 with Redis admission ≤ gateway's + 1 ms | 2600 p99 µs | 2000 gateway seq imap | +600 | ≤ reference + 1000 | met |")
+	// 560 / 500 = 1.12 > 1.10.
+	assert.Contains(t, got, "| fleet: proxy CPU per full handshake with Redis admission ≤ 1.10× gateway's | 560 proxy CPU µs/op | 500 gateway full imap | 1.12 | ≤ 1.10 | not met: 2% above the limit |")
+	assert.Contains(t, got, "| 950 proxy CPU µs/op | 900 gateway seq imap | 1.06 | ≤ 1.10 | met |")
+	// 200 / 180 (nginx-stream, the best peer) = 1.11.
+	assert.Contains(t, got, "| fleet: proxy CPU per resumed handshake ≤ best peer (own tickets) | 200 proxy CPU µs/op | 180 nginx-stream | 1.11 | ≤ 1.00 | not met: 11% above the limit |")
+	tb.add(res("gateway-redis", "seq", 950, 3200))
+	tb.add(res("gateway-redis", "seq", 950, 3100))
+	out.Reset()
+	tb.writeTargets(&out, "gateway", 150)
+	// The median, 3100 − 2000 = +1100: 100 µs above.
+	assert.Contains(t, out.String(), "| +1100 | ≤ reference + 1000 | not met: 100 above the limit |")
+}

@@ -45,7 +45,7 @@ func metricsFor(test string) []metric {
 	case "rtt":
 		return []metric{p50, p99}
 	case "seq":
-		return []metric{p50}
+		return []metric{p50, p99, cpuOp}
 	case "bulk1", "bulk16":
 		return []metric{{"MB/s", func(r Result) float64 { return r.MBps }, false},
 			{"proxy CPU s/GB", func(r Result) float64 { return pos(r.ProxyCPUsPerGB) }, true}}
