@@ -70,7 +70,9 @@ type Server struct {
 	Pools func(name string) Backend
 	// OnError, if non-nil, is told of failures that the client sees only
 	// as a temporary refusal: an Authenticator error, a backend that could
-	// not be dialled or refused the login. The errors never hold a
+	// not be dialled or refused the login, a Limiter's Store that failed.
+	// A Store error wrapping ratelimit.ErrUnavailable is not passed on: the
+	// Store reports its outage itself, once. The errors never hold a
 	// password.
 	OnError func(error)
 }
@@ -603,7 +605,9 @@ func (d *dialogue) limited(err error) verdict {
 	le, ok := errors.AsType[*ratelimit.LimitError](err)
 	switch {
 	case !ok:
-		d.onError(err)
+		if !errors.Is(err, ratelimit.ErrUnavailable) { // the Store reports its outage, once
+			d.onError(err)
+		}
 		return verdict{temporary: true}
 	case le.Kind == ratelimit.AuthRate:
 		return verdict{temporary: true, message: "Too many logins, try again later"}
@@ -636,7 +640,7 @@ func (d *dialogue) refused(req *Request, res *Result) verdict {
 func (d *dialogue) failed(req *Request, wait time.Duration, close bool) {
 	d.failures++
 	if lim := d.s.Limiter; lim != nil {
-		if err := lim.LoginFailed(d.ctx, netaddr.IP(d.peer.Client), req.User); err != nil {
+		if err := lim.LoginFailed(d.ctx, netaddr.IP(d.peer.Client), req.User); err != nil && !errors.Is(err, ratelimit.ErrUnavailable) {
 			d.onError(err)
 		}
 	}

@@ -22,6 +22,14 @@ var ErrDenied = errors.New("ratelimit: access denied")
 // LoginFailed, which returns it wrapped (nothing is refused there).
 var ErrFull = errors.New("ratelimit: source table full")
 
+// ErrUnavailable is wrapped by the error of a Store whose shared state
+// cannot be reached, such as a fleet's Redis that does not answer when the
+// Store is set to fail closed. The Limiter returns it wrapped; its replies
+// (SMTPReply, IMAPReply, POP3Reply) answer it as a temporary failure. A
+// Store that returns it reports the outage itself, once per outage, so a
+// caller need not log each refused connection or login.
+var ErrUnavailable = errors.New("ratelimit: store unavailable")
+
 // Kind says which check refused a source.
 type Kind uint8
 

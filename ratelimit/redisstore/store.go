@@ -33,10 +33,29 @@ const syncBatch = 128
 
 // ErrUnavailable is wrapped by the error Record returns for an event whose
 // Policy is FailClosed when Redis did not answer within Timeout (or is
-// known to be down). The Limiter passes it on wrapped, and its replies
-// (ratelimit.SMTPReply, IMAPReply, POP3Reply) answer it as a temporary
-// failure.
-var ErrUnavailable = errors.New("redisstore: redis unavailable")
+// known to be down). It is ratelimit.ErrUnavailable: the Limiter passes it
+// on wrapped, its replies (ratelimit.SMTPReply, IMAPReply, POP3Reply)
+// answer it as a temporary failure, and Options.OnError has reported the
+// outage once, so callers such as package auth do not report each refusal.
+var ErrUnavailable = ratelimit.ErrUnavailable
+
+// unavailableError is the error of a Redis that did not answer: it wraps
+// ErrUnavailable and its cause, if known.
+type unavailableError struct{ cause error }
+
+func (e unavailableError) Error() string {
+	if e.cause == nil {
+		return "redisstore: redis unavailable"
+	}
+	return "redisstore: redis unavailable: " + e.cause.Error()
+}
+
+func (e unavailableError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrUnavailable}
+	}
+	return []error{ErrUnavailable, e.cause}
+}
 
 // Policy is what Record does with an event when Redis cannot answer.
 type Policy uint8
@@ -370,10 +389,7 @@ func (s *Store) degraded(ctx context.Context, r ratelimit.Request, ch change, ca
 			s.undoConnect(r.Key)
 		}
 		s.stats.unavailable.Add(1)
-		if cause == nil {
-			return ratelimit.Counts{}, ErrUnavailable
-		}
-		return ratelimit.Counts{}, fmt.Errorf("%w: %w", ErrUnavailable, cause)
+		return ratelimit.Counts{}, unavailableError{cause}
 	}
 	s.stats.fallbacks.Add(1)
 	if r.Event == ratelimit.Disconnect || r.Event == ratelimit.ConnectRefused {
@@ -543,7 +559,7 @@ func (s *Store) fail(err error) {
 		s.stats.outages.Add(1)
 		s.stats.lastErr.Store(&err)
 		if s.onError != nil {
-			s.onError(fmt.Errorf("%w: %w", ErrUnavailable, err))
+			s.onError(unavailableError{err})
 		}
 		s.kick() // to probe at RetryInterval
 	}
