@@ -1,13 +1,9 @@
 package ticketkeys
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mailedge/mailedge/internal/redistest"
 )
 
 // go-redis logs every failed dial; the tests that stop Redis count them
@@ -27,138 +25,28 @@ type quiet struct{}
 
 func (quiet) Printf(context.Context, string, ...any) {}
 
-// redisServer is a private redis-server on a loopback port, without
-// persistence, that a test can kill and start again on the same port.
+// redisServer is the test's private redis-server (internal/redistest),
+// which it can kill and start again on the same port.
 type redisServer struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	port string
-	addr string
-
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	out *bytes.Buffer
+	*redistest.Server
+	t *testing.T
 }
 
-// startRedis starts a redis-server for t and kills it when t ends. It skips
-// as the integration suite does: with MAILEDGE_INTEGRATION=off, with
-// -short, without redis-server; MAILEDGE_INTEGRATION=require turns the last
-// two into failures.
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	mode := strings.ToLower(os.Getenv("MAILEDGE_INTEGRATION"))
-	switch {
-	case mode == "off" || mode == "0" || mode == "false":
-		t.Skip("MAILEDGE_INTEGRATION=" + mode)
-	case testing.Short() && mode != "require":
-		t.Skip("-short: no redis-server")
-	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if mode == "require" {
-			t.Fatal("MAILEDGE_INTEGRATION=require but redis-server is not installed")
-		}
-		t.Skip("redis-server not installed (Debian: apt-get install redis-server; set MAILEDGE_INTEGRATION=require to make this an error)")
-	}
-	s := &redisServer{t: t, bin: bin, dir: t.TempDir()}
-	t.Cleanup(s.stop)
-	// A free port may be taken between the probe and redis's bind: try a
-	// few.
-	for attempt := 0; ; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		s.addr = l.Addr().String()
-		_, s.port, _ = net.SplitHostPort(s.addr)
-		l.Close()
-		if s.tryStart() {
-			return s
-		}
-		if attempt == 4 {
-			t.Fatalf("redis-server did not start:\n%s", s.output())
-		}
-	}
-}
-
-// tryStart starts redis-server on s.port and waits for its PONG; false if
-// the process exits first.
-func (s *redisServer) tryStart() bool {
-	s.mu.Lock()
-	s.out = &bytes.Buffer{}
-	s.cmd = exec.Command(s.bin, "--bind", "127.0.0.1", "--port", s.port,
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--daemonize", "no")
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	require.NoError(s.t, s.cmd.Start())
-	exited := make(chan struct{})
-	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(exited) }(s.cmd)
-	s.mu.Unlock()
-
-	c := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return true
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on %s: no PONG: %v\n%s", s.addr, err, s.output())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// startRedis starts a redis-server for t, or skips (see redistest.Need).
+func startRedis(t *testing.T) *redisServer { return &redisServer{redistest.Start(t), t} }
 
 // start starts the server again on its port, empty (no persistence).
-func (s *redisServer) start() {
-	s.t.Helper()
-	if !s.tryStart() {
-		s.t.Fatalf("redis-server did not start again on %s:\n%s", s.addr, s.output())
-	}
-}
+func (s *redisServer) start() { s.Start() }
 
-// stop kills the server, as a crash would, and waits for it to exit.
-func (s *redisServer) stop() {
-	s.mu.Lock()
-	cmd := s.cmd
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	// The waiter of tryStart reaps it; wait until the port is free.
-	for range 2000 {
-		c, err := net.DialTimeout("tcp", s.addr, 100*time.Millisecond)
-		if err != nil {
-			return
-		}
-		c.Close()
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func (s *redisServer) output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.out == nil {
-		return ""
-	}
-	return s.out.String()
-}
+// stop kills the server, as a crash would.
+func (s *redisServer) stop() { s.Kill() }
 
 // client returns a new client of s, closed when the test ends: each
 // replica has its own connection pool, as separate processes would.
 func (s *redisServer) client() *redis.Client {
 	// No retries: a poll while Redis is down fails at once, so the tests
 	// that stop it count failed polls quickly.
-	c := redis.NewClient(&redis.Options{Addr: s.addr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 		MaxRetries: -1, DialerRetries: 1})
 	s.t.Cleanup(func() { c.Close() })
 	return c
