@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -160,4 +161,47 @@ func TestProxyLoginCountsClientBytes(t *testing.T) {
 	c.Close()
 	in := <-sessions
 	assert.Equal(t, int64(len(sent)), in.Stats.ClientToServer, "outcome %s %v", in.Outcome, in.Err)
+}
+
+// downStore is a fleet Store whose shared state is out of reach, set to
+// fail closed: every Record fails with ratelimit.ErrUnavailable.
+type downStore struct{}
+
+func (downStore) Record(context.Context, ratelimit.Request) (ratelimit.Counts, error) {
+	return ratelimit.Counts{}, fmt.Errorf("test store: %w", ratelimit.ErrUnavailable)
+}
+
+// A Store that is down refuses the login with a temporary failure the
+// client may retry, and is not reported per login: the Store reports its
+// outage itself (redisstore's OnError, once per outage).
+func TestProxyLoginStoreDown(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	var reported []error
+	var mu sync.Mutex
+	p := &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
+		Implicit: true,
+		Backend:  &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
+		Login: &auth.Server{
+			FailureDelay: -1,
+			Limiter:      &ratelimit.Limiter{Limits: ratelimit.Limits{LoginFailures: 3}, Store: downStore{}},
+			Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
+				return &auth.Result{OK: true}, nil
+			}),
+			OnError: func(err error) { mu.Lock(); reported = append(reported, err); mu.Unlock() },
+		},
+	}
+	addr := serve(t, p)
+	c, err := imapclient.DialTLS(addr, &imapclient.Options{TLSConfig: f.roots})
+	require.NoError(t, err)
+	defer c.Close()
+	for range 2 {
+		err = c.Login("demo@example.com", "demo").Wait()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "UNAVAILABLE", "a temporary refusal")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Empty(t, reported, "the Store's outage is not reported per login")
 }
