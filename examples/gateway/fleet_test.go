@@ -214,6 +214,38 @@ func TestFleetConnectionRate(t *testing.T) {
 	}
 }
 
+// mailFrom opens an SMTP session on addr, says EHLO and MAIL FROM, and
+// reports whether MAIL was accepted (else it must be refused with 450
+// 4.7.1, the message rate's refusal), then QUITs.
+func mailFrom(t *testing.T, addr string) bool {
+	t.Helper()
+	line, c := greet(t, addr)
+	require.True(t, admitted(t, "smtp", line), line)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	r := bufio.NewReader(c)
+	reply := func(cmd string) string {
+		_, err := io.WriteString(c, cmd+"\r\n")
+		require.NoError(t, err)
+		for {
+			l, err := r.ReadString('\n')
+			require.NoError(t, err, "after %s", cmd)
+			if len(l) > 3 && l[3] == '-' {
+				continue
+			}
+			return l
+		}
+	}
+	require.True(t, strings.HasPrefix(reply("EHLO client.example"), "250 "))
+	l := reply("MAIL FROM:<sender@example.org>")
+	ok := strings.HasPrefix(l, "250")
+	if !ok {
+		assert.True(t, strings.HasPrefix(l, "450 4.7.1 "), "refusal: %q", l)
+	}
+	reply("QUIT")
+	return ok
+}
+
 // A message rate holds across the fleet too: MAIL FROM on sessions spread
 // over the replicas is answered 450 after msgrate in total.
 func TestFleetMessageRate(t *testing.T) {
@@ -222,31 +254,9 @@ func TestFleetMessageRate(t *testing.T) {
 	f := startFleet(t, "-redis", rs.Addr, "-limits", fmt.Sprintf("msgrate=%d,unit=60s", n))
 	accepted := 0
 	for i := range 3 * n {
-		line, c := greet(t, f.replicas[i%3].addrs["smtp"])
-		require.True(t, admitted(t, "smtp", line), line)
-		require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
-		r := bufio.NewReader(c)
-		reply := func(cmd string) string {
-			_, err := io.WriteString(c, cmd+"\r\n")
-			require.NoError(t, err)
-			for {
-				l, err := r.ReadString('\n')
-				require.NoError(t, err, "after %s", cmd)
-				if len(l) > 3 && l[3] == '-' {
-					continue
-				}
-				return l
-			}
-		}
-		require.True(t, strings.HasPrefix(reply("EHLO client.example"), "250 "))
-		switch l := reply("MAIL FROM:<sender@example.org>"); {
-		case strings.HasPrefix(l, "250"):
+		if mailFrom(t, f.replicas[i%3].addrs["smtp"]) {
 			accepted++
-		default:
-			assert.True(t, strings.HasPrefix(l, "450 4.7.1 "), "refusal: %q", l)
 		}
-		reply("QUIT")
-		c.Close()
 	}
 	t.Logf("msgrate=%d: %d of %d MAIL FROM accepted across 3 replicas", n, accepted, 3*n)
 	assert.Equal(t, n, accepted)
@@ -318,8 +328,19 @@ func (f *fleet) resumeShare(t *testing.T, n int) (resumed int) {
 // many resumed.
 func (f *fleet) resume(t *testing.T, cfg *tls.Config, from, n int) (resumed int) {
 	t.Helper()
+	var addrs []string
+	for _, r := range f.replicas {
+		addrs = append(addrs, r.addrs["imaps"])
+	}
+	return resumeOver(t, cfg, addrs, from, n)
+}
+
+// resumeOver makes n implicit-TLS IMAP handshakes with cfg, numbered from,
+// the ith on addrs[i%len(addrs)], and returns how many resumed.
+func resumeOver(t *testing.T, cfg *tls.Config, addrs []string, from, n int) (resumed int) {
+	t.Helper()
 	for i := from; i < from+n; i++ {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", f.replicas[i%3].addrs["imaps"], cfg)
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addrs[i%len(addrs)], cfg)
 		require.NoError(t, err)
 		// Reading the greeting processes the TLS 1.3 tickets sent before it.
 		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))

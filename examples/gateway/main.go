@@ -93,6 +93,7 @@ type options struct {
 	redisPasswordFile string        // -redis-password-file
 	redisFail         string        // -redis-fail connections=open|closed,...
 	redisTimeout      time.Duration // -redis-timeout
+	redisLease        time.Duration // -redis-lease
 	replica           string        // -replica (default: the host name)
 	ticketKeys        string        // -ticket-keys redis|FILE
 	ticketRotate      time.Duration // -ticket-rotate
@@ -131,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.redisPasswordFile, "redis-password-file", "", "file holding the Redis password (instead of putting it in -redis)")
 	fs.StringVar(&o.redisFail, "redis-fail", "", "when Redis does not answer, per class: connections=open|closed,messages=open|closed,logins=open|closed (default all open: count on this replica; closed: refuse with a temporary error)")
 	fs.DurationVar(&o.redisTimeout, "redis-timeout", redisstore.DefaultTimeout, "bound on one Redis round trip of the limiter")
+	fs.DurationVar(&o.redisLease, "redis-lease", redisstore.DefaultLeaseTTL, "how long this replica's in-flight connections count in Redis after it stops refreshing its lease (a crash, a partition); refreshed every third of it")
 	fs.StringVar(&o.replica, "replica", "", "this replica's name among those sharing -redis, unique at a time (default: the host name, the pod's in Kubernetes)")
 	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "share TLS session-ticket keys: 'redis' (a key list in -redis, rotated every -ticket-rotate) or a FILE of keys, newest first, written by a secret store")
 	fs.DurationVar(&o.ticketRotate, "ticket-rotate", ticketkeys.DefaultRotate, "with -ticket-keys redis, how long a key encrypts before the next replaces it")

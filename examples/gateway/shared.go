@@ -128,6 +128,7 @@ func (g *gateway) buildShared() error {
 	g.store, err = redisstore.New(ctx, g.redis, redisstore.Options{
 		Replica:     replica,
 		Timeout:     o.redisTimeout,
+		LeaseTTL:    o.redisLease,
 		Connections: conns,
 		Messages:    msgs,
 		Logins:      logins,
