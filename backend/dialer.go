@@ -117,6 +117,14 @@ type Dialer struct {
 	// MaxLineLength bounds each line read from the backend, terminator
 	// included. If zero, 4096.
 	MaxLineLength int
+	// Passthrough says the backend terminates the client's TLS itself (SNI
+	// passthrough: the proxy forwards the client's ClientHello and every
+	// byte after it unread): Dial connects and writes the PROXY header,
+	// reads no greeting and does no TLS, and the Conn has no Greeting.
+	// Security must be Plain, and XCLIENT and IMAPID unset: the mail
+	// dialogue is inside the client's TLS. The health probe of such a
+	// member is a TLS handshake or a TCP connect.
+	Passthrough bool
 }
 
 func (d *Dialer) connectTimeout() time.Duration {
@@ -179,13 +187,16 @@ func (d *Dialer) validate() error {
 		return fmt.Errorf("%w: XCLIENT needs SMTP, not %v", ErrConfig, d.Protocol)
 	case d.IMAPID && d.Protocol != starttls.IMAP:
 		return fmt.Errorf("%w: IMAPID needs IMAP, not %v", ErrConfig, d.Protocol)
+	case d.Passthrough && (d.Security != starttls.Plain || d.XCLIENT || d.IMAPID):
+		return fmt.Errorf("%w: Passthrough forwards the client's TLS: no Security, XCLIENT or IMAPID", ErrConfig)
 	}
 	return nil
 }
 
 // Dial connects to the backend, writes the PROXY header, does TLS or
 // STARTTLS, reads and checks the greeting, sends XCLIENT or ID, and returns
-// the connection with no deadline set. The caller owns the Conn and must
+// the connection with no deadline set. With Passthrough it stops after the
+// PROXY header. The caller owns the Conn and must
 // Close it.
 //
 // The connect is bounded by ConnectTimeout and the whole exchange after it
@@ -258,6 +269,9 @@ func (d *Dialer) converse(ctx context.Context, raw net.Conn, ci ClientInfo, dead
 		}
 	}
 	c := &Conn{Conn: raw, Member: d.Addr}
+	if d.Passthrough {
+		return c, nil // the client's TLS and the greeting inside it are the backend's and the client's
+	}
 	switch d.Security {
 	case starttls.TLS:
 		tc := tls.Client(nbconn.Wrap(raw), d.tlsConfig()) // so the bridge can park an idle session
