@@ -64,6 +64,9 @@ func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, e
 			return
 		}
 	}
+	if p.Implicit && p.Passthrough != nil && c.passthrough(ctx, poller) {
+		return // passed through, or ended while its ClientHello was read
+	}
 	client, server, sess := c.prepare(ctx)
 	if sess == nil {
 		c.end()

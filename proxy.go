@@ -68,6 +68,12 @@ type SessionInfo struct {
 	Stats    bridge.Stats
 	TLS      *tls.ConnectionState // client-side TLS, nil for a plain session
 	Implicit bool
+	// Passthrough reports a session passed through by Proxy.Passthrough:
+	// its TLS is the backend's, so TLS and Session are nil, and Stats
+	// count encrypted bytes. ServerName is the name (SNI) of its
+	// ClientHello, in lower case.
+	Passthrough bool
+	ServerName  string
 }
 
 // Proxy serves one mail listener end to end: admission by a Limiter, the
@@ -110,6 +116,17 @@ type Proxy struct {
 	// session goes to Backend before the client has said who it is, and
 	// the backend takes the login.
 	Login *auth.Server
+	// Passthrough, if non-nil, routes connections on an implicit-TLS
+	// listener by their ClientHello before any handshake (SNI
+	// passthrough): the ClientHello is read within Server.HandshakeTimeout
+	// (at most sni.DefaultMaxHello bytes); when Passthrough returns a
+	// Backend, that backend gets the client's bytes unchanged and
+	// terminates TLS itself (its members are backend.Dialers with
+	// Passthrough set), and the copy neither reads nor guards them. When
+	// it returns nil, the connection is handshaken here as without it.
+	// PassthroughNames builds one from a name table. Ignored unless
+	// Implicit.
+	Passthrough func(hello *tls.ClientHelloInfo) Backend
 	// OnSession, if non-nil, is called once per connection when it ends.
 	OnSession func(SessionInfo)
 	// OnLimited, if non-nil, is called with each refusal by the Limiter,
@@ -326,6 +343,9 @@ func (in SessionInfo) String() string {
 	fmt.Fprintf(&b, "client=%v outcome=%s", in.Client, in.Outcome)
 	if in.TLS != nil {
 		fmt.Fprintf(&b, " sni=%q tls=%q", in.TLS.ServerName, tls.VersionName(in.TLS.Version))
+	}
+	if in.Passthrough {
+		fmt.Fprintf(&b, " sni=%q passthrough=true", in.ServerName)
 	}
 	fmt.Fprintf(&b, " backend=%q in=%d out=%d duration=%v", in.Member, in.Stats.ClientToServer, in.Stats.ServerToClient,
 		in.Duration.Round(time.Millisecond))
