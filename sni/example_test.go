@@ -168,3 +168,91 @@ func ExampleStore() {
 	// reloaded: true
 	// mail.example.net served by: [mail.example.com mail.example.net]
 }
+
+// ExamplePolicy_clientAuth requires client certificates from one CA on an
+// IMAP listener, as nginx's "ssl_verify_client on" with
+// "ssl_client_certificate": a client with a certificate of that CA gets
+// the greeting, one without is refused with a TLS alert.
+func ExamplePolicy_clientAuth() {
+	serverCA, err := testcert.NewCA("Example server CA")
+	if err != nil {
+		log.Fatal(err)
+	}
+	leaf, err := serverCA.Issue(testcert.Options{}, "mail.example.com")
+	if err != nil {
+		log.Fatal(err)
+	}
+	clientCA, err := testcert.NewCA("Example client CA")
+	if err != nil {
+		log.Fatal(err)
+	}
+	alice, err := clientCA.Issue(testcert.Options{}, "alice@example.com")
+	if err != nil {
+		log.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "clientauth")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	caFile, err := clientCA.WriteCA(dir, "client-ca.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	cas, err := sni.LoadCAPool(caFile) // call cas.Reload() when the file changes
+	if err != nil {
+		log.Fatal(err)
+	}
+	var certs sni.Resolver
+	if err := certs.AddDefault(&leaf.TLS); err != nil {
+		log.Fatal(err)
+	}
+	cfg := certs.TLSConfig(sni.Policy{Protocol: sni.ALPNIMAP, ClientAuth: sni.RequireClientCert, ClientCAs: cas})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // serve: greet whoever completes the handshake
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // listener closed
+			}
+			tc := c.(*tls.Conn)
+			if tc.Handshake() == nil {
+				who := tc.ConnectionState().VerifiedChains[0][0].Subject.CommonName
+				fmt.Fprintf(c, "* OK hello %s\r\n", who)
+			}
+			c.Close()
+		}
+	}()
+
+	for _, cert := range []*tls.Certificate{&alice.TLS, nil} {
+		cfg := &tls.Config{ServerName: "mail.example.com", RootCAs: serverCA.Pool(), NextProtos: []string{"imap"}}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+		if err != nil {
+			log.Fatal(err)
+		}
+		// In TLS 1.3 the server's verdict arrives with its first bytes.
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			fmt.Println("refused:", strings.TrimPrefix(err.Error(), "remote error: tls: "))
+		} else {
+			fmt.Println(strings.TrimSpace(line))
+		}
+		c.Close()
+	}
+	ln.Close()
+	wg.Wait()
+
+	// Output:
+	// * OK hello alice@example.com
+	// refused: certificate required
+}

@@ -32,6 +32,16 @@ type Policy struct {
 	// MinVersion is the lowest TLS version accepted. If zero,
 	// tls.VersionTLS12.
 	MinVersion uint16
+	// ClientAuth asks for client certificates (mutual TLS). If zero, none
+	// are asked for.
+	ClientAuth ClientAuth
+	// ClientCAs verifies client certificates for OptionalClientCert and
+	// RequireClientCert, which fail every handshake without it. Each
+	// handshake uses the pool loaded last, so CAPool.Reload reaches new
+	// handshakes. Then the config TLSConfig returns hands each handshake a
+	// copy of itself made when it was built: change the config through the
+	// Policy, not afterwards (SetSessionTicketKeys on it still works).
+	ClientCAs *CAPool
 }
 
 func (p Policy) minVersion() uint16 {
@@ -68,6 +78,12 @@ func (p Policy) nextProtos() []string {
 //     rather than internal_error. The server-side handshake error is then
 //     crypto/tls's "no certificates configured".
 //
+//   - ClientAuth and ClientCAs ask for client certificates as nginx's
+//     ssl_verify_client and ssl_client_certificate do; a client refused
+//     gets crypto/tls's alert (certificate_required, bad_certificate,
+//     unknown_certificate_authority), and a verified certificate is in
+//     the connection state's VerifiedChains.
+//
 // The caller may change the returned config before use, as with any
 // *tls.Config; Clone it to make variants.
 func (r *Resolver) TLSConfig(p Policy) *tls.Config {
@@ -77,7 +93,7 @@ func (r *Resolver) TLSConfig(p Policy) *tls.Config {
 // config builds the *tls.Config of p around get, a GetCertificate that
 // reports a refused name with ErrNoCertificate.
 func (p Policy) config(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion: p.minVersion(),
 		NextProtos: p.nextProtos(),
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -90,4 +106,8 @@ func (p Policy) config(get func(*tls.ClientHelloInfo) (*tls.Certificate, error))
 			return c, err
 		},
 	}
+	if p.ClientAuth != NoClientCert {
+		p.clientAuthConfig(cfg)
+	}
+	return cfg
 }
