@@ -36,11 +36,12 @@
 //	Auth-SSL-Cipher       TLS.CipherSuite, OpenSSL's name ("ECDHE-RSA-AES128-GCM-SHA256")
 //	Auth-SSL-Verify       "SUCCESS" with ClientCert, "NONE" without a certificate,
 //	                      "FAILED:certificate not verified" for one not verified
-//	Auth-SSL-Subject      ClientCert's subject, RFC 2253 ("CN=alice,O=Example")
-//	Auth-SSL-Issuer       ClientCert's issuer, the same way
-//	Auth-SSL-Serial       ClientCert's serial number, upper-case hex
-//	Auth-SSL-Fingerprint  SHA-1 of ClientCert, lower-case hex
-//	Auth-SSL-Cert         ClientCert as PEM, URL-escaped (with Client.PassClientCert)
+//	Auth-SSL-Subject      the certificate's subject, RFC 2253 ("CN=alice,O=Example"):
+//	                      ClientCert, or the unverified one of TLS.PeerCertificates
+//	Auth-SSL-Issuer       its issuer, the same way
+//	Auth-SSL-Serial       its serial number, upper-case hex
+//	Auth-SSL-Fingerprint  SHA-1 of it, lower-case hex
+//	Auth-SSL-Cert         it as PEM, URL-escaped (with Client.PassClientCert)
 //	(Client.Header)       added last, as auth_http_header
 //
 //	Answer header         To auth.Result

@@ -60,10 +60,20 @@ func (c *Client) newRequest(ctx context.Context, req *auth.Request) (*http.Reque
 		set("Auth-SSL", "on")
 		set("Auth-SSL-Protocol", tlsname.Version(req.TLS.Version))
 		set("Auth-SSL-Cipher", tlsname.Cipher(req.TLS.CipherSuite))
+		cert := req.ClientCert
 		switch {
-		case req.ClientCert != nil:
-			cert := req.ClientCert
+		case cert != nil:
 			set("Auth-SSL-Verify", "SUCCESS")
+		case len(req.TLS.PeerCertificates) == 0:
+			set("Auth-SSL-Verify", "NONE")
+		default:
+			// A certificate the listener did not verify (nginx's
+			// optional_no_ca): FAILED:reason, and the certificate's
+			// details, so that the auth service can decide what it proves.
+			cert = req.TLS.PeerCertificates[0]
+			set("Auth-SSL-Verify", "FAILED:certificate not verified")
+		}
+		if cert != nil {
 			set("Auth-SSL-Subject", clean(cert.Subject.String()))
 			set("Auth-SSL-Issuer", clean(cert.Issuer.String()))
 			set("Auth-SSL-Serial", serial(cert))
@@ -72,13 +82,6 @@ func (c *Client) newRequest(ctx context.Context, req *auth.Request) (*http.Reque
 			if c.PassClientCert {
 				set("Auth-SSL-Cert", escape(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))))
 			}
-		case len(req.TLS.PeerCertificates) > 0:
-			// A certificate the listener did not verify: nginx's
-			// "optional_no_ca" says FAILED:reason. Nothing of an
-			// unverified certificate is passed on.
-			set("Auth-SSL-Verify", "FAILED:certificate not verified")
-		default:
-			set("Auth-SSL-Verify", "NONE")
 		}
 	}
 	for k, vs := range c.Header {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -235,6 +236,12 @@ func TestRequestHeaders(t *testing.T) {
 				"Auth-SSL-Cipher: TLS_AES_256_GCM_SHA384",
 				"Auth-SSL-Protocol: TLSv1.3",
 				"Auth-SSL-Verify: FAILED:certificate not verified",
+				// As nginx's optional_no_ca: the details, for the auth
+				// service to judge.
+				"Auth-SSL-Subject: " + leaf.Cert.Subject.String(),
+				"Auth-SSL-Issuer: " + leaf.Cert.Issuer.String(),
+				"Auth-SSL-Serial: " + strings.ToUpper(leaf.Cert.SerialNumber.Text(16)),
+				"Auth-SSL-Fingerprint: " + fmt.Sprintf("%x", sha1.Sum(leaf.Cert.Raw)),
 				"Auth-User: u",
 				"Client-IP: 192.0.2.1",
 			},

@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/ratelimit"
+	"github.com/mailedge/mailedge/sni"
 )
 
-// listenSpec is one -listen flag: NAME=ADDR,proto=P,tls=T,mode=M,pool=POOL[,limit][,auth[=on|off|relay]]
+// listenSpec is one -listen flag: NAME=ADDR,proto=P,tls=T,mode=M,pool=POOL[,limit][,auth[=on|off|relay]][,verify=V,client-ca=FILE]
 type listenSpec struct {
 	Name     string
 	Addr     string
@@ -25,6 +26,8 @@ type listenSpec struct {
 	ProxyIn  bool // accept an inbound PROXY header from trusted networks
 	Auth     bool // take the login at the edge (auth.Server)
 	Relay    bool // with Auth: inbound SMTP, routed by the first RCPT TO (auth.Server.Relay)
+	Verify   sni.ClientAuth // verify=: client certificates (nginx ssl_verify_client)
+	ClientCA string         // client-ca=: the CA bundle that verifies them (nginx ssl_client_certificate)
 	flagText string
 }
 
@@ -115,7 +118,28 @@ func parseListen(s string) (listenSpec, error) {
 	if ls.Relay && ls.Proto != "smtp" {
 		return ls, fmt.Errorf("-listen %q: auth=relay is for an SMTP listener (port 25)", s)
 	}
-	return ls, checkKeys(o, "-listen", s, "proto", "tls", "mode", "pool", "limit", "inspect", "proxy", "auth")
+	if err := parseVerify(&ls, o); err != nil {
+		return ls, fmt.Errorf("-listen %q: %w", s, err)
+	}
+	return ls, checkKeys(o, "-listen", s, "proto", "tls", "mode", "pool", "limit", "inspect", "proxy", "auth", "verify", "client-ca")
+}
+
+// parseVerify reads the client-certificate options of a listener:
+// verify=off|optional|on|optional_no_ca and client-ca=FILE, which the two
+// verifying modes need and the others do not take.
+func parseVerify(ls *listenSpec, o map[string]string) error {
+	v, err := sni.ParseClientAuth(o["verify"])
+	if err != nil {
+		return fmt.Errorf("verify=: %w", err)
+	}
+	ls.Verify, ls.ClientCA = v, o["client-ca"]
+	switch {
+	case (v == sni.OptionalClientCert || v == sni.RequireClientCert) && ls.ClientCA == "":
+		return fmt.Errorf("verify=%s needs client-ca=FILE (the CAs that issue client certificates)", v)
+	case (v == sni.NoClientCert || v == sni.OptionalClientCertNoCA) && ls.ClientCA != "":
+		return fmt.Errorf("client-ca= is used only with verify=on or verify=optional, not verify=%s", v)
+	}
+	return nil
 }
 
 func parseBackend(s string) (backendSpec, error) {
@@ -135,16 +159,19 @@ func parseBackend(s string) (backendSpec, error) {
 		b.Security = "plain"
 	}
 	bad := func(err error) (backendSpec, error) { return b, fmt.Errorf("-backend %q: %w", s, err) }
-	if err := oneOf("security", b.Security, "plain", "tls", "starttls"); err != nil {
+	if err := oneOf("security", b.Security, "plain", "tls", "starttls", "passthrough"); err != nil {
 		return bad(err)
 	}
 	if err := oneOf("proxy", b.Proxy, "", "v1", "v2"); err != nil {
 		return bad(err)
 	}
+	if err := checkPassthroughMember(&b); err != nil {
+		return bad(err)
+	}
 	if b.Probe == "" {
 		b.Probe = "greeting"
 	}
-	if err := oneOf("probe", b.Probe, "none", "greeting", "smtp", "imap", "pop3", "tls"); err != nil {
+	if err := oneOf("probe", b.Probe, "none", "greeting", "smtp", "imap", "pop3", "tls", "connect"); err != nil {
 		return bad(err)
 	}
 	b.Weight = 1

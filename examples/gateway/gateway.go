@@ -47,6 +47,8 @@ type gateway struct {
 	store   *redisstore.Store   // the Limiter's Store with -redis
 	rotator *ticketkeys.Rotator // -ticket-keys; nil without
 
+	cas map[string]*sni.CAPool // client-ca= bundles by file, shared by the listeners naming one
+
 	proxyFrom      []netip.Prefix // balancers that may send an inbound PROXY header
 	listeners      []net.Listener
 	httpSrvs       []*http.Server
@@ -168,7 +170,15 @@ func (g *gateway) buildLimiter() error {
 
 func (g *gateway) buildService(ls listenSpec) (*service, error) {
 	proto := protocols[ls.Proto]
-	cfg := g.certs.TLSConfig(sni.Policy{Protocol: proto.String()})
+	policy := sni.Policy{Protocol: proto.String(), ClientAuth: ls.Verify}
+	if ls.ClientCA != "" {
+		cas, err := g.clientCAs(ls.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("-listen %q: client-ca=: %w", ls.flagText, err)
+		}
+		policy.ClientCAs = cas
+	}
+	cfg := g.certs.TLSConfig(policy)
 	mode := map[string]starttls.Mode{"require": starttls.Require, "allow": starttls.Allow, "disallow": starttls.Disallow}[ls.Mode]
 	p := &mailedge.Proxy{
 		Server:      &starttls.Server{Protocol: proto, Mode: mode, TLSConfig: cfg, Hostname: g.opts.hostname},
@@ -187,6 +197,9 @@ func (g *gateway) buildService(ls listenSpec) (*service, error) {
 		p.Limiter = g.limiter
 	} else if g.opts.acl != "" {
 		p.Limiter = &ratelimit.Limiter{ACL: g.limiter.ACL}
+	}
+	if p.Implicit {
+		p.Passthrough = g.passthroughRoutes(ls) // -passthrough; nil without
 	}
 	s := newService(ls.Name, p, g.log, g.metrics)
 	s.tlsConfig = cfg
@@ -207,6 +220,9 @@ func (g *gateway) buildPools() error {
 	protoOf := make(map[string]starttls.Protocol)
 	for _, ls := range g.opts.listens {
 		protoOf[ls.Pool] = protocols[ls.Proto]
+	}
+	if err := g.checkPassthrough(protoOf); err != nil {
+		return err
 	}
 	for _, b := range g.opts.backends {
 		proto, used := protoOf[b.Pool]
@@ -245,6 +261,7 @@ func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Diale
 	d := &backend.Dialer{Addr: b.Addr, Protocol: proto, XCLIENT: b.XCLIENT, IMAPID: b.IMAPID, Hostname: g.opts.hostname}
 	d.Security = map[string]starttls.Security{"plain": starttls.Plain, "tls": starttls.TLS, "starttls": starttls.STARTTLS}[b.Security]
 	d.Proxy = map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy]
+	d.Passthrough = b.Security == "passthrough" // Security stays Plain; TLSConfig serves the probe
 	if b.Security != "plain" {
 		cfg := &tls.Config{ServerName: b.ServerName, InsecureSkipVerify: b.Insecure, MinVersion: tls.VersionTLS12}
 		if b.CAFile != "" {
@@ -269,6 +286,9 @@ func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Diale
 func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config) monitor.Probe {
 	dial := backend.ProxyProbeDial(map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy])
 	sec := map[string]starttls.Security{"plain": starttls.Plain, "tls": starttls.TLS, "starttls": starttls.STARTTLS}[b.Security]
+	if b.Security == "passthrough" {
+		return passthroughProbe(b, proto, cfg, dial)
+	}
 	switch b.Probe {
 	case "greeting":
 		gsec := sec

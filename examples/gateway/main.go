@@ -97,6 +97,8 @@ type options struct {
 	replica           string        // -replica (default: the host name)
 	ticketKeys        string        // -ticket-keys redis|FILE
 	ticketRotate      time.Duration // -ticket-rotate
+
+	passthrough []passthroughSpec // -passthrough LISTENER:NAME=POOL
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -105,7 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	var listens, backends multiFlag
 	var config string
-	fs.Var(&listens, "listen", "listener NAME=ADDR,proto=smtp|imap|pop3,tls=implicit|starttls[,mode=require|allow|disallow][,pool=POOL][,limit][,inspect][,proxy][,auth[=on|off|relay]] (repeatable; proxy: read a PROXY header from -proxy-from sources; auth: take the login at the gateway and route it by -auth-file or -auth-http, relay: an SMTP port 25 listener routed by recipient)")
+	fs.Var(&listens, "listen", "listener NAME=ADDR,proto=smtp|imap|pop3,tls=implicit|starttls[,mode=require|allow|disallow][,pool=POOL][,limit][,inspect][,proxy][,auth[=on|off|relay]][,verify=off|optional|on|optional_no_ca][,client-ca=FILE] (repeatable; proxy: read a PROXY header from -proxy-from sources; auth: take the login at the gateway and route it by -auth-file or -auth-http, relay: an SMTP port 25 listener routed by recipient; verify: ask for client certificates as nginx's ssl_verify_client, on and optional verifying them against client-ca, a PEM bundle reloaded with the certificates)")
 	fs.Var(&backends, "backend", "pool member POOL=ADDR[,security=plain|tls|starttls][,proxy=v1|v2][,xclient][,imapid][,weight=N][,name=N][,servername=S][,ca=FILE][,insecure][,probe=none|greeting|smtp|imap|pop3|tls][,interval=5s][,timeout=2s][,downtime=30s][,user=U,pass=P] (repeatable; on a listener with auth, a login routed to pool NAME goes to pool NAME/POOL, POOL the listener's, or else to pool NAME)")
 	fs.Var(&o.certs, "cert", "certificate CERTFILE,KEYFILE[,default] (repeatable)")
 	fs.Var(&o.leDirs, "le-dir", "Let's Encrypt folder holding live/<name>/ (repeatable)")
@@ -136,6 +138,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.replica, "replica", "", "this replica's name among those sharing -redis, unique at a time (default: the host name, the pod's in Kubernetes)")
 	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "share TLS session-ticket keys: 'redis' (a key list in -redis, rotated every -ticket-rotate) or a FILE of keys, newest first, written by a secret store")
 	fs.DurationVar(&o.ticketRotate, "ticket-rotate", ticketkeys.DefaultRotate, "with -ticket-keys redis, how long a key encrypts before the next replaces it")
+	fs.Func("passthrough", "SNI passthrough LISTENER:NAME=POOL: on the tls=implicit listener LISTENER, connections whose ClientHello names NAME (exact, or *.domain for one label below) go unread to POOL, whose members have security=passthrough and terminate TLS themselves; other names are terminated here (repeatable)", func(v string) error { ps, err := parsePassthrough(v); o.passthrough = append(o.passthrough, ps); return err })
 	fs.StringVar(&config, "config", "", "file of flags, one per line as on the command line; '#' comments")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -99,6 +99,10 @@ func (m *metrics) handshakeFailed(listener string, err error) {
 		reason = "line_too_long"
 	case errors.Is(err, sni.ErrNoCertificate):
 		reason = "no_certificate"
+	case errors.As(err, new(*tls.CertificateVerificationError)):
+		reason = "client_cert_invalid" // verify=on|optional: a server verifies only client certificates
+	case strings.Contains(err.Error(), "client didn't provide a certificate"):
+		reason = "client_cert_missing" // verify=on (crypto/tls's error has no type)
 	case isTimeout(err):
 		reason = "timeout"
 	case strings.Contains(err.Error(), "application protocol"):

@@ -123,8 +123,9 @@ func (g *gateway) goBackground(f func()) {
 	}()
 }
 
-// reloadLoop reloads certificates and the users file on SIGHUP and, if
-// -watch is set, the certificates when their files change, until ctx ends.
+// reloadLoop reloads certificates, client CA bundles and the users file on
+// SIGHUP and, if -watch is set, the certificates and CA bundles when their
+// files change, until ctx ends.
 func (g *gateway) reloadLoop(ctx context.Context, hup <-chan os.Signal) {
 	var tick <-chan time.Time
 	if g.opts.watch > 0 {
@@ -142,6 +143,7 @@ func (g *gateway) reloadLoop(ctx context.Context, hup <-chan os.Signal) {
 			} else {
 				g.certs.OnReload()
 			}
+			g.reloadClientCAs(true)
 			g.reloadUsers()
 		case <-tick:
 			if changed, err := g.certs.ReloadIfChanged(); err != nil {
@@ -149,6 +151,7 @@ func (g *gateway) reloadLoop(ctx context.Context, hup <-chan os.Signal) {
 			} else if changed {
 				g.certs.OnReload()
 			}
+			g.reloadClientCAs(false)
 		}
 	}
 }

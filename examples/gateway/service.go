@@ -48,6 +48,12 @@ func (s *service) finish(in mailedge.SessionInfo) {
 		"bytes_in", in.Stats.ClientToServer, "bytes_out", in.Stats.ServerToClient,
 		"duration", in.Duration.Round(time.Millisecond),
 	}
+	if in.TLS != nil && len(in.TLS.PeerCertificates) > 0 {
+		// The client's own certificate (verify= on the listener): who it
+		// names, and whether it verified (optional_no_ca does not verify).
+		attrs = append(attrs, "client_cert", in.TLS.PeerCertificates[0].Subject.String(),
+			"client_cert_verified", len(in.TLS.VerifiedChains) > 0)
+	}
 	if in.Recipient != "" {
 		attrs = append(attrs, "rcpt", in.Recipient) // inbound SMTP routed by its first RCPT TO
 	}
