@@ -69,10 +69,12 @@ func (p Policy) nextProtos() []string {
 //
 //   - MinVersion is p's minimum, TLS 1.2 by default (RFC 8996 retired 1.0
 //     and 1.1).
+//
 //   - NextProtos lists the accepted ALPN ids. crypto/tls then accepts a
 //     ClientHello without ALPN, or one that offers an accepted id, and
 //     refuses one that offers only other ids (such as "http/1.1" or "h2")
 //     with a no_application_protocol alert (RFC 7301 §3.2).
+//
 //   - GetCertificate is r's, except that a name r refuses (Strict, or no
 //     default) is answered with an unrecognized_name alert (RFC 6066 §3)
 //     rather than internal_error. The server-side handshake error is then

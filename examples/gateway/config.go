@@ -21,11 +21,11 @@ type listenSpec struct {
 	TLS      string // implicit, starttls
 	Mode     string // require, allow, disallow (starttls only)
 	Pool     string
-	Limit    bool // apply the rate limits (port 25 style)
-	Inspect  bool // SMTP message/recipient rate through the inspector
-	ProxyIn  bool // accept an inbound PROXY header from trusted networks
-	Auth     bool // take the login at the edge (auth.Server)
-	Relay    bool // with Auth: inbound SMTP, routed by the first RCPT TO (auth.Server.Relay)
+	Limit    bool           // apply the rate limits (port 25 style)
+	Inspect  bool           // SMTP message/recipient rate through the inspector
+	ProxyIn  bool           // accept an inbound PROXY header from trusted networks
+	Auth     bool           // take the login at the edge (auth.Server)
+	Relay    bool           // with Auth: inbound SMTP, routed by the first RCPT TO (auth.Server.Relay)
 	Verify   sni.ClientAuth // verify=: client certificates (nginx ssl_verify_client)
 	ClientCA string         // client-ca=: the CA bundle that verifies them (nginx ssl_client_certificate)
 	flagText string
