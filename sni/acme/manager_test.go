@@ -22,7 +22,9 @@ import (
 // certmagic keeps one rate-limiter goroutine per CA and account for the
 // life of the process (package state in its acmeclient.go), and each test
 // has a pebble of its own: the tests check for leaks from after their
-// first contact with the CA.
+// first contact with the CA. Its ACME client's HTTP/2 connection to the
+// CA stays open, idle, until the CA closes it (its transport is not
+// reachable to close): the tests kill pebble before the leak check.
 
 func TestObtainServeIMAP(t *testing.T) {
 	pb := acmetest.Start(t, acmetest.Options{})
@@ -33,6 +35,7 @@ func TestObtainServeIMAP(t *testing.T) {
 
 	require.NoError(t, mgr.Check(context.Background()))
 	leaktest.Check(t)
+	t.Cleanup(pb.Kill) // before the leak check: ends the client's idle HTTP/2 connection to the CA
 	require.NoError(t, store.Reload())
 	renewals, errs := ev.counts()
 	assert.Equal(t, 2, renewals, "OnRenew calls; want one per domain")

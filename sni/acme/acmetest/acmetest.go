@@ -64,8 +64,13 @@ type Pebble struct {
 	// HTTPPort is the port on 127.0.0.1 where pebble validates HTTP-01.
 	HTTPPort int
 	// DNSAddr is the DNS server (host:port) that resolves every name to
-	// 127.0.0.1 and serves the TXT records of DNS-01.
+	// 127.0.0.1 and serves the TXT records of DNS-01: pebble-challtestsrv,
+	// which pebble asks.
 	DNSAddr string
+	// ResolverAddr is the DNS server (host:port, UDP) for a DNS-01
+	// client's lookups: it answers SOA queries (a name's zone is its last
+	// two labels) and passes the rest to DNSAddr.
+	ResolverAddr string
 
 	t         testing.TB
 	bin       string
@@ -200,6 +205,7 @@ func Start(t testing.TB, opt Options) *Pebble {
 	}
 
 	p.startChallSrv(challBin)
+	p.startSOAServer(t)
 	t.Cleanup(p.Kill)
 	p.Start()
 	return p
