@@ -42,6 +42,9 @@ func (s *service) finish(in mailedge.SessionInfo) {
 	if in.TLS != nil {
 		sniName, version, cipher = in.TLS.ServerName, tls.VersionName(in.TLS.Version), tls.CipherSuiteName(in.TLS.CipherSuite)
 	}
+	if in.Passthrough {
+		sniName = in.ServerName // the TLS is the backend's: the name is the ClientHello's
+	}
 	attrs := []any{
 		"listener", s.name, "client", in.Client.String(), "outcome", string(in.Outcome),
 		"sni", sniName, "tls", version, "cipher", cipher, "backend", in.Member, "user", in.User,
@@ -53,6 +56,9 @@ func (s *service) finish(in mailedge.SessionInfo) {
 		// names, and whether it verified (optional_no_ca does not verify).
 		attrs = append(attrs, "client_cert", in.TLS.PeerCertificates[0].Subject.String(),
 			"client_cert_verified", len(in.TLS.VerifiedChains) > 0)
+	}
+	if in.Passthrough {
+		attrs = append(attrs, "passthrough", true)
 	}
 	if in.Recipient != "" {
 		attrs = append(attrs, "rcpt", in.Recipient) // inbound SMTP routed by its first RCPT TO
