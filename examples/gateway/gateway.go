@@ -24,6 +24,7 @@ import (
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/mailedge/mailedge/ratelimit/redisstore"
 	"github.com/mailedge/mailedge/sni"
+	"github.com/mailedge/mailedge/sni/acme"
 	"github.com/mailedge/mailedge/sni/ticketkeys"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -46,6 +47,7 @@ type gateway struct {
 	redis   *redis.Client       // -redis; nil without
 	store   *redisstore.Store   // the Limiter's Store with -redis
 	rotator *ticketkeys.Rotator // -ticket-keys; nil without
+	acme    *acme.Manager       // -acme-domains; nil without
 
 	cas map[string]*sni.CAPool // client-ca= bundles by file, shared by the listeners naming one
 
@@ -130,8 +132,11 @@ func (g *gateway) buildCerts() error {
 	for _, m := range g.opts.sniMaps {
 		g.certs.Sources = append(g.certs.Sources, sni.PostfixMap{Path: m})
 	}
+	if err := g.buildACME(); err != nil {
+		return err
+	}
 	if len(g.certs.Sources) == 0 {
-		return errors.New("no certificate: give -cert, -le-dir or -sni-map")
+		return errors.New("no certificate: give -cert, -le-dir, -sni-map or -acme-domains")
 	}
 	g.certs.OnError = func(err error) { g.log.Error("certificate reload failed; still serving the previous set", "err", err) }
 	g.certs.OnReload = func() {

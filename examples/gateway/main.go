@@ -59,6 +59,7 @@ import (
 
 	"github.com/mailedge/mailedge/auth/authhttp"
 	"github.com/mailedge/mailedge/ratelimit/redisstore"
+	"github.com/mailedge/mailedge/sni/acme"
 	"github.com/mailedge/mailedge/sni/ticketkeys"
 )
 
@@ -97,6 +98,13 @@ type options struct {
 	replica           string        // -replica (default: the host name)
 	ticketKeys        string        // -ticket-keys redis|FILE
 	ticketRotate      time.Duration // -ticket-rotate
+
+	acmeDomains string // -acme-domains a,b
+	acmeEmail   string // -acme-email
+	acmeCA      string // -acme-ca: directory URL
+	acmeCARoot  string // -acme-ca-root FILE
+	acmeHTTP    string // -acme-http ADDR: the HTTP-01 listener
+	acmeDir     string // -acme-dir: storage folder
 
 	passthrough []passthroughSpec // -passthrough LISTENER:NAME=POOL
 }
@@ -139,6 +147,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "share TLS session-ticket keys: 'redis' (a key list in -redis, rotated every -ticket-rotate) or a FILE of keys, newest first, written by a secret store")
 	fs.DurationVar(&o.ticketRotate, "ticket-rotate", ticketkeys.DefaultRotate, "with -ticket-keys redis, how long a key encrypts before the next replaces it")
 	fs.Var((*passthroughFlags)(&o.passthrough), "passthrough", "SNI passthrough LISTENER:NAME=POOL: on the tls=implicit listener LISTENER, connections whose ClientHello names NAME (exact, or *.domain for one label below) go unread to POOL, whose members have security=passthrough and terminate TLS themselves; other names are terminated here (repeatable)")
+	fs.StringVar(&o.acmeDomains, "acme-domains", "", "obtain and renew certificates for these names through ACME (comma-separated); they join the SNI selection like -cert ones")
+	fs.StringVar(&o.acmeEmail, "acme-email", "", "ACME account contact address (required with -acme-domains)")
+	fs.StringVar(&o.acmeCA, "acme-ca", acme.LetsEncrypt, "ACME directory URL")
+	fs.StringVar(&o.acmeCARoot, "acme-ca-root", "", "PEM file of roots for the ACME CA's HTTPS certificate (a private CA such as pebble or step-ca)")
+	fs.StringVar(&o.acmeHTTP, "acme-http", "", "listen on this address for the CA's HTTP-01 validation, e.g. :80 (required with -acme-domains)")
+	fs.StringVar(&o.acmeDir, "acme-dir", "", "folder of the ACME account, certificates, keys and locks; a shared volume shares them across a fleet (default: mailedge/acme in the user config folder)")
 	fs.StringVar(&config, "config", "", "file of flags, one per line as on the command line; '#' comments")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

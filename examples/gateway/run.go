@@ -73,6 +73,7 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 		g.goBackground(func() { job.c.Run(ctx) })
 	}
 	g.goBackground(func() { g.reloadLoop(ctx, hup) })
+	g.startACME(ctx) // -acme-domains: renewals until shutdown
 	if g.rotator != nil {
 		g.goBackground(func() { _ = g.rotator.Run(ctx) })
 	}
