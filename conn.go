@@ -104,6 +104,8 @@ func (c *conn) copied(st bridge.Stats, err error) {
 	c.info.Stats = st
 	switch {
 	case err == nil:
+	case errors.Is(err, bridge.ErrForeignProtocol):
+		c.info.Outcome, c.info.Err = OutcomeForeign, err
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
 		c.info.Outcome = OutcomeReset // swaks, Outlook and others reset after QUIT
 	default:
@@ -156,6 +158,8 @@ func (c *conn) clientSide(ctx context.Context) (*starttls.Session, error) {
 	switch {
 	case errors.Is(err, starttls.ErrClientQuit):
 		info.Outcome = OutcomeClientQuit
+	case errors.Is(err, starttls.ErrForeignProtocol):
+		info.Outcome, info.Err = OutcomeForeign, err
 	case err != nil:
 		info.Outcome, info.Err = OutcomeClientError, err
 	default:
@@ -249,6 +253,8 @@ func (c *conn) login(ctx context.Context, sess *starttls.Session) (client, serve
 		return nil, nil, false
 	case errors.Is(err, auth.ErrTooManyFailures):
 		info.Outcome, info.Err = OutcomeAuthFailed, err
+	case errors.Is(err, starttls.ErrForeignProtocol):
+		info.Outcome, info.Err = OutcomeForeign, err
 		return nil, nil, false
 	default:
 		info.Outcome, info.Err = OutcomeClientError, err
@@ -362,6 +368,10 @@ func (p *Proxy) limited(err error) {
 
 func (p *Proxy) bridgeOptions(ctx context.Context, proto starttls.Protocol, src netip.Addr) bridge.Options {
 	opt := p.Bridge
+	// The client's first line after TLS must be mail: an HTTP request or a
+	// TLS record there is a cross-protocol attempt (ALPACA), closed before
+	// a byte of it reaches the backend.
+	opt.RefuseForeign = true
 	if opt.IdleTimeout == 0 {
 		opt.IdleTimeout = 10 * time.Minute
 		if proto == starttls.IMAP {

@@ -40,6 +40,12 @@ const (
 	OutcomeHandover    Outcome = "handover"     // the backend refused or broke the handover
 	OutcomeCopyError   Outcome = "copy_error"   // the copy ended with an error (see Err)
 	OutcomeAuthFailed  Outcome = "auth_failed"  // closed after refused logins (Login set)
+	// OutcomeForeign: the client spoke another protocol where a mail
+	// command was due (an HTTP request line or a TLS record, the ALPACA
+	// attacks' application layer), before TLS or as its first line after
+	// it; the connection was closed without an answer and nothing reached
+	// the backend.
+	OutcomeForeign Outcome = "foreign_protocol"
 )
 
 // SessionInfo describes one finished session: what OnSession receives.

@@ -372,7 +372,13 @@ func (d *dialogue) run() (*Session, error) {
 		if err := d.flushIfIdle(); err != nil {
 			return nil, err
 		}
+		if d.cmds == 0 && mailwire.StartsWithTLSRecord(d.br) {
+			return nil, d.foreign("a TLS record")
+		}
 		raw, err := mailwire.ReadLine(d.br, d.maxLine)
+		if err == nil && mailwire.IsHTTPRequest(raw) {
+			return nil, d.foreign("an HTTP request")
+		}
 		if err != nil {
 			if mailwire.Resynced(err) {
 				d.bad(d.h.tooLong(d))
@@ -400,6 +406,15 @@ func (d *dialogue) run() (*Session, error) {
 			return d.finishLogin()
 		}
 	}
+}
+
+// foreign ends a dialogue in which the client spoke another protocol (what
+// it is): at once and without a reply, not even one owed to a command
+// pipelined before, so that nothing the client sent comes back (an IMAP
+// BAD would echo the "tag" of an HTTP request line).
+func (d *dialogue) foreign(what string) error {
+	d.out = d.out[:0]
+	return fmt.Errorf("auth: %w: %s", starttls.ErrForeignProtocol, what)
 }
 
 // finishLogin writes the success reply and hands the client conn on with

@@ -44,6 +44,15 @@ type Options struct {
 	// zero, bytes are copied without looking at them. Ignored when SMTP is
 	// non-nil, which guards SMTP sessions itself.
 	Guard Guard
+	// RefuseForeign ends the session, forwarding nothing of it, when the
+	// client's first bytes are a TLS record or its first line is an HTTP
+	// request line (the application layer of the ALPACA attacks, after
+	// TLS: a browser made to talk to a mail port through a certificate
+	// that also covers a web server). The session's error then wraps
+	// ErrForeignProtocol. The first line is held until its end (at most
+	// 1 KiB; a longer one is passed on unread), which mail clients send
+	// whole. If false, nothing is checked.
+	RefuseForeign bool
 	// Poller, if non-nil, holds the session's directions while they are
 	// idle, so that an idle session keeps no goroutine (see Poller). If
 	// nil, each direction waits on a goroutine of its own.
@@ -259,6 +268,9 @@ func newSession(ctx context.Context, client, server net.Conn, opt *Options) *ses
 		s.dirs[1].filter = s.smtp.replies
 	}
 	s.setGuard(opt)
+	if opt.RefuseForeign {
+		s.dirs[0].filter = &firstLine{next: s.dirs[0].filter, dst: server}
+	}
 	s.startTimers()
 	return s
 }

@@ -255,6 +255,9 @@ func (s *session) forward(d *direction, p []byte) error {
 	var err error
 	if d.filter != nil {
 		err = d.filter.write(p)
+		if fl, ok := d.filter.(*firstLine); ok && fl.done {
+			d.filter = fl.next // checked: from here on, as without RefuseForeign
+		}
 	} else {
 		_, err = d.dst.Write(p)
 	}

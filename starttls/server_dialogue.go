@@ -76,12 +76,18 @@ func (d *dialogue) run() (*Session, error) {
 		if err := d.flushIfIdle(); err != nil {
 			return nil, err
 		}
+		if d.cmds == 0 && mailwire.StartsWithTLSRecord(d.br) {
+			return nil, d.foreign("a TLS ClientHello before STARTTLS")
+		}
 		raw, err := mailwire.ReadLine(d.br, d.maxLine)
 		if err != nil {
 			if err := d.readFailed(err); err != nil {
 				return nil, err
 			}
 			continue
+		}
+		if mailwire.IsHTTPRequest(raw) {
+			return nil, d.foreign("an HTTP request")
 		}
 		switch d.command(raw) {
 		case actStartTLS:
@@ -94,6 +100,14 @@ func (d *dialogue) run() (*Session, error) {
 			return nil, d.finish(d.err)
 		}
 	}
+}
+
+// foreign ends a dialogue in which the client spoke another protocol (what
+// it is): at once, with no reply, not even those still owed to commands
+// pipelined before, so that nothing the client sent comes back.
+func (d *dialogue) foreign(what string) error {
+	d.out = d.out[:0]
+	return fmt.Errorf("%w: %s", ErrForeignProtocol, what)
 }
 
 // command counts and dispatches one command line.

@@ -46,7 +46,7 @@ func TestSMTPDialogue(t *testing.T) {
 		{
 			name:    "syntax errors",
 			srv:     func(s *Server) { s.MaxErrors = -1 },
-			input:   crlf("EHLO", "HELO a b", "STARTTLS now", "RSET x", "FOO", "", "GET / HTTP/1.1", "QUIT"),
+			input:   crlf("EHLO", "HELO a b", "STARTTLS now", "RSET x", "FOO", "", "GET /", "QUIT"),
 			want:    crlf(smtpGreeting, "501 5.5.4 Syntax: EHLO hostname", "501 5.5.4 Syntax: HELO hostname", "501 5.5.4 Syntax: STARTTLS takes no parameters", "501 5.5.4 Syntax: RSET", "502 5.5.2 Command not recognized", "500 5.5.2 Syntax error, command unrecognized", "502 5.5.2 Command not recognized", "221 2.0.0 mx.test closing connection"),
 			wantErr: ErrClientQuit,
 		},

@@ -112,6 +112,14 @@ var (
 	// ErrClientQuit reports a client that ended the dialogue with QUIT/LOGOUT
 	// before reaching a backend; it is not a failure.
 	ErrClientQuit = errors.New("starttls: client quit")
+	// ErrForeignProtocol is returned by Serve when the client speaks
+	// another protocol before TLS: an HTTP request line (a browser made to
+	// talk to a mail port, the ALPACA attacks' application layer) or a TLS
+	// ClientHello on a STARTTLS port. The connection is closed at once and
+	// nothing of the line is answered or echoed, as Postfix does for
+	// smtpd_forbidden_commands.
+	// It is the same value as bridge.ErrForeignProtocol.
+	ErrForeignProtocol = mailwire.ErrForeignProtocol
 )
 
 // Session is what a client-side dialogue hands to the next stage: the

@@ -91,6 +91,8 @@ func (m *metrics) handshakeFailed(listener string, err error) {
 	switch {
 	case errors.Is(err, starttls.ErrClientQuit):
 		reason = "client_quit"
+	case errors.Is(err, starttls.ErrForeignProtocol):
+		reason = "foreign_protocol" // HTTP or a ClientHello where a mail command was due (ALPACA)
 	case errors.Is(err, starttls.ErrInjection):
 		reason = "injection"
 	case errors.Is(err, starttls.ErrTooManyErrors):
