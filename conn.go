@@ -253,6 +253,7 @@ func (c *conn) login(ctx context.Context, sess *starttls.Session) (client, serve
 		return nil, nil, false
 	case errors.Is(err, auth.ErrTooManyFailures):
 		info.Outcome, info.Err = OutcomeAuthFailed, err
+		return nil, nil, false
 	case errors.Is(err, starttls.ErrForeignProtocol):
 		info.Outcome, info.Err = OutcomeForeign, err
 		return nil, nil, false

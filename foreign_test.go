@@ -2,6 +2,7 @@ package mailedge_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge"
+	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/mailedge/mailedge/internal/testnet"
@@ -99,6 +101,37 @@ func TestForeignProtocolALPACA(t *testing.T) {
 	_, err := tls.Dial("tcp", serve(t, p), cfg)
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "first record does not look like a TLS handshake") || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "reset"), err.Error())
+	in := <-infos
+	assert.Equal(t, mailedge.OutcomeForeign, in.Outcome, "%v", in.Err)
+}
+
+// The login at the edge refuses the same: an IMAP BAD would echo the
+// request line's first word as its tag.
+func TestForeignProtocolLogin(t *testing.T) {
+	leaktest.Check(t)
+	f := newFixture(t)
+	infos := make(chan mailedge.SessionInfo, 1)
+	p := &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: f.cfg},
+		Implicit: true,
+		Backend:  &backend.Dialer{Addr: f.addrs.IMAP, Protocol: starttls.IMAP},
+		Login: &auth.Server{Authenticator: auth.AuthenticatorFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
+			return &auth.Result{OK: true}, nil
+		})},
+		OnSession: func(in mailedge.SessionInfo) { infos <- in },
+	}
+	c, err := tls.Dial("tcp", serve(t, p), f.roots)
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	greeting, err := r.ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(greeting, "* OK"), greeting)
+	_, err = io.WriteString(c, alpacaRequest)
+	require.NoError(t, err)
+	rest, _ := io.ReadAll(r)
+	assert.Empty(t, string(rest))
 	in := <-infos
 	assert.Equal(t, mailedge.OutcomeForeign, in.Outcome, "%v", in.Err)
 }

@@ -117,7 +117,7 @@ func (p *Proxy) passthroughOptions() bridge.Options {
 			opt.IdleTimeout = 31 * time.Minute
 		}
 	}
-	opt.Guard, opt.SMTP = bridge.GuardNone, nil
+	opt.Guard, opt.SMTP, opt.RefuseForeign = bridge.GuardNone, nil, false // TLS records are what passes here
 	return opt
 }
 
