@@ -29,6 +29,7 @@ type conn struct {
 	userEnd func(bridge.Stats, error) // the caller's Bridge.Hooks.End
 	ended   chan<- SessionInfo        // ServeConn's; nil: Serve's WaitGroup
 	wg      *sync.WaitGroup           // Serve's sessions
+	id      uint64                    // for OnEvent; 0 without
 }
 
 // serve takes one connection through admission, the client side, the
@@ -44,6 +45,10 @@ func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, e
 		err = c.inbound(ctx)
 	}
 	c.info.Client = nc.RemoteAddr()
+	if p.OnEvent != nil {
+		c.id = p.ids.Add(1)
+		c.event(Event{Stage: StageAccepted, Err: err}, c.info.Start)
+	}
 	if err != nil {
 		c.info.Outcome, c.info.Err = OutcomeClientError, err
 		if p.Server != nil && isNil(p.Backend) && p.Login == nil {
@@ -56,7 +61,10 @@ func (p *Proxy) serve(ctx context.Context, nc net.Conn, poller *bridge.Poller, e
 	// it makes, so a greeting never waits for the client's delayed ACK.
 	src := IPOf(c.info.Client)
 	if p.Limiter != nil {
-		if c.lease, err = p.Limiter.Admit(ctx, src); err != nil {
+		start := c.since()
+		c.lease, err = p.Limiter.Admit(ctx, src)
+		c.event(Event{Stage: StageAdmitted, Err: err}, start)
+		if err != nil {
 			c.info.Outcome, c.info.Err = OutcomeLimited, err
 			p.limited(err)
 			p.refuse(c.io, err)
@@ -94,6 +102,18 @@ func (c *conn) inbound(ctx context.Context) error {
 	return nil
 }
 
+// dialed reports a backend dial begun at start.
+func (c *conn) dialed(be *backend.Conn, err error, start time.Time) {
+	if c.p.OnEvent == nil {
+		return
+	}
+	e := Event{Stage: StageBackend, Err: err}
+	if be != nil {
+		e.Member = be.Member
+	}
+	c.event(e, start)
+}
+
 // copied is the bridge's end hook: it records how the copy ended.
 func (c *conn) copied(st bridge.Stats, err error) {
 	st.ServerToClient += c.out.n  // what the handover relayed
@@ -121,6 +141,10 @@ func (c *conn) end() {
 	c.info.Duration = time.Since(c.info.Start)
 	if c.p.OnSession != nil {
 		c.p.OnSession(c.info)
+	}
+	if c.p.OnEvent != nil {
+		info := c.info
+		c.event(Event{Stage: StageEnded, Err: info.Err, Info: &info}, c.info.Start)
 	}
 	if c.ended != nil {
 		c.ended <- c.info
@@ -154,7 +178,15 @@ func (c *conn) clientSide(ctx context.Context) (*starttls.Session, error) {
 	if p.Implicit {
 		serve = p.Server.ServeTLS
 	}
+	start := c.since()
 	sess, err := serve(ctx, c.io)
+	if p.OnEvent != nil {
+		e := Event{Stage: StageClient, Err: err}
+		if err == nil && sess.TLS {
+			e.TLS = &sess.State
+		}
+		c.event(e, start)
+	}
 	switch {
 	case errors.Is(err, starttls.ErrClientQuit):
 		info.Outcome = OutcomeClientQuit
@@ -178,10 +210,12 @@ func (c *conn) toBackend(ctx context.Context, sess *starttls.Session) (client, s
 	c.out = countConn{Conn: sess.Conn}
 	sess.Conn = &c.out
 	defer c.endCount(sess)
+	start := c.since()
 	be, err := p.Backend.Dial(ctx, backend.ClientInfo{
 		Src: c.nc.RemoteAddr(), Dst: c.nc.LocalAddr(), TLS: info.TLS,
 		ServerName: sess.ServerName, Helo: sess.Helo, HeloVerb: sess.HeloVerb,
 	})
+	c.dialed(be, err, start)
 	if err != nil {
 		info.Outcome, info.Err = OutcomeNoBackend, err
 		sess.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -200,7 +234,9 @@ func (c *conn) toBackend(ctx context.Context, sess *starttls.Session) (client, s
 		hctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
+	start = c.since()
 	client, server, err = starttls.HandoverGuarded(hctx, sess, be.Backend())
+	c.event(Event{Stage: StageHandover, Err: err}, start)
 	if err != nil {
 		be.Close()
 		info.Outcome, info.Err = OutcomeHandover, err
@@ -240,11 +276,22 @@ func (c *conn) login(ctx context.Context, sess *starttls.Session) (client, serve
 			b = p.Backend
 		}
 		ci.Helo, ci.HeloVerb = req.Helo, "EHLO"
-		return b.Dial(ctx, ci)
+		start := c.since()
+		be, err := b.Dial(ctx, ci)
+		c.dialed(be, err, start)
+		return be, err
 	}
+	start := c.since()
 	out, err := p.Login.Login(ctx, p.Server, sess, auth.Peer{Client: c.nc.RemoteAddr(), Local: c.nc.LocalAddr()}, dial)
 	if le, ok := errors.AsType[*auth.LoginError](err); ok {
 		info.User = le.User
+	}
+	if p.OnEvent != nil {
+		e := Event{Stage: StageLogin, Err: err, User: info.User}
+		if err == nil {
+			e.User = out.Request.User
+		}
+		c.event(e, start)
 	}
 	switch {
 	case err == nil:

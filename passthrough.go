@@ -76,7 +76,9 @@ func (c *conn) passthrough(ctx context.Context, poller *bridge.Poller) bool {
 // addresses and its server name (PROXY v2 PP2_TYPE_AUTHORITY), and writes
 // the peeked bytes to it, within the handshake timeout.
 func (c *conn) dialPassthrough(ctx context.Context, be Backend, name string, raw []byte) (*backend.Conn, error) {
+	start := c.since()
 	bc, err := be.Dial(ctx, backend.ClientInfo{Src: c.nc.RemoteAddr(), Dst: c.nc.LocalAddr(), ServerName: name})
+	c.dialed(bc, err, start)
 	if err != nil {
 		return nil, err
 	}

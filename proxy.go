@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -138,7 +139,13 @@ type Proxy struct {
 	// OnLimited, if non-nil, is called with each refusal by the Limiter,
 	// connection or SMTP command.
 	OnLimited func(error)
+	// OnEvent, if non-nil, is called with each stage of each session as it
+	// happens (see Stage), on the session's goroutine: it must be quick,
+	// and safe for concurrent use. The last event of a session is its
+	// StageEnded, after OnSession.
+	OnEvent func(Event)
 
+	ids    atomic.Uint64 // the last session ID given, for OnEvent
 	mu     sync.Mutex
 	serves map[*serving]struct{} // the Serve calls running
 	closed bool                  // Shutdown or Close was called
