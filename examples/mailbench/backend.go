@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,11 +23,21 @@ const blockSize = 64 << 10
 // maxLiteral bounds an IMAP literal the backend accepts.
 const maxLiteral = 1 << 20
 
+// backendNames are the services of the backend, in the order they are
+// started and printed.
+var backendNames = []string{"imap", "smtp", "pop3", "imaps", "auth"}
+
+// backendHandshakeTimeout bounds the TLS handshake of an imaps session.
+const backendHandshakeTimeout = 10 * time.Second
+
 // backendServer is the purpose-built plain-text backend every proxy under
 // test forwards to: an IMAP-like server (LOGIN, NOOP, CAPABILITY, LOGOUT
 // and XFETCH n, which streams n bytes), an SMTP sink (AUTH PLAIN, DATA)
 // and a POP3 responder, all accepting any user. Auth is an nginx mail
-// auth_http responder pointing at the IMAP, SMTP or POP3 port.
+// auth_http responder pointing at the IMAP, SMTP or POP3 port. Imaps is
+// the IMAP-like server behind implicit TLS (RFC 8314) with the backend's
+// own certificate: the tenant server an SNI passthrough proxy forwards
+// ClientHellos to unread.
 type backendServer struct {
 	block     []byte
 	listeners []net.Listener
@@ -39,13 +50,14 @@ type backendServer struct {
 
 // serveBackend starts the backend on the given addresses (empty: not
 // served), prints "name=addr" lines to out, and serves until ctx ends.
-func serveBackend(ctx context.Context, addrs map[string]string, out io.Writer) error {
-	b, bound, err := startBackend(addrs)
+// tlsCfg is the imaps listener's server config (nil: no imaps).
+func serveBackend(ctx context.Context, addrs map[string]string, tlsCfg *tls.Config, out io.Writer) error {
+	b, bound, err := startBackend(addrs, tlsCfg)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	for _, name := range []string{"imap", "smtp", "pop3", "auth"} {
+	for _, name := range backendNames {
 		if bound[name] != "" {
 			fmt.Fprintf(out, "%s=%s\n", name, bound[name])
 		}
@@ -55,11 +67,15 @@ func serveBackend(ctx context.Context, addrs map[string]string, out io.Writer) e
 }
 
 // startBackend listens on every non-empty address and serves in the
-// background until close; it returns the bound addresses by name.
-func startBackend(addrs map[string]string) (*backendServer, map[string]string, error) {
+// background until close; it returns the bound addresses by name. An
+// imaps address needs tlsCfg, the config its sessions are served with.
+func startBackend(addrs map[string]string, tlsCfg *tls.Config) (*backendServer, map[string]string, error) {
+	if addrs["imaps"] != "" && tlsCfg == nil {
+		return nil, nil, errors.New("an imaps listener needs a certificate")
+	}
 	b := &backendServer{block: bytes.Repeat([]byte("0123456789abcdef"), blockSize/16), conns: make(map[net.Conn]struct{})}
 	bound := make(map[string]string)
-	for _, name := range []string{"imap", "smtp", "pop3", "auth"} {
+	for _, name := range backendNames {
 		if addrs[name] == "" {
 			continue
 		}
@@ -75,7 +91,10 @@ func startBackend(addrs map[string]string) (*backendServer, map[string]string, e
 			b.wg.Go(func() { b.http.Serve(l) })
 			continue
 		}
-		handler := map[string]func(net.Conn){"imap": b.imap, "smtp": b.smtp, "pop3": b.pop3}[name]
+		handler := map[string]func(net.Conn){"imap": b.imap, "smtp": b.smtp, "pop3": b.pop3, "imaps": b.imap}[name]
+		if name == "imaps" {
+			handler = b.serveTLS(tlsCfg, handler)
+		}
 		b.wg.Go(func() { b.accept(l, handler) })
 	}
 	return b, bound, nil
@@ -121,6 +140,22 @@ func (b *backendServer) accept(l net.Listener, handle func(net.Conn)) {
 			c.(*net.TCPConn).SetNoDelay(true)
 			handle(c)
 		})
+	}
+}
+
+// serveTLS returns a handler that completes the TLS handshake on the conn
+// within backendHandshakeTimeout and hands the TLS conn to handle. The
+// raw conn stays the one closeAll closes.
+func (b *backendServer) serveTLS(cfg *tls.Config, handle func(net.Conn)) func(net.Conn) {
+	return func(c net.Conn) {
+		tc := tls.Server(c, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), backendHandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		handle(tc)
 	}
 }
 

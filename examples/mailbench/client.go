@@ -21,7 +21,7 @@ var errReply = errors.New("mailbench: unexpected reply")
 type target struct {
 	Addr    string
 	Proto   string // imap, smtp, pop3
-	TLS     string // implicit, starttls
+	TLS     string // implicit, starttls, or passthrough (implicit TLS with a tenant's server behind an SNI passthrough)
 	User    string
 	Pass    string
 	Timeout time.Duration // per operation
@@ -47,7 +47,7 @@ func (t *target) open(ctx context.Context, cfg *tls.Config) (*session, error) {
 	}
 	s := &session{t: t, nc: raw}
 	s.deadline()
-	if t.TLS == "implicit" {
+	if t.implicit() {
 		err = s.upgrade(ctx, cfg)
 		if err == nil {
 			err = s.greeting()
@@ -65,6 +65,11 @@ func (t *target) open(ctx context.Context, cfg *tls.Config) (*session, error) {
 	}
 	return s, nil
 }
+
+// implicit reports whether TLS starts with the connection: implicit TLS,
+// and passthrough, which is implicit TLS whose handshake the proxy passes
+// through to the backend.
+func (t *target) implicit() bool { return t.TLS != "starttls" }
 
 func (s *session) deadline() {
 	s.nc.SetDeadline(time.Now().Add(s.t.Timeout))
@@ -239,7 +244,7 @@ func (s *session) login() error {
 	s.deadline()
 	switch s.t.Proto {
 	case "smtp":
-		if s.t.TLS == "implicit" {
+		if s.t.implicit() {
 			if err := s.smtpCmd(250, "EHLO mailbench.invalid"); err != nil {
 				return err
 			}

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -33,7 +36,7 @@ type gatewayFixture struct {
 
 func newGatewayFixture(t *testing.T) *gatewayFixture {
 	t.Helper()
-	be, bound, err := startBackend(map[string]string{"imap": "127.0.0.1:0", "smtp": "127.0.0.1:0", "pop3": "127.0.0.1:0"})
+	be, bound, err := startBackend(map[string]string{"imap": "127.0.0.1:0", "smtp": "127.0.0.1:0", "pop3": "127.0.0.1:0"}, nil)
 	require.NoError(t, err)
 	t.Cleanup(be.close)
 	ca, err := testcert.NewCA("mailbench test CA")
@@ -138,7 +141,7 @@ func TestEndToEnd(t *testing.T) {
 
 func TestBackendLiteralLogin(t *testing.T) {
 	leaktest.Check(t)
-	be, bound, err := startBackend(map[string]string{"imap": "127.0.0.1:0"})
+	be, bound, err := startBackend(map[string]string{"imap": "127.0.0.1:0"}, nil)
 	require.NoError(t, err)
 	defer be.close()
 	c, err := net.Dial("tcp", bound["imap"])
@@ -200,4 +203,157 @@ func FuzzIMAPCommand(f *testing.F) {
 			t.Fatalf("command %q longer than the input %q", cmd, in)
 		}
 	})
+}
+
+// TestPassthroughEndToEnd: mailbench serve's imaps listener, with its own
+// certificate for mail.tenant.example, behind a mailedge.Proxy that passes
+// that name through by SNI and terminates others; -tls passthrough with
+// the tenant's name reaches the tenant (the client verifies the tenant's
+// certificate against the tenant's CA, which the proxy does not hold),
+// and the results are a group of their own in the summary.
+func TestPassthroughEndToEnd(t *testing.T) {
+	leaktest.Check(t)
+	dir := t.TempDir()
+	tenantCA, err := testcert.NewCA("tenant CA")
+	require.NoError(t, err)
+	tenantLeaf, err := tenantCA.Issue(testcert.Options{}, "mail.tenant.example")
+	require.NoError(t, err)
+	certFile, keyFile, err := tenantLeaf.WriteFiles(dir, "tenant")
+	require.NoError(t, err)
+	tenantCAFile, err := tenantCA.WriteCA(dir, "tenant-ca")
+	require.NoError(t, err)
+	cfg, err := serveTLSConfig("127.0.0.1:0", certFile, keyFile)
+	require.NoError(t, err)
+	be, bound, err := startBackend(map[string]string{"imap": "127.0.0.1:0", "imaps": "127.0.0.1:0"}, cfg)
+	require.NoError(t, err)
+	t.Cleanup(be.close)
+
+	ca, err := testcert.NewCA("gateway CA")
+	require.NoError(t, err)
+	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	require.NoError(t, err)
+	caFile, err := ca.WriteCA(dir, "ca")
+	require.NoError(t, err)
+	var res sni.Resolver
+	require.NoError(t, res.AddDefault(&leaf.TLS))
+	p := &mailedge.Proxy{
+		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: res.TLSConfig(sni.Policy{}), Hostname: "mail.example.com"},
+		Implicit: true,
+		Backend:  &backend.Dialer{Addr: bound["imap"], Protocol: starttls.IMAP},
+		Passthrough: mailedge.PassthroughNames(map[string]mailedge.Backend{
+			"mail.tenant.example": &backend.Dialer{Addr: bound["imaps"], Protocol: starttls.IMAP, Passthrough: true}}),
+	}
+	addr := serveProxy(t, p)
+
+	pid := strconv.Itoa(os.Getpid())
+	load := func(t *testing.T, out string, args ...string) []Result {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"-addr", addr, "-proto", "imap", "-d", "150ms", "-c", "2", "-size", "65536",
+			"-pid", pid, "-json", out, "-label", "gateway"}, args...), &stdout, &stderr)
+		require.Equal(t, 0, code, "stderr: %s\nstdout: %s", stderr.String(), stdout.String())
+		var rs []Result
+		b, err := os.ReadFile(out)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(b, &rs))
+		return rs
+	}
+	passFile, termFile := filepath.Join(dir, "pass.json"), filepath.Join(dir, "term.json")
+	rs := load(t, passFile, "-tls", "passthrough", "-sni", "mail.tenant.example", "-ca", tenantCAFile, "-tests", "full,login,bulk1")
+	require.Len(t, rs, 3)
+	for _, r := range rs {
+		assert.Equal(t, "passthrough", r.TLS, r.Test)
+		assert.Positive(t, r.Ops, r.Test)
+		assert.Zero(t, r.Errors, "%s: %s", r.Test, r.FirstError)
+		assert.GreaterOrEqual(t, r.ProxyCPUs, 0.0, "CPU read from /proc")
+	}
+	assert.Equal(t, rs[2].Ops*65536, rs[2].Bytes, "XFETCH from the tenant through the passthrough")
+	// The same port terminates the gateway's own name.
+	rs = load(t, termFile, "-sni", "mail.example.com", "-ca", caFile, "-tests", "full")
+	require.Len(t, rs, 1)
+	assert.Equal(t, "implicit", rs[0].TLS)
+	assert.Zero(t, rs[0].Errors, rs[0].FirstError)
+
+	// The tenant's name with the gateway's CA fails: the certificate is the tenant's.
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"-addr", addr, "-tls", "passthrough", "-sni", "mail.tenant.example", "-ca", caFile,
+		"-tests", "full", "-d", "50ms", "-c", "1"}, &stdout, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stdout.String(), "certificate signed by unknown authority")
+
+	var sum bytes.Buffer
+	require.Equal(t, 0, run(context.Background(), []string{"summarize", passFile, termFile}, &sum, os.Stderr))
+	assert.Contains(t, sum.String(), "| full imap passthrough | proxy CPU µs/op |")
+	assert.Contains(t, sum.String(), "| full imap | proxy CPU µs/op |")
+	assert.Contains(t, sum.String(), "| passthrough: proxy CPU per passed-through connection ≤ best peer (HAProxy req_ssl_sni, nginx ssl_preread) |")
+}
+
+func TestServeFlags(t *testing.T) {
+	leaktest.Check(t)
+	dir := t.TempDir()
+	ca, err := testcert.NewCA("tenant CA")
+	require.NoError(t, err)
+	leaf, err := ca.Issue(testcert.Options{}, "mail.tenant.example")
+	require.NoError(t, err)
+	certFile, keyFile, err := leaf.WriteFiles(dir, "tenant")
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"imaps without a certificate", []string{"-imaps", "127.0.0.1:0"}, "-imaps needs -cert and -key"},
+		{"imaps without a key", []string{"-imaps", "127.0.0.1:0", "-cert", certFile}, "-imaps needs -cert and -key"},
+		{"certificate without imaps", []string{"-cert", certFile, "-key", keyFile}, "-cert and -key are for -imaps"},
+		{"missing file", []string{"-imaps", "127.0.0.1:0", "-cert", certFile, "-key", filepath.Join(dir, "none.pem")}, "-cert/-key:"},
+		{"key is no key", []string{"-imaps", "127.0.0.1:0", "-cert", certFile, "-key", certFile}, "-cert/-key:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			assert.Equal(t, 2, run(context.Background(), append([]string{"serve"}, tt.args...), &stdout, &stderr))
+			assert.Contains(t, stderr.String(), tt.want)
+		})
+	}
+
+	// With a certificate, serve prints the imaps address and speaks IMAP
+	// over TLS there until its context ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	out := new(syncBuffer)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "-imap", "", "-smtp", "", "-pop3", "", "-imaps", "127.0.0.1:0", "-cert", certFile, "-key", keyFile}, out, io.Discard)
+	}()
+	var addr string
+	require.Eventually(t, func() bool {
+		_, addr, _ = strings.Cut(strings.TrimSpace(out.String()), "imaps=")
+		return addr != ""
+	}, 10*time.Second, 10*time.Millisecond)
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.tenant.example"})
+	require.NoError(t, err)
+	greeting, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] mailbench backend ready\r\n", greeting)
+	assert.Equal(t, tls.VersionTLS13, int(c.ConnectionState().Version))
+	c.Close()
+	cancel()
+	assert.Equal(t, 0, <-done)
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -16,14 +16,23 @@
 // and workers) it reads the proxy's CPU (utime+stime, /proc/PID/stat) and
 // RSS (VmRSS, /proc/PID/status) and reports CPU per operation and per GB.
 //
+// With -tls passthrough the client speaks implicit TLS, as to a proxy
+// that passes the connection through by its SNI (-sni) to a backend that
+// terminates TLS itself (serve -imaps); the results form groups of their
+// own ("full imap passthrough"), so that the proxy's CPU per
+// passed-through connection is compared apart from terminated ones.
+//
 //	mailbench -addr 127.0.0.1:993 -proto imap -insecure -tests full,rtt -pid 1234
 //	mailbench serve -imap 127.0.0.1:1143 -smtp 127.0.0.1:1025 -auth 127.0.0.1:1180
+//	mailbench serve -imaps 127.0.0.1:1993 -cert tenant.pem -key tenant.key
+//	mailbench -addr 127.0.0.1:992 -tls passthrough -sni mail.tenant.example -insecure -tests full
 //	mailbench summarize -base gateway results/*.json
 //
 // "serve" runs the plain-text backend the proxies forward to (an IMAP-like
 // server with XFETCH, an SMTP sink, a POP3 responder, and an nginx mail
-// auth_http responder); "summarize" turns repeated JSON runs into medians,
-// ranges and ratios (see bench/compare.sh).
+// auth_http responder) and, with -imaps, the same IMAP-like server behind
+// TLS with its own certificate; "summarize" turns repeated JSON runs into
+// medians, ranges and ratios (see bench/compare.sh).
 package main
 
 import (
@@ -78,7 +87,7 @@ func parseLoadFlags(args []string, stderr io.Writer) (*loadFlags, error) {
 	f := &loadFlags{}
 	fs.StringVar(&f.addr, "addr", "", "endpoint HOST:PORT (required)")
 	fs.StringVar(&f.proto, "proto", "imap", "imap, smtp or pop3")
-	fs.StringVar(&f.mode, "tls", "implicit", "implicit or starttls")
+	fs.StringVar(&f.mode, "tls", "implicit", "implicit, starttls, or passthrough (implicit TLS through a proxy's SNI passthrough to a backend that terminates it, as mailbench serve -imaps; results are a group of their own)")
 	fs.StringVar(&f.tests, "tests", "full,resumed,login,rtt,seq,bulk1,bulk16", "tests to run, comma-separated, or all: "+strings.Join(testNames, ","))
 	fs.IntVar(&f.c, "c", 8, "concurrency of full, resumed, login and idle's opening")
 	fs.DurationVar(&f.d, "d", 5*time.Second, "duration of each timed test")
@@ -105,8 +114,8 @@ func parseLoadFlags(args []string, stderr io.Writer) (*loadFlags, error) {
 		return nil, errors.New("-addr is required")
 	case f.proto != "imap" && f.proto != "smtp" && f.proto != "pop3":
 		return nil, fmt.Errorf("-proto %q: want imap, smtp or pop3", f.proto)
-	case f.mode != "implicit" && f.mode != "starttls":
-		return nil, fmt.Errorf("-tls %q: want implicit or starttls", f.mode)
+	case f.mode != "implicit" && f.mode != "starttls" && f.mode != "passthrough":
+		return nil, fmt.Errorf("-tls %q: want implicit, starttls or passthrough", f.mode)
 	case f.c < 1 || f.n < 1 || f.d <= 0 || f.hold <= 0 || f.chunk < 1 || f.timeout <= 0:
 		return nil, errors.New("-c, -n, -d, -hold, -size and -timeout must be positive")
 	}
@@ -223,21 +232,52 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("mailbench serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addrs := map[string]*string{
-		"imap": fs.String("imap", "127.0.0.1:0", "IMAP-like backend address ('' to disable)"),
-		"smtp": fs.String("smtp", "127.0.0.1:0", "SMTP sink address ('' to disable)"),
-		"pop3": fs.String("pop3", "127.0.0.1:0", "POP3 responder address ('' to disable)"),
-		"auth": fs.String("auth", "", "nginx mail auth_http responder address ('' to disable)"),
+		"imap":  fs.String("imap", "127.0.0.1:0", "IMAP-like backend address ('' to disable)"),
+		"smtp":  fs.String("smtp", "127.0.0.1:0", "SMTP sink address ('' to disable)"),
+		"pop3":  fs.String("pop3", "127.0.0.1:0", "POP3 responder address ('' to disable)"),
+		"auth":  fs.String("auth", "", "nginx mail auth_http responder address ('' to disable)"),
+		"imaps": fs.String("imaps", "", "IMAP-like backend behind implicit TLS, with -cert and -key: the tenant server of SNI passthrough ('' to disable)"),
 	}
+	certFile := fs.String("cert", "", "PEM certificate (chain) of the -imaps listener")
+	keyFile := fs.String("key", "", "PEM private key of the -imaps listener")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := serveTLSConfig(*addrs["imaps"], *certFile, *keyFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "mailbench serve:", err)
 		return 2
 	}
 	m := make(map[string]string)
 	for k, v := range addrs {
 		m[k] = *v
 	}
-	if err := serveBackend(ctx, m, stdout); err != nil {
+	if err := serveBackend(ctx, m, cfg, stdout); err != nil {
 		fmt.Fprintln(stderr, "mailbench serve:", err)
 		return 1
 	}
 	return 0
+}
+
+// serveTLSConfig is the -imaps listener's config: the certificate of
+// -cert and -key, TLS 1.3 and X25519 as the proxies under test are set
+// up, or nil without -imaps.
+func serveTLSConfig(imaps, certFile, keyFile string) (*tls.Config, error) {
+	switch {
+	case imaps == "" && certFile == "" && keyFile == "":
+		return nil, nil
+	case imaps == "":
+		return nil, errors.New("-cert and -key are for -imaps, which is not set")
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("-imaps needs -cert and -key")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-cert/-key: %w", err)
+	}
+	return &tls.Config{
+		Certificates:     []tls.Certificate{cert},
+		MinVersion:       tls.VersionTLS13,
+		CurvePreferences: []tls.CurveID{tls.X25519},
+	}, nil
 }

@@ -189,3 +189,51 @@ func TestFleetTargets(t *testing.T) {
 	// The median, 3100 − 2000 = +1100: 100 µs above.
 	assert.Contains(t, out.String(), "| +1100 | ≤ reference + 1000 | not met: 100 above the limit |")
 }
+
+func TestPassthroughTargets(t *testing.T) {
+	tb := &table{rows: make(map[group]map[string][]Result)}
+	res := func(label, tls string, cpu float64) Result {
+		return Result{Label: label, Test: "full", Proto: "imap", TLS: tls, ProxyCPUusPerOp: cpu, Ops: 1}
+	}
+	for _, r := range []Result{
+		res("gateway", "passthrough", 60), res("gateway", "passthrough", 70), res("gateway", "passthrough", 50),
+		res("haproxy", "passthrough", 80), res("nginx-stream", "passthrough", 65),
+		// Terminated handshakes are another group: never the reference.
+		res("gateway", "implicit", 400), res("haproxy", "implicit", 30),
+		// gateway-redis is the gateway, not a peer; nginx-mail has no passthrough.
+		res("gateway-redis", "passthrough", 10), res("nginx-mail", "passthrough", 5),
+	} {
+		tb.add(r)
+	}
+	var out strings.Builder
+	tb.writeTargets(&out, "gateway", 150)
+	got := out.String()
+	// The median 60 / 65 (nginx-stream, the best peer) = 0.92 ≤ 1.
+	assert.Contains(t, got, "| passthrough: proxy CPU per passed-through connection ≤ best peer (HAProxy req_ssl_sni, nginx ssl_preread) | 60.0 proxy CPU µs/op | 65.0 nginx-stream | 0.92 | ≤ 1.00 | met |")
+	// The base's goal: in the first table, not one of its own.
+	base, _, _ := strings.Cut(got, "\n\n")
+	assert.Contains(t, base, "passthrough: proxy CPU")
+	// Terminated handshakes keep their own goal and reference.
+	assert.Contains(t, got, "| proxy CPU per full handshake incl. backend connect ≤ 0.85× best peer | 400 proxy CPU µs/op | 30.0 haproxy | 13.33 | ≤ 0.85 | not met: 1469% above the limit |")
+
+	var md strings.Builder
+	tb.writeMarkdown(&md, "gateway")
+	// Labels: gateway, haproxy, nginx-stream, gateway-redis, nginx-mail.
+	assert.Contains(t, md.String(), "| full imap passthrough | proxy CPU µs/op | 60.0 (50.0–70.0) | 80.0 | 65.0 | 10.0 | 5.00 | 0.75 | 0.92 | 6.00 | 12.00 |\n")
+	assert.Contains(t, md.String(), "| full imap | proxy CPU µs/op | 400 | 30.0 | n/a | n/a | n/a | 13.33 | n/a | n/a | n/a |\n")
+
+	tb.add(res("nginx-stream", "passthrough", 55))
+	tb.add(res("nginx-stream", "passthrough", 50))
+	out.Reset()
+	tb.writeTargets(&out, "gateway", 150)
+	// nginx-stream's median is now 55: 60 / 55 = 1.09.
+	assert.Contains(t, out.String(), "| 60.0 proxy CPU µs/op | 55.0 nginx-stream | 1.09 | ≤ 1.00 | not met: 9% above the limit |")
+
+	// Without passthrough results the goal is not measured.
+	tb2 := &table{rows: make(map[group]map[string][]Result)}
+	tb2.add(res("gateway", "implicit", 400))
+	tb2.add(res("haproxy", "implicit", 500))
+	out.Reset()
+	tb2.writeTargets(&out, "gateway", 150)
+	assert.Contains(t, out.String(), "| passthrough: proxy CPU per passed-through connection ≤ best peer (HAProxy req_ssl_sni, nginx ssl_preread) | n/a |  | n/a | ≤ 1.00 | not measured |")
+}

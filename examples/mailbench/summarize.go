@@ -16,8 +16,11 @@ type group struct{ Test, Proto, TLS string }
 
 func (g group) String() string {
 	s := g.Test + " " + g.Proto
-	if g.TLS == "starttls" {
+	switch g.TLS {
+	case "starttls":
 		s += " STARTTLS"
+	case "passthrough":
+		s += " passthrough"
 	}
 	return s
 }

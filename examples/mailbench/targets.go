@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// goal is one of issue 10's (or 15's) targets: the base's median, or
+// goal is one of issue 10's (or 15's, 16's, 17's) targets: the base's median, or
 // label's when set, compared with a reference times a factor.
 type goal struct {
 	name   string
@@ -86,6 +86,16 @@ func (t *table) goals(base string) []goal {
 		goal{name: "fleet: proxy CPU per full handshake with Redis admission ≤ 1.10× gateway's", g: imap("full"), m: ms("full", 0), factor: 1.10, ref: base, label: redisLabel},
 		goal{name: "fleet: proxy CPU per connection, one client in sequence, ≤ 1.10× gateway's", g: imap("seq"), m: ms("seq", 2), factor: 1.10, ref: base, label: redisLabel},
 		goal{name: "fleet: proxy CPU per resumed handshake ≤ best peer (own tickets)", g: imap("resumed"), m: ms("resumed", 0), factor: 1, ref: "best peer", label: redisLabel},
+	)
+	// Issue 17: SNI passthrough (compare.sh's passthrough ports, mailbench
+	// -tls passthrough): the proxy peeks the ClientHello, picks the tenant
+	// backend by its name and copies the TLS records unread, so a full
+	// handshake costs the proxy the peek, the backend connect and the
+	// copy, against HAProxy's req_ssl_sni and nginx's ssl_preread doing
+	// the same. nginx mail has no passthrough.
+	gs = append(gs,
+		goal{name: "passthrough: proxy CPU per passed-through connection ≤ best peer (HAProxy req_ssl_sni, nginx ssl_preread)",
+			g: group{"full", "imap", "passthrough"}, m: ms("full", 0), factor: 1, ref: "best peer", except: "nginx-mail"},
 	)
 	return gs
 }

@@ -90,7 +90,7 @@ func (b *bench) firstOp(ctx context.Context, w *worker) (int64, error) {
 		return 0, err
 	}
 	defer s.close()
-	if b.t.TLS == "implicit" {
+	if b.t.implicit() {
 		err = s.firstCommand()
 	}
 	return 0, err
