@@ -263,13 +263,17 @@ func (s *System) close() error {
 	}
 	s.cancel()
 	s.internal.Close()
+	// The serve loops end with their listeners, closed above; wait for
+	// them before closing the servers: go-imap's Server.Close waits on a
+	// WaitGroup that a Serve still starting adds to, which the race
+	// detector reports.
+	s.wg.Wait()
 	var errs []error
 	for _, err := range []error{s.sub.Close(), s.mx.Close(), s.imap.Close()} {
 		if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtp.ErrServerClosed) {
 			errs = append(errs, err)
 		}
 	}
-	s.wg.Wait()
 	s.conns.Wait()
 	return errors.Join(errs...)
 }
