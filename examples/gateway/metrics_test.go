@@ -44,6 +44,13 @@ func TestMetrics(t *testing.T) {
 		`mailedge_client_failures_total{listener="imaps",reason="alpn"} 1`,
 		`mailedge_certificate_expiry_timestamp_seconds{issuer="mailedge demo CA",key="ECDSA P-256",name="mail.example.org"}`,
 		`mailedge_backend_up{member=`,
+		// Where the sessions spent their time (issue 18 §2).
+		`mailedge_stage_seconds_count{listener="imaps",result="ok",stage="accepted"} 2`,
+		`mailedge_stage_seconds_count{listener="imaps",result="ok",stage="client"} 1`,
+		`mailedge_stage_seconds_count{listener="imaps",result="error",stage="client"} 1`,
+		`mailedge_stage_seconds_count{listener="imaps",result="ok",stage="backend"} 1`,
+		`mailedge_stage_seconds_count{listener="imaps",result="ok",stage="login"} 1`,
+		`mailedge_backend_dial_seconds_count{listener="imaps",member="`,
 	}
 	var body string
 	require.Eventually(t, func() bool { // session ends are recorded when the copy ends
