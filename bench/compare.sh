@@ -15,6 +15,16 @@
 # connection costs its two round trips) and the session-ticket keys read
 # from Redis.
 #
+# SNI passthrough (issue 17): gateway, haproxy and nginx-stream each have a
+# passthrough port of their own (PASS) that sends ClientHellos naming
+# mail.tenant.example unread to a tenant backend terminating TLS itself
+# (mailbench serve -imaps, with its own certificate): the gateway by
+# -passthrough, HAProxy by req_ssl_sni, nginx stream by ssl_preread. Other
+# names on that port are terminated (the gateway in process; HAProxy and
+# nginx through their own implicit-TLS port). mailbench's full test with
+# -tls passthrough verifies the tenant's certificate, so a connection the
+# proxy terminated instead fails; its rows are "full imap passthrough".
+#
 # Knobs (environment): REPS, DUR (per timed test), IDLE (sessions held),
 # HOLD (how long idle sessions are held while the proxy's CPU is read),
 # CONC (concurrency), OUT (results folder), TARGETS (subset, space-separated),
@@ -41,8 +51,10 @@ mkdir -p "$DIR"
 # ephemeral range (32768 and up here), so no load client's socket can hold
 # a port a proxy is about to listen on.
 BACKEND_IMAP=127.0.0.1:31143 BACKEND_SMTP=127.0.0.1:31025 BACKEND_POP3=127.0.0.1:31110 BACKEND_AUTH=127.0.0.1:31180 REDIS_PORT=31379
+BACKEND_IMAPS=127.0.0.1:31993 TENANT=mail.tenant.example
 declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993 [gateway-base]=25993 [gateway-login]=24993 [gateway-redis]=23993)
 declare -A SMTPS=([gateway]=30465 [haproxy]=29465 [nginx-stream]=28465 [stunnel]=26465 [gateway-base]=25465)
+declare -A PASS=([gateway]=30992 [haproxy]=29992 [nginx-stream]=28992)
 if [[ -n ${BASE:-} ]]; then TARGETS="$TARGETS gateway-base"; fi
 GW_IMAP=30143 GW_SUBMISSION=30587 GW_POP3=30110 GW_POP3S=30995
 
@@ -81,11 +93,16 @@ make_cert() {
 		-keyout "$DIR/key.pem" -out "$DIR/cert.pem" -subj /CN=mail.example.com \
 		-addext subjectAltName=DNS:mail.example.com 2>/dev/null
 	cat "$DIR/cert.pem" "$DIR/key.pem" >"$DIR/combined.pem"
+	# The tenant's own certificate, which only the tenant backend holds.
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+		-keyout "$DIR/tenant-key.pem" -out "$DIR/tenant-cert.pem" -subj "/CN=$TENANT" \
+		-addext "subjectAltName=DNS:$TENANT" 2>/dev/null
 }
 
 # render TEMPLATE NAME: fills in the placeholders for proxy NAME.
 render() {
 	sed -e "s|@DIR@|$DIR|g" -e "s|@PORT_IMAPS@|${IMAPS[$2]}|g" -e "s|@PORT_SMTPS@|${SMTPS[$2]:-0}|g" \
+		-e "s|@PORT_PASS@|${PASS[$2]:-0}|g" -e "s|@BACKEND_IMAPS@|$BACKEND_IMAPS|g" -e "s|@TENANT@|$TENANT|g" \
 		-e "s|@BACKEND_IMAP@|$BACKEND_IMAP|g" -e "s|@BACKEND_SMTP@|$BACKEND_SMTP|g" \
 		-e "s|@BACKEND_AUTH@|$BACKEND_AUTH|g" "$ROOT/bench/$1" >"$DIR/${1%.in}"
 }
@@ -112,6 +129,8 @@ start() {
 			-listen "submission=127.0.0.1:$GW_SUBMISSION,proto=smtp,tls=starttls,pool=smtp" \
 			-listen "pop3s=127.0.0.1:$GW_POP3S,proto=pop3,tls=implicit,pool=pop3" \
 			-listen "pop3=127.0.0.1:$GW_POP3,proto=pop3,tls=starttls,pool=pop3" \
+			-listen "pass=127.0.0.1:${PASS[gateway]},proto=imap,tls=implicit,pool=imap" \
+			-passthrough "pass:$TENANT=tenant" -backend "tenant=$BACKEND_IMAPS,security=passthrough,probe=none" \
 			-backend "imap=$BACKEND_IMAP,probe=none" -backend "smtp=$BACKEND_SMTP,probe=none" \
 			-backend "pop3=$BACKEND_POP3,probe=none" >"$DIR/gateway.log" 2>&1 &
 		;;
@@ -144,6 +163,7 @@ start() {
 	esac
 	PROXY_PID=$!
 	wait_port "${IMAPS[$1]}"
+	if [[ -n ${PASS[$1]:-} ]]; then wait_port "${PASS[$1]}"; fi
 	PIDS=$PROXY_PID
 	if [[ $1 == nginx-* ]]; then
 		sleep 0.3 # let the workers start
@@ -183,6 +203,13 @@ bench() {
 		"$MB" "${common[@]}" -addr "127.0.0.1:${SMTPS[$name]}" -proto smtp -tests full,bulk1,bulk16 \
 			-json "$OUT/$name-$rep-smtps.json" >>"$OUT/$name.txt" || log "$name smtps: errors"
 	fi
+	if [[ -n ${PASS[$name]:-} ]]; then
+		# The tenant's name and certificate (verified: a terminated
+		# connection fails), through the proxy's passthrough port.
+		"$MB" -ca "$DIR/tenant-cert.pem" -sni "$TENANT" -tls passthrough -pid "$PIDS" -label "$name" -rep "$rep" -d "$DUR" -c "$CONC" \
+			-addr "127.0.0.1:${PASS[$name]}" -proto imap -tests full \
+			-json "$OUT/$name-$rep-passthrough.json" >>"$OUT/$name.txt" || log "$name passthrough: errors (see $OUT/$name.txt)"
+	fi
 	if [[ $name == gateway ]]; then
 		"$MB" "${common[@]}" -addr "127.0.0.1:$GW_POP3S" -proto pop3 -tests full -json "$OUT/$name-$rep-pop3s.json" >>"$OUT/$name.txt" || log "gateway pop3s: errors"
 		# Each STARTTLS full test right after its implicit-TLS reference, the
@@ -219,9 +246,11 @@ main() {
 		render "$t" "$(sed -e 's/\.c.*//' <<<"$t")"
 	done
 	ulimit -n "$(ulimit -Hn)"
-	"$MB" serve -imap "$BACKEND_IMAP" -smtp "$BACKEND_SMTP" -pop3 "$BACKEND_POP3" -auth "$BACKEND_AUTH" >"$DIR/backend.log" 2>&1 &
+	"$MB" serve -imap "$BACKEND_IMAP" -smtp "$BACKEND_SMTP" -pop3 "$BACKEND_POP3" -auth "$BACKEND_AUTH" \
+		-imaps "$BACKEND_IMAPS" -cert "$DIR/tenant-cert.pem" -key "$DIR/tenant-key.pem" >"$DIR/backend.log" 2>&1 &
 	BACKEND_PID=$!
 	wait_port "${BACKEND_IMAP#*:}"
+	wait_port "${BACKEND_IMAPS#*:}"
 	if [[ " $TARGETS " == *" gateway-redis "* ]]; then
 		redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no >"$DIR/redis.log" 2>&1 &
 		REDIS_PID=$!
