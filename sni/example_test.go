@@ -2,9 +2,12 @@ package sni_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -255,4 +258,41 @@ func ExamplePolicy_clientAuth() {
 	// Output:
 	// * OK hello alice@example.com
 	// refused: certificate required
+}
+
+// ExamplePeeker reads the ClientHello that opens a connection without
+// answering it, to route the connection by its server name before anyone
+// terminates its TLS (SNI passthrough). Every byte read comes back, for
+// whoever handles the connection next to get first; bytes that are not a
+// TLS handshake come back too, with ErrNotTLS.
+func ExamplePeeker() {
+	peek := func(send func(c net.Conn)) {
+		client, server := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			send(client) // returns when the server side closes, unanswered
+			client.Close()
+		}()
+		var pk sni.Peeker
+		hello, replay, err := pk.Peek(context.Background(), server)
+		server.Close()
+		<-done
+		switch {
+		case errors.Is(err, sni.ErrNotTLS):
+			fmt.Printf("not TLS; replay %q\n", replay)
+		case err != nil:
+			fmt.Println(err)
+		default:
+			fmt.Printf("server name %s, ALPN %v; replay starts with a handshake record: %t\n",
+				hello.ServerName, hello.SupportedProtos, replay[0] == 22)
+		}
+	}
+	peek(func(c net.Conn) {
+		tls.Client(c, &tls.Config{ServerName: "mail.tenant.example", NextProtos: []string{"imap"}}).Handshake()
+	})
+	peek(func(c net.Conn) { c.Write([]byte("a1 CAPABILITY\r\n")) })
+	// Output:
+	// server name mail.tenant.example, ALPN [imap]; replay starts with a handshake record: true
+	// not TLS; replay "a1 CAPABILITY\r\n"
 }
