@@ -221,3 +221,39 @@ func ExampleProxy_login() {
 	// login: bob@example.net true
 	// bob@example.net on the example.net store
 }
+
+// PassthroughNames routes an implicit-TLS connection by the name in its
+// ClientHello: a tenant's name goes unread to the tenant's server, which
+// holds the name's keys; every other name, and a ClientHello without one,
+// is terminated by the Proxy. Exact names win over "*.domain" entries,
+// which match one label below the domain; case and one trailing dot do
+// not matter.
+func ExamplePassthroughNames() {
+	tenant := &backend.Dialer{Addr: "192.0.2.9:993", Protocol: starttls.IMAP, Passthrough: true}
+	hosted := &backend.Dialer{Addr: "192.0.2.10:993", Protocol: starttls.IMAP, Passthrough: true}
+	vip := &backend.Dialer{Addr: "192.0.2.11:993", Protocol: starttls.IMAP, Passthrough: true}
+	route := mailedge.PassthroughNames(map[string]mailedge.Backend{
+		"mail.tenant.example": tenant,
+		"*.hosted.example":    hosted,
+		"vip.hosted.example":  vip,
+	})
+	// The Proxy calls it with each ClientHello it peeks:
+	//	p := &mailedge.Proxy{Implicit: true, Passthrough: route, ...}
+	where := map[mailedge.Backend]string{tenant: "passed through to 192.0.2.9", hosted: "passed through to 192.0.2.10", vip: "passed through to 192.0.2.11"}
+	for _, name := range []string{"mail.tenant.example", "MAIL.Tenant.Example.", "imap.hosted.example", "vip.hosted.example", "a.b.hosted.example", "mail.example.com", ""} {
+		be := route(&tls.ClientHelloInfo{ServerName: name})
+		if be == nil {
+			fmt.Printf("%q: terminated here\n", name)
+			continue
+		}
+		fmt.Printf("%q: %s\n", name, where[be])
+	}
+	// Output:
+	// "mail.tenant.example": passed through to 192.0.2.9
+	// "MAIL.Tenant.Example.": passed through to 192.0.2.9
+	// "imap.hosted.example": passed through to 192.0.2.10
+	// "vip.hosted.example": passed through to 192.0.2.11
+	// "a.b.hosted.example": terminated here
+	// "mail.example.com": terminated here
+	// "": terminated here
+}
