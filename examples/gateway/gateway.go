@@ -51,6 +51,8 @@ type gateway struct {
 
 	cas map[string]*sni.CAPool // client-ca= bundles by file, shared by the listeners naming one
 
+	tracing *tracing // -otel-endpoint; nil without
+
 	proxyFrom      []netip.Prefix // balancers that may send an inbound PROXY header
 	listeners      []net.Listener
 	httpSrvs       []*http.Server
@@ -96,11 +98,15 @@ func build(o *options, log *slog.Logger) (_ *gateway, err error) {
 		g.metrics = newMetrics(g.certs)
 		g.metrics.addRedis(g.store)
 	}
+	if err := g.buildTracing(); err != nil {
+		return nil, err
+	}
 	for _, ls := range o.listens {
 		s, err := g.buildService(ls)
 		if err != nil {
 			return nil, err
 		}
+		g.traceService(s.proxy)
 		g.services = append(g.services, s)
 		g.specs = append(g.specs, ls)
 	}

@@ -186,6 +186,7 @@ func (g *gateway) shutdown(grace time.Duration) {
 		l.Close() // those whose Serve never ran, when start failed
 	}
 	g.serving.Wait()
+	g.closeTracing() // every session has ended: its spans are complete
 	if g.stopBackground != nil {
 		g.stopBackground()
 	}
