@@ -126,8 +126,11 @@ func (c *conn) copied(st bridge.Stats, err error) {
 	case err == nil:
 	case errors.Is(err, bridge.ErrForeignProtocol):
 		c.info.Outcome, c.info.Err = OutcomeForeign, err
+	case (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) && st.Goodbye:
+		// The client said QUIT or LOGOUT and had its answer: a clean end,
+		// whoever reset it after (swaks, Outlook and others reset at once).
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
-		c.info.Outcome = OutcomeReset // swaks, Outlook and others reset after QUIT
+		c.info.Outcome = OutcomeReset // cut mid-session: a crash, a network
 	default:
 		c.info.Outcome, c.info.Err = OutcomeCopyError, err
 	}
@@ -223,7 +226,7 @@ func (c *conn) toBackend(ctx context.Context, sess *starttls.Session) (client, s
 		sess.Conn.Close()
 		return nil, nil, false
 	}
-	info.Member = be.Member
+	info.Member, info.BackendLocal = be.Member, be.LocalAddr()
 	// The bridge's guards and SMTP inspector filter every capability
 	// answer, so the handover need not wait for the client's first
 	// command: a client slow to speak waits parked in the copy, under the
@@ -308,7 +311,7 @@ func (c *conn) login(ctx context.Context, sess *starttls.Session) (client, serve
 		info.Outcome, info.Err = OutcomeClientError, err
 		return nil, nil, false
 	}
-	info.Member = out.Backend.Member
+	info.Member, info.BackendLocal = out.Backend.Member, out.Backend.LocalAddr()
 	info.User, info.Recipient = out.Request.User, out.Request.RcptTo
 	out.Backend.Greeting = nil
 	if b, ok := out.Conn.(interface{ Buffered() int }); ok {

@@ -63,7 +63,7 @@ func (c *conn) passthrough(ctx context.Context, poller *bridge.Poller) bool {
 		c.end()
 		return true
 	}
-	c.info.Member = bc.Member
+	c.info.Member, c.info.BackendLocal = bc.Member, bc.LocalAddr()
 	c.out.in = int64(len(raw)) // counted into Stats.ClientToServer by copied
 	opt := p.passthroughOptions()
 	opt.Poller = poller

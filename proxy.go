@@ -33,7 +33,7 @@ type Outcome string
 // The outcomes a Proxy reports.
 const (
 	OutcomeOK          Outcome = "ok"           // copied until one side closed
-	OutcomeReset       Outcome = "reset"        // a peer reset the connection (common after QUIT)
+	OutcomeReset       Outcome = "reset"        // a peer reset the connection before a QUIT or LOGOUT was answered
 	OutcomeLimited     Outcome = "rate_limited" // refused by the Limiter before the dialogue
 	OutcomeClientQuit  Outcome = "client_quit"  // QUIT/LOGOUT before reaching a backend
 	OutcomeClientError Outcome = "client_error" // dialogue or handshake failed (see Err)
@@ -58,6 +58,10 @@ type SessionInfo struct {
 	Err      error             // nil for OK, reset and quit
 	Session  *starttls.Session // nil when the dialogue failed
 	Member   string            // backend member, "" if none was reached
+	// BackendLocal is the proxy's own address on its connection to the
+	// member, the client the backend logs: it matches a session in the
+	// backend's log to this one. Nil if no member was reached.
+	BackendLocal net.Addr
 	// User is the user logged in at the edge (Proxy.Login), or the user of
 	// the last refused attempt of a session that never logged in, or "". For an
 	// inbound SMTP session (auth.Server.Relay) it is empty and Recipient

@@ -157,6 +157,12 @@ type Stats struct {
 	End End
 	// SMTP holds the inspector's counters; zero when Options.SMTP is nil.
 	SMTP SMTPStats
+	// Goodbye reports that the client said goodbye and the server
+	// answered it: SMTP QUIT and its 2xx reply, IMAP LOGOUT and its BYE,
+	// POP3 QUIT and its +OK. A session that ends in a reset after that
+	// ended cleanly (many clients reset right after reading the answer).
+	// It is known only with a guard or the SMTP inspector; false without.
+	Goodbye bool
 }
 
 // Join copies bytes between client and server in both directions until
@@ -223,6 +229,7 @@ type session struct {
 	closeOnce      sync.Once
 	dirs           [2]direction // in one allocation with the session
 	smtp           *smtpSession
+	bye            goodbye // set by the guards and the SMTP inspector
 
 	// Results, filled in as the directions finish.
 	errs      [2]error        // by Direction: nil at a clean end of file
@@ -264,6 +271,7 @@ func newSession(ctx context.Context, client, server net.Conn, opt *Options) *ses
 	if opt.SMTP != nil {
 		s.done = make(chan struct{}) // only the inspector waits on it
 		s.smtp = newSMTPSession(opt.SMTP, client, server, s.done)
+		s.smtp.bye = &s.bye
 		s.dirs[0].filter = s.smtp.commands
 		s.dirs[1].filter = s.smtp.replies
 	}
@@ -366,6 +374,7 @@ func (s *session) result(ctx context.Context, first, second copyResult) (Stats, 
 	if s.smtp != nil {
 		st.SMTP = s.smtp.stats()
 	}
+	st.Goodbye = s.bye.said()
 	var err error
 	switch st.End = End(s.reason.Load()); st.End {
 	case EndIdle:

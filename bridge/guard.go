@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"io"
+	"sync/atomic"
 )
 
 // Guard selects a STARTTLS guard for an IMAP or POP3 session: a light
@@ -88,10 +89,11 @@ func (s *session) setGuard(opt *Options) {
 			s.done = make(chan struct{}) // a client waiting for a literal's verdict watches it
 		}
 		sync := newIMAPSync(s.done)
+		sync.bye = &s.bye
 		s.dirs[0].filter = &imapGuard{out: outbuf{w: s.server}, sync: sync, client: true, start: true}
 		s.dirs[1].filter = &imapGuard{out: outbuf{w: s.client}, sync: sync, start: true}
 	case GuardPOP3:
-		st := &pop3State{}
+		st := &pop3State{bye: &s.bye}
 		s.dirs[0].filter = &pop3Commands{out: outbuf{w: s.server}, st: st}
 		s.dirs[1].filter = &pop3Responses{out: outbuf{w: s.client}, st: st}
 	}
@@ -193,3 +195,24 @@ func joinAdjacent(a, b []byte) (joined []byte, ok bool) {
 	}
 	return a[:n+len(b)], true
 }
+
+// goodbye records a client's goodbye (QUIT, LOGOUT) and the server's
+// answer to it, for Stats.Goodbye.
+type goodbye struct{ state atomic.Int32 } // 0, byeAsked, byeAnswered
+
+const (
+	byeAsked int32 = iota + 1
+	byeAnswered
+)
+
+// asked records that the client's goodbye was forwarded.
+func (b *goodbye) asked() { b.state.CompareAndSwap(0, byeAsked) }
+
+// answered records the server's answer, if the goodbye was asked.
+func (b *goodbye) answered() { b.state.CompareAndSwap(byeAsked, byeAnswered) }
+
+// isAsked reports whether the client said goodbye.
+func (b *goodbye) isAsked() bool { return b.state.Load() != 0 }
+
+// said reports a goodbye asked and answered.
+func (b *goodbye) said() bool { return b.state.Load() == byeAnswered }

@@ -138,9 +138,11 @@ func (g *imapGuard) line(end []byte) {
 		var r []byte
 		if g.client {
 			r = rewriteIMAPCommand(full)
+			g.goodbye(full)
 		} else {
 			r, noLit = filterIMAPResponse(full)
 			g.verdict(full)
+			g.goodbye(full)
 		}
 		if r != nil {
 			full, held = r, true
@@ -151,6 +153,22 @@ func (g *imapGuard) line(end []byte) {
 	}
 	g.out.put(full, held)
 	g.after(full, noLit)
+}
+
+// goodbye notes a client's LOGOUT, and the server's BYE after it.
+func (g *imapGuard) goodbye(line []byte) {
+	if g.sync == nil || g.sync.bye == nil {
+		return
+	}
+	if g.client {
+		if _, name, _ := mailwire.SplitCommand(line); bytes.EqualFold(name, []byte("LOGOUT")) {
+			g.sync.bye.asked()
+		}
+		return
+	}
+	if g.sync.bye.isAsked() && len(line) >= 5 && bytes.EqualFold(line[:5], []byte("* BYE")) {
+		g.sync.bye.answered()
+	}
 }
 
 // after sets what follows line: literal data, a wait for the server's

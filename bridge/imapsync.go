@@ -19,6 +19,7 @@ const maxSyncTag = 64
 type imapSync struct {
 	done <-chan struct{} // closed at teardown
 	open atomic.Bool     // a literal waits for a verdict
+	bye  *goodbye        // the session's; nil in tests that build a guard alone
 
 	// The client side's own: the tag of the command being read.
 	cmdTag []byte

@@ -23,12 +23,14 @@ const (
 	pop3Multi                  // +OK, then lines up to "." (RETR, TOP, LIST, UIDL)
 	pop3Capa                   // +OK, then capability lines up to "."
 	pop3Auth                   // "+ " continuations, then +OK or -ERR
+	pop3Quit                   // QUIT's status line: the goodbye's answer
 )
 
 // pop3State is what the two directions of GuardPOP3 share: the kinds of
 // the responses owed, in command order (RFC 2449 pipelining), and whether
 // the client is in a SASL exchange.
 type pop3State struct {
+	bye       *goodbye // the session's; nil in tests that build a guard alone
 	mu        sync.Mutex
 	owed      []pop3Kind
 	sasl      bool // AUTH with a mechanism is under way: lines are SASL responses
@@ -134,7 +136,11 @@ func (g *pop3Commands) partial(p []byte) {
 // server may answer before this goroutine runs again.
 func (g *pop3Commands) command(line []byte, held bool) {
 	verb, i := mailwire.Word(line, 0)
-	g.st.push(pop3KindOf(verb, len(bytes.TrimSpace(line[i:])) > 0))
+	kind := pop3KindOf(verb, len(bytes.TrimSpace(line[i:])) > 0)
+	if kind == pop3Quit && g.st.bye != nil {
+		g.st.bye.asked()
+	}
+	g.st.push(kind)
 	if bytes.EqualFold(verb, []byte("STLS")) {
 		line, held = mailwire.ReplaceSpan(line, 0, i, pop3Refused), true
 	}
@@ -148,6 +154,8 @@ func pop3KindOf(verb []byte, args bool) pop3Kind {
 	switch {
 	case is("CAPA"):
 		return pop3Capa
+	case is("QUIT"):
+		return pop3Quit
 	case is("RETR"), is("TOP"):
 		return pop3Multi
 	case is("LIST"), is("UIDL"):
@@ -246,6 +254,10 @@ func (g *pop3Responses) status(line []byte) {
 	case mailwire.POP3Status(line) > 0:
 		g.st.pop()
 		switch kind {
+		case pop3Quit:
+			if g.st.bye != nil {
+				g.st.bye.answered()
+			}
 		case pop3Multi:
 			g.body, g.scan = true, dataLineStart
 		case pop3Capa:

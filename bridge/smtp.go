@@ -99,6 +99,9 @@ type SMTPStats struct {
 	Recipients int64
 	// Refused is the number of commands answered by the inspector itself.
 	Refused int64
+	// RecipientsRefused is the number of RCPT commands the server refused
+	// (4xx or 5xx: a relay denied, an unknown user, a greylisting).
+	RecipientsRefused int64
 }
 
 // parseCommand splits a command line into verb and argument. It never

@@ -3,6 +3,7 @@ package bridge
 import (
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -44,8 +45,9 @@ type smtpSession struct {
 
 	commands *commandFilter
 	replies  *replyFilter
+	bye      *goodbye // the session's; nil in tests that build one alone
 
-	nCommands, nMessages, nRecipients, nRefused atomic.Int64
+	nCommands, nMessages, nRecipients, nRefused, nRcptRefused atomic.Int64
 
 	beforeWait func() // test hook: runs before waiting for a gated reply
 }
@@ -66,10 +68,11 @@ func newSMTPSession(ins *SMTPInspector, client, server io.Writer, done <-chan st
 
 func (s *smtpSession) stats() SMTPStats {
 	return SMTPStats{
-		Commands:   s.nCommands.Load(),
-		Messages:   s.nMessages.Load(),
-		Recipients: s.nRecipients.Load(),
-		Refused:    s.nRefused.Load(),
+		Commands:          s.nCommands.Load(),
+		Messages:          s.nMessages.Load(),
+		Recipients:        s.nRecipients.Load(),
+		Refused:           s.nRefused.Load(),
+		RecipientsRefused: s.nRcptRefused.Load(),
 	}
 }
 
@@ -164,6 +167,12 @@ func (s *smtpSession) answered(e *entry, code int) {
 		if e.end {
 			s.nMessages.Add(1)
 		}
+		if s.bye != nil && strings.EqualFold(e.cmd.Verb, "QUIT") {
+			s.bye.asked()
+			s.bye.answered()
+		}
+	} else if e.rcpt && code >= 400 {
+		s.nRcptRefused.Add(1)
 	}
 	if e.gate != nil {
 		e.gate <- code
