@@ -49,7 +49,13 @@ type backendSpec struct {
 	Timeout    time.Duration
 	DownTime   time.Duration
 	User, Pass string
-	flagText   string
+	Rise, Fall int     // rise=, fall=: the checker's; 0: monitor's defaults
+	Jitter     float64 // jitter=: the checker's; 0: monitor's default, negative: none
+	Mailbox    string  // mailbox=: the IMAP probe's; "": INBOX
+	Examine    bool    // examine: the IMAP probe opens the mailbox with EXAMINE
+	// identity=besteffort: a backend without XCLIENT or ID is used anyway
+	IdentityBestEffort bool
+	flagText           string
 }
 
 // multiFlag collects a repeatable flag.
@@ -187,8 +193,12 @@ func parseBackend(s string) (backendSpec, error) {
 			}
 		}
 	}
+	if err := parseCheckOptions(&b, o); err != nil {
+		return bad(err)
+	}
 	return b, checkKeys(o, "-backend", s, "name", "security", "proxy", "xclient", "imapid", "weight",
-		"servername", "ca", "insecure", "probe", "interval", "timeout", "downtime", "user", "pass")
+		"servername", "ca", "insecure", "probe", "interval", "timeout", "downtime", "user", "pass",
+		"rise", "fall", "jitter", "mailbox", "examine", "identity")
 }
 
 func oneOf(key, v string, allowed ...string) error {

@@ -182,6 +182,7 @@ func (g *gateway) buildLimiter() error {
 func (g *gateway) buildService(ls listenSpec) (*service, error) {
 	proto := protocols[ls.Proto]
 	policy := sni.Policy{Protocol: proto.String(), ClientAuth: ls.Verify}
+	g.opts.tls.apply(&policy) // -tls-*, -ticket-lifetime, -any-alpn
 	if ls.ClientCA != "" {
 		cas, err := g.clientCAs(ls.ClientCA)
 		if err != nil {
@@ -196,6 +197,7 @@ func (g *gateway) buildService(ls listenSpec) (*service, error) {
 		Implicit:    ls.TLS == "implicit",
 		InspectSMTP: ls.Inspect,
 	}
+	g.opts.tls.applyTimeouts(ls.Proto, p) // -timeouts
 	// With auth, the listener's own pool takes the logins that name none,
 	// and may be left out when every login names one.
 	if pool, ok := g.pools[ls.Pool]; ok {
@@ -255,6 +257,7 @@ func (g *gateway) buildPools() error {
 		if probe := g.probe(b, proto, d.TLSConfig); probe != nil {
 			g.checkers = append(g.checkers, &checkerJob{pool: b.Pool, c: &monitor.Checker{
 				Name: b.Name, Addr: b.Addr, Probe: probe, Interval: b.Interval, Timeout: b.Timeout, DownTime: b.DownTime,
+				Rise: b.Rise, Fall: b.Fall, Jitter: b.Jitter,
 			}})
 		}
 	}
@@ -269,7 +272,8 @@ func (g *gateway) buildPools() error {
 }
 
 func (g *gateway) dialer(b backendSpec, proto starttls.Protocol) (*backend.Dialer, error) {
-	d := &backend.Dialer{Addr: b.Addr, Protocol: proto, XCLIENT: b.XCLIENT, IMAPID: b.IMAPID, Hostname: g.opts.hostname}
+	d := &backend.Dialer{Addr: b.Addr, Protocol: proto, XCLIENT: b.XCLIENT, IMAPID: b.IMAPID, Hostname: g.opts.hostname,
+		IdentityBestEffort: b.IdentityBestEffort}
 	d.Security = map[string]starttls.Security{"plain": starttls.Plain, "tls": starttls.TLS, "starttls": starttls.STARTTLS}[b.Security]
 	d.Proxy = map[string]backend.ProxyProtocol{"": backend.NoProxy, "v1": backend.ProxyV1, "v2": backend.ProxyV2}[b.Proxy]
 	d.Passthrough = b.Security == "passthrough" // Security stays Plain; TLSConfig serves the probe
@@ -310,7 +314,8 @@ func (g *gateway) probe(b backendSpec, proto starttls.Protocol, cfg *tls.Config)
 	case "smtp":
 		return monitor.SMTP{Security: sec, TLSConfig: cfg, Hostname: g.opts.hostname, Username: b.User, Password: b.Pass, Dial: dial}
 	case "imap":
-		return monitor.IMAP{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass, Dial: dial}
+		return monitor.IMAP{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass, Dial: dial,
+			Mailbox: b.Mailbox, Examine: b.Examine}
 	case "pop3":
 		return monitor.POP3{Security: sec, TLSConfig: cfg, Username: b.User, Password: b.Pass, Dial: dial}
 	case "tls":

@@ -84,6 +84,7 @@ type options struct {
 	maxSources int
 	proxyFrom  string
 	pprof      string
+	tls        tlsPolicy // -tls-ciphers, -tls-compat, -tls-min, -ticket-lifetime, -any-alpn, -timeouts
 
 	authFile        string        // -auth-file: users file (auth.Static)
 	authHTTP        string        // -auth-http: nginx auth_http service URL
@@ -137,6 +138,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.policy, "balance", "roundrobin", "pool policy: roundrobin, leastconn or weighted")
 	fs.StringVar(&o.proxyFrom, "proxy-from", "", "balancers allowed to send an inbound PROXY header on listeners with 'proxy', e.g. 10.0.0.0/8")
 	fs.StringVar(&o.pprof, "pprof", "", "serve net/http/pprof on this address (keep it on loopback)")
+	fs.Var(&o.tls.ciphers, "tls-ciphers", "TLS 1.2 cipher suites, comma-separated, by OpenSSL or Go names, e.g. ECDHE-ECDSA-AES128-GCM-SHA256,ECDHE-RSA-AES128-GCM-SHA256 (default: Mozilla's intermediate list, AEAD only; TLS 1.3 suites are not configurable)")
+	fs.BoolVar(&o.tls.compat, "tls-compat", false, "accept crypto/tls's default TLS 1.2 suites, which add ECDHE with AES-CBC-SHA, for old clients (ignored with -tls-ciphers)")
+	fs.Var(&o.tls.minVersion, "tls-min", "lowest TLS version accepted from clients: 1.2 or 1.3 (default 1.2)")
+	fs.Var(&o.tls.ticketLifetime, "ticket-lifetime", "sessions older than this are not resumed (a full handshake), at most 168h, or off for no session tickets (default: crypto/tls's 7 days)")
+	fs.BoolVar(&o.tls.anyALPN, "any-alpn", false, "accept any ALPN protocol a client offers instead of refusing those that are not the listener's mail protocol (ALPACA)")
+	fs.Var(&o.tls.timeouts, "timeouts", "timeouts of one protocol's listeners PROTO:pretls=DUR,handshake=DUR,idle=DUR|off, e.g. imap:pretls=60s,handshake=15s,idle=31m (repeatable, one protocol per flag; pretls: the STARTTLS dialogue, default 5m; handshake: default 15s; idle: the session without traffic, default 31m IMAP, 10m SMTP and POP3)")
 	fs.StringVar(&o.authFile, "auth-file", "", "users file for listeners with 'auth' (auth.Static: 'user {SCHEME}password [pool=NAME|host=HOST:PORT]', '*@domain' lines route a domain); reloaded on SIGHUP")
 	fs.StringVar(&o.authHTTP, "auth-http", "", "nginx auth_http service URL for listeners with 'auth', e.g. http://127.0.0.1:9000/mail/auth")
 	fs.Var(&o.authHTTPHeaders, "auth-http-header", "header sent to -auth-http, 'Name: value' (repeatable), as nginx's auth_http_header")
