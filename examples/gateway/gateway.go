@@ -51,7 +51,8 @@ type gateway struct {
 
 	cas map[string]*sni.CAPool // client-ca= bundles by file, shared by the listeners naming one
 
-	tracing *tracing // -otel-endpoint; nil without
+	tracing   *tracing       // -otel-endpoint; nil without
+	adminFrom []netip.Prefix // -admin-from: non-loopback clients of the admin endpoint
 
 	proxyFrom      []netip.Prefix // balancers that may send an inbound PROXY header
 	listeners      []net.Listener
@@ -99,6 +100,9 @@ func build(o *options, log *slog.Logger) (_ *gateway, err error) {
 		g.metrics.addRedis(g.store)
 	}
 	if err := g.buildTracing(); err != nil {
+		return nil, err
+	}
+	if err := g.buildAdmin(); err != nil {
 		return nil, err
 	}
 	for _, ls := range o.listens {

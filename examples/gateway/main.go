@@ -111,6 +111,7 @@ type options struct {
 
 	otelEndpoint string // -otel-endpoint: OTLP/HTTP collector URL
 	otelService  string // -otel-service: service.name
+	adminFrom    string // -admin-from: networks allowed on /admin/ besides loopback
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -164,6 +165,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.acmeHTTP, "acme-http", "", "listen on this address for the CA's HTTP-01 validation, e.g. :80 (required with -acme-domains)")
 	fs.StringVar(&o.acmeDir, "acme-dir", "", "folder of the ACME account, certificates, keys and locks; a shared volume shares them across a fleet (default: mailedge/acme in the user config folder)")
 	fs.StringVar(&o.otelEndpoint, "otel-endpoint", "", "export each session's stages as OpenTelemetry spans to this OTLP/HTTP collector, e.g. http://otel-collector:4318 (path /v1/traces unless given)")
+	fs.StringVar(&o.adminFrom, "admin-from", "", "networks besides loopback allowed on the admin endpoints of -metrics (/admin/pools, /admin/drain, /admin/undrain), e.g. 10.0.0.0/8")
 	fs.StringVar(&o.otelService, "otel-service", "mailedge-gateway", "service.name of the spans of -otel-endpoint")
 	fs.StringVar(&config, "config", "", "file of flags, one per line as on the command line; '#' comments")
 	if err := fs.Parse(args); err != nil {

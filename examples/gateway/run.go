@@ -82,6 +82,7 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 		mux.Handle("/metrics", g.metrics.handler())
 		mux.Handle("GET /healthz", probeHandler(g.liveness))
 		mux.Handle("GET /readyz", probeHandler(g.readiness))
+		g.registerAdmin(mux)
 		if err := g.serveHTTP("-metrics", g.opts.metrics, mux); err != nil {
 			return err
 		}

@@ -32,25 +32,38 @@ func newService(name string, p *mailedge.Proxy, log *slog.Logger, m *metrics) *s
 	return s
 }
 
-// finish writes the one log line per session: client, SNI, TLS version,
-// backend, user, bytes each way, duration, outcome.
+// finish writes the one log line per session: client, outcome, SNI, TLS
+// version, cipher, ALPN, backend and the gateway's own address toward it
+// (via), user, bytes each way, duration; on SMTP sessions the messages
+// and recipients delivered and refused.
 func (s *service) finish(in mailedge.SessionInfo) {
 	s.m.session(s.name, in)
 	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
 		return // the line would be dropped: do not format it (-log-level warn, error)
 	}
-	sniName, version, cipher := "", "", ""
+	sniName, version, cipher, alpn := "", "", "", ""
 	if in.TLS != nil {
 		sniName, version, cipher = in.TLS.ServerName, tls.VersionName(in.TLS.Version), tls.CipherSuiteName(in.TLS.CipherSuite)
+		alpn = in.TLS.NegotiatedProtocol
+	}
+	local := ""
+	if in.BackendLocal != nil {
+		local = in.BackendLocal.String() // the client the backend logs
 	}
 	if in.Passthrough {
 		sniName = in.ServerName // the TLS is the backend's: the name is the ClientHello's
 	}
 	attrs := []any{
 		"listener", s.name, "client", in.Client.String(), "outcome", string(in.Outcome),
-		"sni", sniName, "tls", version, "cipher", cipher, "backend", in.Member, "user", in.User,
+		"sni", sniName, "tls", version, "cipher", cipher, "alpn", alpn, "backend", in.Member, "via", local, "user", in.User,
 		"bytes_in", in.Stats.ClientToServer, "bytes_out", in.Stats.ServerToClient,
 		"duration", in.Duration.Round(time.Millisecond),
+	}
+	if smtp := in.Stats.SMTP; smtp.Commands > 0 {
+		// An inspected SMTP session: what it delivered and what was
+		// refused (by the backend: a relay denied; by the gateway: a rate).
+		attrs = append(attrs, "messages", smtp.Messages, "rcpts", smtp.Recipients,
+			"rcpts_refused", smtp.RecipientsRefused, "refused", smtp.Refused)
 	}
 	if in.TLS != nil && len(in.TLS.PeerCertificates) > 0 {
 		// The client's own certificate (verify= on the listener): who it

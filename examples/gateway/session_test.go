@@ -104,3 +104,44 @@ func TestSessionImplicitHandshakeError(t *testing.T) {
 		assert.NotContains(t, m[1], "starttls", listener)
 	}
 }
+
+// The session line says what an operator matches and counts: the ALPN, the
+// gateway's own address toward the backend (the client in the backend's
+// log), on an inspected SMTP listener the recipients delivered and
+// refused; and a client that resets right after QUIT's answer, as swaks
+// and Outlook do, ended cleanly.
+func TestSessionLineFields(t *testing.T) {
+	logs := &syncBuffer{}
+	addrs, roots := demoGatewayLog(t, logs,
+		"-listen", "raw-imaps=127.0.0.1:0,proto=imap,tls=implicit,pool=a/imap",
+		"-listen", "raw-mx=127.0.0.1:0,proto=smtp,tls=starttls,mode=allow,pool=a/mx,inspect")
+
+	cfg := clientTLS(roots, "mail.example.com")
+	cfg.NextProtos = []string{"imap"}
+	c, err := tls.Dial("tcp", addrs["raw-imaps"], cfg)
+	require.NoError(t, err)
+	r := bufio.NewReader(c)
+	_, err = r.ReadString('\n')
+	require.NoError(t, err)
+	local := c.LocalAddr().String()
+	c.Close()
+	m := sessionLine(t, logs, regexp.MustCompile(`msg=session listener=raw-imaps client=`+regexp.QuoteMeta(local)+` .* alpn=(\S*) backend=(\S+) via=(\S+) `))
+	assert.Equal(t, "imap", m[1])
+	assert.NotEqual(t, m[2], m[3], "via is the gateway's end")
+	assert.Regexp(t, `^127\.0\.0\.1:\d+$`, m[3])
+
+	mx, err := net.Dial("tcp", addrs["raw-mx"])
+	require.NoError(t, err)
+	local = mx.LocalAddr().String()
+	converse(t, mx,
+		step{want: "220 "},
+		step{send: "EHLO client.example", skip: "250-", want: "250 "},
+		step{send: "MAIL FROM:<sender@example.org>", want: "250"},
+		step{send: "RCPT TO:<demo@example.com>", want: "250"},
+		step{send: "RCPT TO:<someone@elsewhere.example>", want: "5"},
+		step{send: "QUIT", want: "221"})
+	mx.(*net.TCPConn).SetLinger(0) // a reset, as swaks sends after 221
+	mx.Close()
+	m = sessionLine(t, logs, regexp.MustCompile(`msg=session listener=raw-mx client=`+regexp.QuoteMeta(local)+` outcome=(\S+) .* messages=(\d+) rcpts=(\d+) rcpts_refused=(\d+) refused=(\d+)`))
+	assert.Equal(t, []string{"ok", "0", "1", "1", "0"}, m[1:], "outcome, messages, rcpts, rcpts_refused, refused")
+}
