@@ -68,7 +68,7 @@ func sessionCreated(extra [][]byte) (time.Time, bool) {
 		if len(e) == len(createdTag)+8 && bytes.HasPrefix(e, []byte(createdTag)) {
 			secs := binary.BigEndian.Uint64(e[len(createdTag):])
 			if secs > 1<<62 {
-				return time.Time{}, false // not a time this program wrote
+				continue // not a time this program wrote
 			}
 			return time.Unix(int64(secs), 0), true
 		}
