@@ -2,11 +2,13 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -229,7 +231,8 @@ type session struct {
 	closeOnce      sync.Once
 	dirs           [2]direction // in one allocation with the session
 	smtp           *smtpSession
-	bye            goodbye // set by the guards and the SMTP inspector
+	bye            goodbye     // set by the guards and the SMTP inspector
+	resetClient    atomic.Bool // the server reset: so is the client, at close
 
 	// Results, filled in as the directions finish.
 	errs      [2]error        // by Direction: nil at a clean end of file
@@ -301,6 +304,11 @@ func (s *session) finishDir(d *direction, err error) {
 			s.opt.Hooks.HalfClose(d.dir)
 		}
 	} else {
+		if d.dir == ServerToClient && errors.Is(err, syscall.ECONNRESET) {
+			// The backend reset: the client sees a reset too, not a clean
+			// end it would take for a finished session.
+			s.resetClient.Store(true)
+		}
 		s.abort(EndError) // the first reason wins; unblocks the other copier
 	}
 	s.release()
@@ -345,6 +353,24 @@ func (s *session) abort(reason End) {
 	}
 }
 
+// resetOnClose makes the close of c's TCP socket send a reset (SO_LINGER
+// 0), through the TLS and wrapper layers over it.
+func resetOnClose(c net.Conn) {
+	for c != nil {
+		switch u := c.(type) {
+		case *net.TCPConn:
+			_ = u.SetLinger(0)
+			return
+		case *tls.Conn:
+			c = u.NetConn()
+		case interface{ NetConn() net.Conn }:
+			c = u.NetConn()
+		default:
+			return
+		}
+	}
+}
+
 // closeBoth closes both conns once. With hard set, a *tls.Conn's socket is
 // closed first so that Close does not wait to send close_notify to a peer
 // that is not reading.
@@ -352,6 +378,9 @@ func (s *session) closeBoth(hard bool) {
 	s.closeOnce.Do(func() {
 		if s.done != nil {
 			close(s.done)
+		}
+		if s.resetClient.Load() {
+			resetOnClose(s.client)
 		}
 		for _, c := range []net.Conn{s.client, s.server} {
 			if hard {

@@ -105,3 +105,33 @@ func TestRecipientsRefused(t *testing.T) {
 	assert.Equal(t, int64(1), res.st.SMTP.Recipients)
 	assert.Equal(t, int64(2), res.st.SMTP.RecipientsRefused)
 }
+
+// A backend that resets mid-session is passed on as a reset: the client
+// must not take the end for a clean close of a finished session.
+func TestServerResetReachesClient(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		l := startJoin(t, context.Background(), useTLS, Options{Guard: GuardIMAP})
+		l.client.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.WriteString(l.client, "a NOOP\r\n")
+		require.NoError(t, err)
+		buf := make([]byte, 8)
+		l.backend.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err = io.ReadFull(l.backend, buf)
+		require.NoError(t, err)
+		raw := l.backend
+		for {
+			u, ok := raw.(interface{ NetConn() net.Conn })
+			if !ok {
+				break
+			}
+			raw = u.NetConn()
+		}
+		raw.(*net.TCPConn).SetLinger(0)
+		raw.Close() // a crash: RST, no answer
+		res := <-l.done
+		require.Error(t, res.err)
+		_, err = io.ReadAll(l.client)
+		require.Error(t, err, "TLS %v: the client sees an error, not a clean end", useTLS)
+		assert.Contains(t, err.Error(), "reset", "TLS %v", useTLS)
+	}
+}
