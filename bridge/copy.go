@@ -19,6 +19,17 @@ const bufSize = 32 << 10
 // this often during a long transfer.
 const spliceChunk = 4 << 20
 
+// spliceAfter is how many bytes a direction between two plain TCP sockets
+// copies through the pooled buffers before it splices, unless one read
+// fills a buffer first. A splice costs a readiness peek, a FIONREAD and two
+// splice(2) calls, and a pipe from the runtime's pool (made anew after a
+// GC has emptied it), against one read(2) and one write(2): it pays only
+// for bursts well over a buffer. The flights of a TLS handshake and the
+// commands of a mail session are a few hundred bytes each, so a short
+// session never splices; a download fills a buffer at once and splices
+// from then on.
+const spliceAfter = 1 << 20
+
 // bufPool holds the burst buffers shared by all sessions. It is a cache,
 // not state: a session takes a buffer only while bytes are ready to read
 // and returns it before it blocks again, so idle sessions hold none.
@@ -48,9 +59,11 @@ type direction struct {
 	state    atomic.Int32 // dirRunning, dirParked or dirDone
 
 	// Owned by the goroutine running the direction.
-	noPark bool            // the Poller refused: wait on this goroutine
-	rc     syscall.RawConn // raw conn of the socket waited on; it never changes
-	added  bool            // the socket is in the Poller's epoll set
+	noPark  bool            // the Poller refused: wait on this goroutine
+	bulky   bool            // a read filled a buffer, or spliceAfter bytes moved: splice if possible
+	spliced int64           // bytes moved by splice(2), for tests
+	rc      syscall.RawConn // raw conn of the socket waited on; it never changes
+	added   bool            // the socket is in the Poller's epoll set
 
 	// readSocket's callback and its results.
 	readFn func(fd uintptr) bool
@@ -108,7 +121,7 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 				return err, false
 			}
 		}
-		splice := nb == nil && d.filter == nil && canSplice(sock, ioConn(d.dst))
+		splice := nb == nil && d.filter == nil && d.isBulky() && canSplice(sock, ioConn(d.dst))
 		if nb == nil && !splice {
 			switch err := s.readSocket(d, sock); {
 			case err == nil:
@@ -149,6 +162,15 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 	}
 }
 
+// isBulky reports whether d has proved a bulk flow, worth splicing (see
+// spliceAfter).
+func (d *direction) isBulky() bool {
+	if !d.bulky && d.n.Load() >= spliceAfter {
+		d.bulky = true
+	}
+	return d.bulky
+}
+
 // canSplice reports whether src to dst can go through splice(2): both are
 // plain *net.TCPConn.
 func canSplice(src, dst net.Conn) bool {
@@ -165,6 +187,7 @@ func (s *session) splice(d *direction, src net.Conn, avail int) (int64, error) {
 	lr := &io.LimitedReader{R: src, N: int64(min(avail, spliceChunk))}
 	n, err := io.Copy(ioConn(d.dst).(*net.TCPConn), lr)
 	d.n.Add(n)
+	d.spliced += n
 	return n, err
 }
 

@@ -33,8 +33,10 @@
 // Memory: an idle session holds no copy buffer. On Linux a plain TCP or Unix
 // socket is waited on for readability without a buffer, and a 32 KiB buffer
 // is taken from a shared pool only for the bytes already queued; between
-// two plain *net.TCPConn the bytes go through splice(2) and never enter user
-// space. A *tls.Conn made over the socket wrapper that the starttls and
+// two plain *net.TCPConn, once a direction proves a bulk flow (a read fills
+// a buffer, or 1 MiB has moved), its bytes go through splice(2) and never
+// enter user space, while the short flights of a handshake or a mail
+// dialogue take one read(2) and one write(2) each. A *tls.Conn made over the socket wrapper that the starttls and
 // backend packages use, or that WrapConn puts under a *tls.Conn the
 // application makes itself, is read without blocking until it has no
 // record left, then its socket is waited on the same way (provided this Go

@@ -116,6 +116,9 @@ func (s *session) readSocket(d *direction, sock net.Conn) error {
 		return err
 	}
 	defer bufPool.Put(bp)
+	if d.rn == len(*bp) {
+		d.bulky = true // more may be queued: splice it (see spliceAfter)
+	}
 	if d.rn > 0 {
 		if werr := s.forward(d, (*bp)[:d.rn]); werr != nil {
 			return werr
