@@ -165,6 +165,10 @@ type Stats struct {
 	// ended cleanly (many clients reset right after reading the answer).
 	// It is known only with a guard or the SMTP inspector; false without.
 	Goodbye bool
+	// Unfiltered reports that the POP3 guard met a response it did not
+	// expect and stopped filtering the server's responses for the rest of
+	// the session (see Guard); client STLS commands were still refused.
+	Unfiltered bool
 }
 
 // Join copies bytes between client and server in both directions until
@@ -232,6 +236,7 @@ type session struct {
 	dirs           [2]direction // in one allocation with the session
 	smtp           *smtpSession
 	bye            goodbye     // set by the guards and the SMTP inspector
+	pop3           *pop3State  // GuardPOP3's; nil without
 	resetClient    atomic.Bool // the server reset: so is the client, at close
 
 	// Results, filled in as the directions finish.
@@ -404,6 +409,7 @@ func (s *session) result(ctx context.Context, first, second copyResult) (Stats, 
 		st.SMTP = s.smtp.stats()
 	}
 	st.Goodbye = s.bye.said()
+	st.Unfiltered = s.pop3 != nil && s.pop3.lost()
 	var err error
 	switch st.End = End(s.reason.Load()); st.End {
 	case EndIdle:

@@ -135,3 +135,33 @@ func TestServerResetReachesClient(t *testing.T) {
 		assert.Contains(t, err.Error(), "reset", "TLS %v", useTLS)
 	}
 }
+
+// Stats.Unfiltered: a POP3 server's response with no command owed puts
+// the guard out of step, and the session says so.
+func TestPOP3Unfiltered(t *testing.T) {
+	for _, unexpected := range []bool{false, true} {
+		l := startJoin(t, context.Background(), false, Options{Guard: GuardPOP3})
+		cr := bufio.NewReader(l.client)
+		l.client.SetDeadline(time.Now().Add(10 * time.Second))
+		if unexpected {
+			_, err := io.WriteString(l.backend, "+OK nobody asked\r\n")
+			require.NoError(t, err)
+			_, err = cr.ReadString('\n')
+			require.NoError(t, err)
+		}
+		_, err := io.WriteString(l.client, "NOOP\r\n")
+		require.NoError(t, err)
+		br := bufio.NewReader(l.backend)
+		l.backend.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err = br.ReadString('\n')
+		require.NoError(t, err)
+		_, err = io.WriteString(l.backend, "+OK\r\n")
+		require.NoError(t, err)
+		_, err = cr.ReadString('\n')
+		require.NoError(t, err)
+		l.client.Close()
+		l.backend.Close()
+		res := <-l.done
+		assert.Equal(t, unexpected, res.st.Unfiltered)
+	}
+}

@@ -94,6 +94,7 @@ func (s *session) setGuard(opt *Options) {
 		s.dirs[1].filter = &imapGuard{out: outbuf{w: s.client}, sync: sync, start: true}
 	case GuardPOP3:
 		st := &pop3State{bye: &s.bye}
+		s.pop3 = st
 		s.dirs[0].filter = &pop3Commands{out: outbuf{w: s.server}, st: st}
 		s.dirs[1].filter = &pop3Responses{out: outbuf{w: s.client}, st: st}
 	}

@@ -32,6 +32,7 @@ type metrics struct {
 	bytes        *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	stages       *prometheus.HistogramVec
+	unfiltered   *prometheus.CounterVec
 	dials        *prometheus.HistogramVec
 	limitedTotal *prometheus.CounterVec
 	authTotal    *prometheus.CounterVec
@@ -64,6 +65,9 @@ func newMetrics(certs *sni.Store) *metrics {
 	m.dials = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mailedge_backend_dial_seconds",
 		Help:    "Backend dials (connect, PROXY/XCLIENT/ID, TLS, greeting) by member and result (ok or error).",
 		Buckets: stageBuckets}, []string{"listener", "member", "result"})
+	m.unfiltered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_guard_unfiltered_total",
+		Help: "POP3 sessions whose STARTTLS guard met a response it did not expect and stopped filtering the server's capability answers (client STLS stayed refused)."},
+		[]string{"listener"})
 	m.limitedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_ratelimit_refusals_total",
 		Help: "Refusals by the rate limiter, by kind."}, []string{"listener", "kind"})
 	m.authTotal = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailedge_auth_decisions_total",
@@ -75,7 +79,7 @@ func newMetrics(certs *sni.Store) *metrics {
 		Help: "Latency of the last health probe."}, []string{"pool", "member"})
 	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailedge_certificate_expiry_timestamp_seconds",
 		Help: "NotAfter of the certificate served for each name, as a Unix time."}, []string{"name", "key", "issuer"})
-	m.reg.MustRegister(m.sessions, m.handshakes, m.tlsFails, m.starttls, m.bytes, m.duration, m.stages, m.dials, m.limitedTotal, m.authTotal,
+	m.reg.MustRegister(m.sessions, m.handshakes, m.tlsFails, m.starttls, m.bytes, m.duration, m.stages, m.dials, m.unfiltered, m.limitedTotal, m.authTotal,
 		m.backendUp, m.probeLat, m.certExpiry, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.updateCerts(certs)
 	return m
@@ -189,8 +193,11 @@ func (m *metrics) session(listener string, in mailedge.SessionInfo) {
 		}
 	case plainSession(in):
 		m.starttls.WithLabelValues(listener, "plain").Inc()
-	case in.Outcome == mailedge.OutcomeClientError:
+	case in.Outcome == mailedge.OutcomeClientError || in.Outcome == mailedge.OutcomeForeign:
 		m.handshakeFailed(listener, in.Err)
+	}
+	if in.Stats.Unfiltered {
+		m.unfiltered.WithLabelValues(listener).Inc()
 	}
 	m.bytes.WithLabelValues(listener, "client_to_server").Add(float64(in.Stats.ClientToServer))
 	m.bytes.WithLabelValues(listener, "server_to_client").Add(float64(in.Stats.ServerToClient))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/tls"
 	"io"
 	"net"
@@ -38,7 +39,20 @@ func TestMetrics(t *testing.T) {
 	_, err = tls.Dial("tcp", addrs["imaps"], &tls.Config{RootCAs: roots, ServerName: "mail.example.com", NextProtos: []string{"http/1.1"}})
 	require.Error(t, err)
 
+	// A browser's request on the STARTTLS port (ALPACA): closed, counted.
+	hc, err := net.Dial("tcp", addrs["imap"])
+	require.NoError(t, err)
+	hc.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = bufio.NewReader(hc).ReadString('\n')
+	require.NoError(t, err)
+	_, err = io.WriteString(hc, "POST /mail HTTP/1.1\r\nHost: mail.example.com\r\n\r\n")
+	require.NoError(t, err)
+	io.ReadAll(hc)
+	hc.Close()
+
 	want := []string{
+		`mailedge_client_failures_total{listener="imap",reason="foreign_protocol"} 1`,
+		`mailedge_sessions_total{listener="imap",outcome="foreign_protocol"} 1`,
 		`mailedge_sessions_total{listener="imaps",outcome="ok"} 1`,
 		`mailedge_tls_handshakes_total{cipher="TLS_AES_128_GCM_SHA256",listener="imaps",sni_match="sni",version="TLS 1.3"} 1`,
 		`mailedge_client_failures_total{listener="imaps",reason="alpn"} 1`,
