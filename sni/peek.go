@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -117,29 +119,44 @@ func (pk *Peeker) Peek(ctx context.Context, conn net.Conn) (*tls.ClientHelloInfo
 	return hello, rec.buf, nil
 }
 
-// recorder is the conn crypto/tls reads the ClientHello through: reads go
-// to the client's conn, bounded by max and recorded; writes (the alert
-// that ends the aborted handshake) go nowhere.
+// recorder is the conn crypto/tls reads the ClientHello through: it reads
+// the client's conn ahead, as much as one read(2) returns (up to max bytes
+// in all), records every byte, and hands them to crypto/tls from the
+// record; writes (the alert that ends the aborted handshake) go nowhere.
+// crypto/tls asks for a record's header and then its body, and grows a
+// buffer of its own between the two: reading ahead makes a ClientHello
+// that arrived whole cost one read(2), not two or three.
 type recorder struct {
 	net.Conn // the client's, for its addresses; never written or closed
 	buf      []byte
+	pos      int // bytes of buf handed to crypto/tls
 	max      int
 	over     bool // max bytes were read and crypto/tls asked for more
+	hello    *tls.ClientHelloInfo
 }
+
+// helloChunk is the first read's size: a ClientHello with a post-quantum
+// key share (X25519MLKEM768) is about 1.3 KB, most are smaller.
+const helloChunk = 2 << 10
+
+// peekConfig aborts every handshake of a peek at its ClientHello, which it
+// keeps in the recorder (the conn crypto/tls was given). It holds no state
+// and is only read, as by any number of concurrent tls.Servers.
+var peekConfig = &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+	if r, ok := h.Conn.(*recorder); ok {
+		r.hello = h
+	}
+	return nil, errPeeked
+}}
 
 // peek runs the aborted handshake and returns the ClientHello, or the
 // reason there is none.
 func (r *recorder) peek() (*tls.ClientHelloInfo, error) {
-	var hello *tls.ClientHelloInfo
-	cfg := &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-		hello = h
-		return nil, errPeeked
-	}}
-	err := tls.Server(r, cfg).Handshake() // no context: no goroutine of crypto/tls's own
+	err := tls.Server(r, peekConfig).Handshake() // no context: no goroutine of crypto/tls's own
 	var rhe tls.RecordHeaderError
 	switch {
-	case hello != nil:
-		return hello, nil
+	case r.hello != nil:
+		return r.hello, nil
 	case r.over:
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrHelloTooLarge, r.max)
 	case errors.As(err, &rhe):
@@ -150,20 +167,40 @@ func (r *recorder) peek() (*tls.ClientHelloInfo, error) {
 	return nil, fmt.Errorf("sni: reading the ClientHello: %w", err)
 }
 
-// Read reads from the client's conn into p, at most up to max bytes in
-// all, and records what it read.
+// Read hands crypto/tls the recorded bytes it has not had yet, reading
+// more from the client's conn when there are none.
 func (r *recorder) Read(p []byte) (int, error) {
+	if r.pos == len(r.buf) {
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf[r.pos:])
+	r.pos += n
+	return n, nil
+}
+
+// fill makes one read from the client's conn into the free end of buf,
+// growing it while max allows.
+func (r *recorder) fill() error {
 	room := r.max - len(r.buf)
 	if room <= 0 {
 		r.over = true
-		return 0, ErrHelloTooLarge
+		return ErrHelloTooLarge
 	}
-	if len(p) > room {
-		p = p[:room]
+	if len(r.buf) == cap(r.buf) {
+		r.buf = slices.Grow(r.buf, min(room, max(helloChunk, cap(r.buf))))
 	}
-	n, err := r.Conn.Read(p)
-	r.buf = append(r.buf, p[:n]...)
-	return n, err
+	free := r.buf[len(r.buf):min(cap(r.buf), len(r.buf)+room)]
+	n, err := r.Conn.Read(free)
+	r.buf = r.buf[:len(r.buf)+n]
+	if n > 0 {
+		return nil // an error comes again at the next read
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
 }
 
 // Write discards p: the peek never answers the client.

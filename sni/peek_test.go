@@ -119,6 +119,40 @@ func TestPeekClientHello(t *testing.T) {
 	}
 }
 
+// countingConn reads from a bytes.Reader and counts the reads, as a
+// socket would count read(2) calls.
+type countingConn struct {
+	readerConn
+	reads int
+}
+
+func (c *countingConn) Read(p []byte) (int, error) { c.reads++; return c.readerConn.Read(p) }
+
+// TestPeekReadsAhead: a ClientHello that arrived whole costs one read of
+// the conn, however crypto/tls asks for it, and the bytes after it that
+// the same read returned are part of the replay.
+func TestPeekReadsAhead(t *testing.T) {
+	hello := clientHello(t, &tls.Config{ServerName: "pq.example.com", CurvePreferences: []tls.CurveID{tls.X25519MLKEM768}})
+	for _, tt := range []struct {
+		name string
+		in   []byte
+	}{
+		{"hello", hello},
+		{"hello and more", append(bytes.Clone(hello), "early bytes"...)},
+		{"hello over records of 300 bytes", splitRecords(hello, 300)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &countingConn{readerConn: readerConn{r: bytes.NewReader(tt.in)}}
+			var pk Peeker
+			got, raw, err := pk.Peek(context.Background(), c)
+			require.NoError(t, err)
+			assert.Equal(t, "pq.example.com", got.ServerName)
+			assert.Equal(t, tt.in, raw)
+			assert.Equal(t, 1, c.reads, "reads of the conn")
+		})
+	}
+}
+
 // TestPeekThenHandshake peeks on a real loopback connection and then
 // completes the handshake over the replayed bytes: the client cannot tell.
 func TestPeekThenHandshake(t *testing.T) {
