@@ -3,9 +3,7 @@ package adversarial_test
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -19,50 +17,6 @@ import (
 	"github.com/mailedge/mailedge/internal/leaktest"
 	"github.com/mailedge/mailedge/starttls"
 )
-
-// script is a fake backend's behaviour: the greeting, then an answer per
-// command verb ("EHLO", "CAPABILITY", "CAPA", "STARTTLS", "STLS"), each a
-// format string that gets the command's IMAP tag. The go-ahead answer is
-// followed by a TLS handshake when tls is set; otherwise the fake drains.
-type script struct {
-	greeting string
-	answers  map[string]string
-	tls      *tls.Config
-}
-
-func (s script) serve(c net.Conn) {
-	io.WriteString(c, s.greeting)
-	r := bufio.NewReader(c)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		// "tag VERB" when the second word is a scripted verb (IMAP), else
-		// "VERB args" (SMTP, POP3).
-		tag, verb := "", ""
-		f := strings.Fields(line)
-		if len(f) >= 2 && s.answers[strings.ToUpper(f[1])] != "" {
-			tag, verb = f[0], strings.ToUpper(f[1])
-		} else if len(f) > 0 {
-			verb = strings.ToUpper(f[0])
-		}
-		answer, ok := s.answers[verb]
-		if !ok {
-			io.WriteString(c, map[bool]string{true: tag + " BAD unknown\r\n", false: "500 unknown\r\n"}[tag != ""])
-			continue
-		}
-		if strings.Contains(answer, "%s") {
-			answer = fmt.Sprintf(answer, tag)
-		}
-		io.WriteString(c, answer)
-		if (verb == "STARTTLS" || verb == "STLS") && s.tls != nil {
-			tls.Server(c, s.tls).Handshake()
-			io.Copy(io.Discard, c)
-			return
-		}
-	}
-}
 
 var smtpCaps = "250-fake.example\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
 
@@ -124,8 +78,8 @@ func TestBackendSide(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			leaktest.Check(t)
-			f := newFake(t, tc.s.serve)
-			conn, err := net.Dial("tcp", f.addr())
+			f := newFake(t, tc.s.Serve)
+			conn, err := net.Dial("tcp", f.Addr())
 			require.NoError(t, err)
 			c := &starttls.Client{Protocol: tc.proto, TLSConfig: p.client, Timeout: ioWait}
 			up, err := c.Upgrade(context.Background(), conn)
@@ -216,8 +170,8 @@ func testDialerGreetings(t *testing.T) {
 		{starttls.IMAP, "a1 OK hi\r\n", 0, backend.ErrProtocol},
 		{starttls.POP3, "-ERR no\r\n", 0, backend.ErrRefused},
 	} {
-		f := newFake(t, script{greeting: tc.greeting}.serve)
-		d := &backend.Dialer{Addr: f.addr(), Protocol: tc.proto, HandshakeTimeout: ioWait}
+		f := newFake(t, script{Greeting: tc.greeting}.Serve)
+		d := &backend.Dialer{Addr: f.Addr(), Protocol: tc.proto, HandshakeTimeout: ioWait}
 		conn, err := d.Dial(context.Background(), backend.ClientInfo{})
 		if conn != nil {
 			conn.Close()

@@ -94,10 +94,10 @@ func testBackendCertificates(t *testing.T) {
 		for _, sec := range []starttls.Security{starttls.TLS, starttls.STARTTLS} {
 			handle := func(c net.Conn) { tls.Server(c, cfg).Handshake() }
 			if sec == starttls.STARTTLS {
-				handle = script{"220 fake\r\n", map[string]string{"EHLO": smtpCaps, "STARTTLS": "220 go ahead\r\n"}, cfg}.serve
+				handle = script{"220 fake\r\n", map[string]string{"EHLO": smtpCaps, "STARTTLS": "220 go ahead\r\n"}, cfg}.Serve
 			}
 			f := newFake(t, handle)
-			d := &backend.Dialer{Addr: f.addr(), Protocol: starttls.SMTP, Security: sec,
+			d := &backend.Dialer{Addr: f.Addr(), Protocol: starttls.SMTP, Security: sec,
 				TLSConfig: p.client.Clone(), HandshakeTimeout: ioWait}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*ioWait)
 			conn, err := d.Dial(ctx, backend.ClientInfo{})

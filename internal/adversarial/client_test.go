@@ -97,7 +97,7 @@ func testInjection(t *testing.T, d dialogue) {
 	sessions := make(chan mailedge.SessionInfo, 1)
 	paddr := serveProxy(t, &mailedge.Proxy{
 		Server:    srv,
-		Backend:   &backend.Dialer{Addr: be.addr(), Protocol: d.proto},
+		Backend:   &backend.Dialer{Addr: be.Addr(), Protocol: d.proto},
 		OnSession: func(in mailedge.SessionInfo) { sessions <- in },
 	})
 	c = dialConv(t, paddr)
@@ -108,7 +108,7 @@ func testInjection(t *testing.T, d dialogue) {
 	assert.Equal(t, mailedge.OutcomeClientError, in.Outcome)
 	assert.ErrorIs(t, in.Err, starttls.ErrInjection)
 	assert.Empty(t, rest)
-	assert.Zero(t, be.accepted.Load(), "a backend was dialled for an injected session")
+	assert.Zero(t, be.Accepted(), "a backend was dialled for an injected session")
 }
 
 // testBufferedClientHello pipelines a real ClientHello right behind the

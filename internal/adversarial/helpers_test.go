@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -61,44 +60,27 @@ func newPKI(t *testing.T) *pki {
 		client: &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com"}}
 }
 
-// fake is a scripted TCP server on loopback: handle runs for each accepted
-// conn in a goroutine the fake owns; the conn is closed when handle returns.
-type fake struct {
-	l        net.Listener
-	accepted atomic.Int64
-	wg       sync.WaitGroup
+// script is a fake backend's behaviour: mailtest.Script, as a local type
+// so that the case tables can list its fields unkeyed.
+type script struct {
+	Greeting  string
+	Answers   map[string]string
+	TLSConfig *tls.Config
 }
 
-func newFake(t *testing.T, handle func(c net.Conn)) *fake {
+// Serve runs the script on c (mailtest.Script.Serve).
+func (s script) Serve(c net.Conn) { mailtest.Script(s).Serve(c) }
+
+// newFake runs handle for each connection to a loopback server that lives
+// as long as the test (mailtest.NewFake), with the ioWait safety net as the
+// connection's deadline.
+func newFake(t *testing.T, handle func(c net.Conn)) *mailtest.Fake {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	f := &fake{l: l}
-	f.wg.Add(1)
-	go f.acceptLoop(handle)
-	t.Cleanup(func() { l.Close(); f.wg.Wait() })
-	return f
+	return mailtest.NewFake(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(ioWait))
+		handle(c)
+	})
 }
-
-func (f *fake) acceptLoop(handle func(c net.Conn)) {
-	defer f.wg.Done()
-	for {
-		c, err := f.l.Accept()
-		if err != nil {
-			return
-		}
-		f.accepted.Add(1)
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(ioWait))
-			handle(c)
-		}()
-	}
-}
-
-func (f *fake) addr() string { return f.l.Addr().String() }
 
 // conv is the client end of a line-based dialogue.
 type conv struct {
@@ -192,7 +174,7 @@ func serveStartTLS(t *testing.T, srv *starttls.Server, implicit bool) (string, <
 		}
 		results <- serveResult{sess, err}
 	})
-	return f.addr(), results
+	return f.Addr(), results
 }
 
 // result waits for the next Serve result.

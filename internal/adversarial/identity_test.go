@@ -78,7 +78,7 @@ func testXCLIENTValues(t *testing.T) {
 	} {
 		lines := make(chan []string, 1)
 		f := newFake(t, xclientFake(lines))
-		d := &backend.Dialer{Addr: f.addr(), XCLIENT: true, HandshakeTimeout: ioWait}
+		d := &backend.Dialer{Addr: f.Addr(), XCLIENT: true, HandshakeTimeout: ioWait}
 		conn, err := d.Dial(context.Background(), backend.ClientInfo{Src: src, Dst: dst, Helo: helo, HeloVerb: "EHLO"})
 		if err == nil {
 			conn.Write([]byte("QUIT\r\n"))
@@ -163,7 +163,7 @@ func testProxyHeader(t *testing.T) {
 	} {
 		seen := make(chan proxySeen, 1)
 		f := newFake(t, proxyFake(seen))
-		d := &backend.Dialer{Addr: f.addr(), Proxy: tc.version, HandshakeTimeout: ioWait}
+		d := &backend.Dialer{Addr: f.Addr(), Proxy: tc.version, HandshakeTimeout: ioWait}
 		ci := backend.ClientInfo{Src: tc.src}
 		if tc.src != nil {
 			ci.Dst = dst6
@@ -212,7 +212,7 @@ func inboundProxyCase(t *testing.T) (greetedBad []string) {
 	sessions := make(chan mailedge.SessionInfo, 8)
 	addr := serveProxyOn(t, &mailedge.Proxy{
 		Server:    &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Disallow, Hostname: "edge.example"},
-		Backend:   &backend.Dialer{Addr: backendFake.addr()},
+		Backend:   &backend.Dialer{Addr: backendFake.Addr()},
 		OnSession: func(in mailedge.SessionInfo) { sessions <- in },
 	}, pl)
 	for _, tc := range []struct {

@@ -81,7 +81,7 @@ func testHalfOpenInFlight(t *testing.T, implicit bool) {
 	addr := serveProxy(t, &mailedge.Proxy{
 		Server:   &starttls.Server{Protocol: starttls.SMTP, TLSConfig: p.server, Hostname: "edge.example", HandshakeTimeout: time.Minute},
 		Implicit: implicit,
-		Backend:  &backend.Dialer{Addr: be.addr()},
+		Backend:  &backend.Dialer{Addr: be.Addr()},
 		Limiter:  lim,
 	})
 	hello := clientHello(t, p.client)
@@ -112,7 +112,7 @@ func testHalfOpenInFlight(t *testing.T, implicit bool) {
 	st := lim.Stats(local).Sources[local]
 	assert.Equal(t, n, st.InFlight, "the refused connection took a slot")
 	assert.Equal(t, 1, st.Refusals)
-	assert.Zero(t, be.accepted.Load(), "a backend was dialled")
+	assert.Zero(t, be.Accepted(), "a backend was dialled")
 	for _, c := range stalled {
 		c.c.Close()
 	}
@@ -133,7 +133,7 @@ func testLimitsKeyOnProxySource(t *testing.T) {
 		ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }}
 	addr := serveProxyOn(t, &mailedge.Proxy{
 		Server:  &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Disallow, Hostname: "edge.example"},
-		Backend: &backend.Dialer{Addr: be.addr()},
+		Backend: &backend.Dialer{Addr: be.Addr()},
 		Limiter: &ratelimit.Limiter{Limits: ratelimit.Limits{InFlight: 1}},
 	}, pl)
 	connect := func(src string) *conv {

@@ -114,7 +114,7 @@ func TestSMTPInspectorSeesNoCommandsInData(t *testing.T) {
 			require.NoError(t, err)
 			proxyClient, err := l.Accept()
 			require.NoError(t, err)
-			proxyServer, err := net.Dial("tcp", srv.addr())
+			proxyServer, err := net.Dial("tcp", srv.Addr())
 			require.NoError(t, err)
 			var mu sync.Mutex
 			var seen []string

@@ -1,4 +1,4 @@
-package demo_test
+package mailtest_test
 
 import (
 	"crypto/tls"
@@ -10,21 +10,20 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/mailedge/mailedge/internal/demo"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // startTLSSystem starts a System with a certificate for mail.example.com
 // and returns a client config that trusts it.
-func startTLSSystem(t *testing.T) (*demo.System, demo.Addrs, *tls.Config) {
+func startTLSSystem(t *testing.T) (*mailtest.System, mailtest.Addrs, *tls.Config) {
 	t.Helper()
-	ca, err := testcert.NewCA("demo test CA")
+	ca, err := mailtest.GenerateCA("demo test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
-	sys, addrs := startSystem(t, demo.Options{TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}})
+	sys, addrs := startSystem(t, mailtest.Options{TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}})
 	return sys, addrs, &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com"}
 }
 
@@ -124,9 +123,9 @@ func TestPOP3OverTLS(t *testing.T) {
 // TestImplicitTLSNeedsConfig: without a TLS config the implicit-TLS
 // listeners are refused, and Start leaves their addresses empty.
 func TestImplicitTLSNeedsConfig(t *testing.T) {
-	sys, addrs := startSystem(t, demo.Options{})
+	sys, addrs := startSystem(t, mailtest.Options{})
 	assert.Empty(t, addrs.IMAPS+addrs.Submissions+addrs.POP3S)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	assert.ErrorIs(t, sys.ServeIMAPS(l), demo.ErrBadOptions)
+	assert.ErrorIs(t, sys.ServeIMAPS(l), mailtest.ErrBadOptions)
 }

@@ -1,4 +1,4 @@
-package demo_test
+package mailtest_test
 
 import (
 	"bufio"
@@ -16,8 +16,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -28,14 +28,14 @@ const (
 
 // startSystem starts a System on loopback, checks that it leaves no
 // goroutine behind, and closes it when the test ends.
-func startSystem(t *testing.T, opt demo.Options) (*demo.System, demo.Addrs) {
+func startSystem(t *testing.T, opt mailtest.Options) (*mailtest.System, mailtest.Addrs) {
 	t.Helper()
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	sys, err := demo.New(opt)
+	sys, err := mailtest.New(opt)
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
 	require.NoError(t, err)

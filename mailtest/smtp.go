@@ -1,8 +1,9 @@
-package demo
+package mailtest
 
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -35,7 +36,7 @@ func errUnknownRecipient(to string) error {
 // trust" of a server behind a NetScaler: the gateway in front did TLS, so
 // AUTH over what looks like plain TCP is allowed. go-smtp itself refuses MAIL
 // and AUTH before EHLO/HELO ("502 5.5.1 Please introduce yourself first.").
-func (s *System) newSMTPServer(submission bool) *smtp.Server {
+func (s *System) newSMTPServer(submission bool, cfg *tls.Config) *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &smtpSession{s: s, c: c, submission: submission}, nil
 	}))
@@ -45,7 +46,7 @@ func (s *System) newSMTPServer(submission bool) *smtp.Server {
 	srv.AllowInsecureAuth = true
 	srv.ReadTimeout = s.smtpTimeout()
 	srv.WriteTimeout = time.Minute
-	srv.TLSConfig = s.opt.TLSConfig
+	srv.TLSConfig = cfg // nil: no STARTTLS offered
 	srv.ErrorLog = printfLogger{s.log}
 	return srv
 }
@@ -95,7 +96,7 @@ func (ss *smtpSession) Auth(mech string) (sasl.Server, error) {
 func (ss *smtpSession) login(user, pass string) error {
 	name, ok := ss.s.checkPassword(user, pass)
 	if !ok {
-		ss.s.log.Info("demo: smtp auth failed", "client", ss.client(), "user", user)
+		ss.s.log.Info("mailtest: smtp auth failed", "client", ss.client(), "user", user)
 		return smtp.ErrAuthFailed
 	}
 	ss.user = name
@@ -126,7 +127,7 @@ func (ss *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	case ss.submission && ss.user != "":
 		ss.relayed = append(ss.relayed, to)
 	default:
-		ss.s.log.Info("demo: relay denied", "client", ss.client(), "to", to)
+		ss.s.log.Info("mailtest: relay denied", "client", ss.client(), "to", to)
 		return errRelayDenied(to)
 	}
 	return nil
@@ -150,9 +151,9 @@ func (ss *smtpSession) Data(r io.Reader) error {
 		}
 	}
 	for _, to := range ss.relayed {
-		ss.s.log.Info("demo: relayed (dropped)", "id", id, "from", ss.from, "to", to, "user", ss.user, "bytes", len(body))
+		ss.s.log.Info("mailtest: relayed (dropped)", "id", id, "from", ss.from, "to", to, "user", ss.user, "bytes", len(body))
 	}
-	ss.s.log.Info("demo: message accepted", "id", id, "client", ss.client(), "from", ss.from,
+	ss.s.log.Info("mailtest: message accepted", "id", id, "client", ss.client(), "from", ss.from,
 		"local", len(ss.local), "relayed", len(ss.relayed))
 	return nil
 }

@@ -1,4 +1,4 @@
-package demo
+package mailtest
 
 import (
 	"errors"
@@ -118,7 +118,7 @@ func (p *pop3Session) retr(cmd pop3Command) error {
 		return p.fail("message was removed by another session")
 	}
 	if err != nil {
-		p.s.log.Error("demo: pop3 fetch", "user", p.user, "err", err)
+		p.s.log.Error("mailtest: pop3 fetch", "user", p.user, "err", err)
 		return p.fail("[SYS/TEMP] cannot read message")
 	}
 	if lines >= 0 {
@@ -153,7 +153,7 @@ func (p *pop3Session) quit() error {
 	p.md = nil
 	p.s.unlockMaildrop(p.user)
 	if err != nil {
-		p.s.log.Error("demo: pop3 update", "user", p.user, "err", err)
+		p.s.log.Error("mailtest: pop3 update", "user", p.user, "err", err)
 		p.reply("-ERR [SYS/TEMP] some deleted messages not removed")
 		return errQuit
 	}

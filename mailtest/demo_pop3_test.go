@@ -1,4 +1,4 @@
-package demo_test
+package mailtest_test
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/mailedge/mailedge/internal/demo"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // deliverN delivers n small messages numbered from 1.
-func deliverN(t *testing.T, sys *demo.System, n int) {
+func deliverN(t *testing.T, sys *mailtest.System, n int) {
 	t.Helper()
 	for i := 1; i <= n; i++ {
 		msg := fmt.Sprintf("Subject: m%d\r\n\r\nline one\r\n.line two\r\nline three\r\n", i)
@@ -24,7 +24,7 @@ func deliverN(t *testing.T, sys *demo.System, n int) {
 
 // TestPOP3Dialogue runs a whole RFC 1939 session step by step.
 func TestPOP3Dialogue(t *testing.T) {
-	sys, addrs := startSystem(t, demo.Options{})
+	sys, addrs := startSystem(t, mailtest.Options{})
 	deliverN(t, sys, 3)
 	size := len("Subject: m1\r\n\r\nline one\r\n.line two\r\nline three\r\n")
 	p := dialPOP3(t, addrs.POP3)
@@ -82,7 +82,7 @@ func TestPOP3Dialogue(t *testing.T) {
 
 // TestPOP3DropWithoutQuit: deletions without QUIT are not applied.
 func TestPOP3DropWithoutQuit(t *testing.T) {
-	sys, addrs := startSystem(t, demo.Options{})
+	sys, addrs := startSystem(t, mailtest.Options{})
 	deliverN(t, sys, 2)
 	p := dialPOP3(t, addrs.POP3)
 	p.login()
@@ -105,7 +105,7 @@ func TestPOP3DropWithoutQuit(t *testing.T) {
 }
 
 func TestPOP3Refusals(t *testing.T) {
-	_, addrs := startSystem(t, demo.Options{})
+	_, addrs := startSystem(t, mailtest.Options{})
 	t.Run("bad password", func(t *testing.T) {
 		p := dialPOP3(t, addrs.POP3)
 		p.cmd("USER " + user)
@@ -168,7 +168,7 @@ print(p.quit().decode())
 func TestPOP3Python(t *testing.T) {
 	python, err := exec.LookPath("python3")
 	require.NoError(t, err, "python3 is needed for this test")
-	sys, addrs := startSystem(t, demo.Options{})
+	sys, addrs := startSystem(t, mailtest.Options{})
 	deliverN(t, sys, 2)
 
 	out, err := exec.CommandContext(t.Context(), python, "-c", pythonPOP3, addrs.POP3, user, pass).CombinedOutput()

@@ -1,4 +1,4 @@
-package demo
+package mailtest
 
 import (
 	"bufio"
@@ -14,11 +14,17 @@ import (
 const pop3WriteTimeout = time.Minute
 
 // errQuit ends a POP3 session after its final reply.
-var errQuit = errors.New("demo: pop3 quit")
+var errQuit = errors.New("mailtest: pop3 quit")
 
 // servePOP3 accepts POP3 connections on l until it is closed; each runs
 // in a goroutine owned by s.
-func (s *System) servePOP3(l net.Listener) error {
+func (s *System) servePOP3(l net.Listener) error { return s.servePOP3With(l, s.opt.TLSConfig) }
+
+// servePOP3Plain is servePOP3 for a listener that offers no STLS.
+func (s *System) servePOP3Plain(l net.Listener) error { return s.servePOP3With(l, nil) }
+
+// servePOP3With is servePOP3 offering STLS with cfg, or none if cfg is nil.
+func (s *System) servePOP3With(l net.Listener, cfg *tls.Config) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -33,14 +39,14 @@ func (s *System) servePOP3(l net.Listener) error {
 		s.pop3Conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.pop3Conn(c)
+		go s.pop3Conn(c, cfg)
 	}
 }
 
 // pop3Conn runs one POP3 session; named for stack dumps.
-func (s *System) pop3Conn(c net.Conn) {
+func (s *System) pop3Conn(c net.Conn, cfg *tls.Config) {
 	defer s.wg.Done()
-	p := &pop3Session{s: s}
+	p := &pop3Session{s: s, tlsConfig: cfg}
 	p.setConn(c)
 	err := p.run()
 	if p.md != nil {
@@ -52,20 +58,21 @@ func (s *System) pop3Conn(c net.Conn) {
 	delete(s.pop3Conns, c)
 	s.mu.Unlock()
 	if err != nil && !errors.Is(err, errQuit) && !errors.Is(err, net.ErrClosed) {
-		s.log.Debug("demo: pop3 session", "client", c.RemoteAddr().String(), "err", err)
+		s.log.Debug("mailtest: pop3 session", "client", c.RemoteAddr().String(), "err", err)
 	}
 }
 
 // pop3Session is the state of one POP3 conversation (RFC 1939 §3):
 // AUTHORIZATION while md is nil, TRANSACTION after.
 type pop3Session struct {
-	s      *System
-	conn   net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	user   string // from USER; the canonical name once logged in
-	md     *maildrop
-	errors int
+	s         *System
+	tlsConfig *tls.Config // STLS offered with it; nil: not offered
+	conn      net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	user      string // from USER; the canonical name once logged in
+	md        *maildrop
+	errors    int
 }
 
 func (p *pop3Session) setConn(c net.Conn) {
@@ -81,7 +88,7 @@ func (p *pop3Session) isTLS() bool {
 
 // run greets the client and serves commands until QUIT or an error.
 func (p *pop3Session) run() error {
-	p.s.log.Info("demo: pop3 session", "client", p.conn.RemoteAddr().String())
+	p.s.log.Info("mailtest: pop3 session", "client", p.conn.RemoteAddr().String())
 	if err := p.reply("+OK %s POP3 server ready", p.s.hostname()); err != nil {
 		return err
 	}
@@ -156,7 +163,7 @@ func (p *pop3Session) authorization(cmd pop3Command) error {
 // capa answers CAPA (RFC 2449 §5).
 func (p *pop3Session) capa() error {
 	caps := []string{"USER", "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"}
-	if p.s.opt.TLSConfig != nil && !p.isTLS() && p.md == nil {
+	if p.tlsConfig != nil && !p.isTLS() && p.md == nil {
 		caps = append(caps, "STLS")
 	}
 	caps = append(caps, "IMPLEMENTATION mailedge-demo")
@@ -167,7 +174,7 @@ func (p *pop3Session) capa() error {
 func (p *pop3Session) pass(pass string) error {
 	name, ok := p.s.checkPassword(p.user, pass)
 	if !ok {
-		p.s.log.Info("demo: pop3 auth failed", "client", p.conn.RemoteAddr().String(), "user", p.user)
+		p.s.log.Info("mailtest: pop3 auth failed", "client", p.conn.RemoteAddr().String(), "user", p.user)
 		p.user = ""
 		return p.fail("[AUTH] invalid user name or password")
 	}
@@ -179,7 +186,7 @@ func (p *pop3Session) pass(pass string) error {
 	if err != nil {
 		p.s.unlockMaildrop(name)
 		p.user = ""
-		p.s.log.Error("demo: pop3 open maildrop", "user", name, "err", err)
+		p.s.log.Error("mailtest: pop3 open maildrop", "user", name, "err", err)
 		return p.fail("[SYS/TEMP] cannot open maildrop")
 	}
 	p.user, p.md = name, md
@@ -191,20 +198,20 @@ func (p *pop3Session) pass(pass string) error {
 // after STLS would be plaintext posing as protected commands, so they end
 // the session instead (CVE-2011-0411 class).
 func (p *pop3Session) stls() error {
-	if p.s.opt.TLSConfig == nil || p.isTLS() {
+	if p.tlsConfig == nil || p.isTLS() {
 		return p.fail("STLS not available")
 	}
 	if err := p.reply("+OK begin TLS negotiation"); err != nil {
 		return err
 	}
 	if p.br.Buffered() > 0 {
-		return fmt.Errorf("demo: pop3 data after STLS: %w", errQuit)
+		return fmt.Errorf("mailtest: pop3 data after STLS: %w", errQuit)
 	}
-	tc := tls.Server(p.conn, p.s.opt.TLSConfig)
+	tc := tls.Server(p.conn, p.tlsConfig)
 	ctx, cancel := context.WithTimeout(p.s.ctx, pop3WriteTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return fmt.Errorf("demo: pop3 STLS handshake: %w", err)
+		return fmt.Errorf("mailtest: pop3 STLS handshake: %w", err)
 	}
 	p.setConn(tc)
 	p.user = ""

@@ -1,7 +1,8 @@
-package demo
+package mailtest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,17 +15,18 @@ import (
 // newIMAPServer builds the IMAP server over the shared imapmemserver.
 // InsecureAuth is the "backend trust" of a Dovecot behind a NetScaler: the
 // gateway in front did TLS, so LOGIN over what looks like plain TCP is allowed.
-func (s *System) newIMAPServer() *imapserver.Server {
+// With cfg nil it offers no STARTTLS.
+func (s *System) newIMAPServer(cfg *tls.Config) *imapserver.Server {
 	return imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			if c.NetConn().RemoteAddr().Network() != "pipe" {
-				s.log.Info("demo: imap session", "client", c.NetConn().RemoteAddr().String())
+				s.log.Info("mailtest: imap session", "client", c.NetConn().RemoteAddr().String())
 			}
 			return s.mem.NewSession(), nil, nil
 		},
 		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
 		Logger:       printfLogger{s.log},
-		TLSConfig:    s.opt.TLSConfig,
+		TLSConfig:    cfg,
 		InsecureAuth: true,
 	})
 }
@@ -68,7 +70,7 @@ func (s *System) dialInternal(ctx context.Context) (net.Conn, error) {
 func (s *System) serveInternal() {
 	defer s.wg.Done()
 	if err := s.imap.Serve(s.internal); err != nil {
-		s.log.Debug("demo: internal imap", "err", err)
+		s.log.Debug("mailtest: internal imap", "err", err)
 	}
 }
 

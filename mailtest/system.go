@@ -1,4 +1,4 @@
-package demo
+package mailtest
 
 import (
 	"context"
@@ -20,14 +20,14 @@ import (
 var (
 	// ErrClosed is returned by the Serve methods, Start, Deliver and Messages
 	// once Close has been called.
-	ErrClosed = errors.New("demo: system closed")
+	ErrClosed = errors.New("mailtest: system closed")
 	// ErrUnknownUser is returned when an address names no account.
-	ErrUnknownUser = errors.New("demo: unknown user")
+	ErrUnknownUser = errors.New("mailtest: unknown user")
 	// ErrNotLocal is returned by Deliver for an address outside the local
 	// domains.
-	ErrNotLocal = errors.New("demo: domain is not local")
+	ErrNotLocal = errors.New("mailtest: domain is not local")
 	// ErrBadOptions is returned by New for an unusable Options value.
-	ErrBadOptions = errors.New("demo: bad options")
+	ErrBadOptions = errors.New("mailtest: bad options")
 )
 
 const (
@@ -87,15 +87,19 @@ type Options struct {
 // go-imap's imapmemserver, served over IMAP, SMTP submission, MX-style SMTP
 // and POP3. Create it with New and release it with Close.
 type System struct {
-	opt      Options
-	log      *slog.Logger
-	users    map[string]string // address -> password
-	domains  map[string]bool
-	mem      *imapmemserver.Server
-	boxes    map[string]*imapmemserver.User
-	imap     *imapserver.Server
-	sub, mx  *smtp.Server
-	internal *pipeListener // in-process IMAP for POP3 and Messages
+	opt     Options
+	log     *slog.Logger
+	users   map[string]string // address -> password
+	domains map[string]bool
+	mem     *imapmemserver.Server
+	boxes   map[string]*imapmemserver.User
+	imap    *imapserver.Server // offers STARTTLS when Options.TLSConfig is set
+	sub, mx *smtp.Server       // likewise
+	// The same servers offering no STARTTLS, for the Plain listeners; the
+	// ones above when Options.TLSConfig is nil.
+	imapPlain         *imapserver.Server
+	subPlain, mxPlain *smtp.Server
+	internal          *pipeListener // in-process IMAP for POP3 and Messages
 
 	ctx    context.Context // ends on Close
 	cancel context.CancelFunc
@@ -135,9 +139,15 @@ func New(opt Options) (*System, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.imap = s.newIMAPServer()
-	s.sub = s.newSMTPServer(true)
-	s.mx = s.newSMTPServer(false)
+	s.imap = s.newIMAPServer(opt.TLSConfig)
+	s.sub = s.newSMTPServer(true, opt.TLSConfig)
+	s.mx = s.newSMTPServer(false, opt.TLSConfig)
+	s.imapPlain, s.subPlain, s.mxPlain = s.imap, s.sub, s.mx
+	if opt.TLSConfig != nil {
+		s.imapPlain = s.newIMAPServer(nil)
+		s.subPlain = s.newSMTPServer(true, nil)
+		s.mxPlain = s.newSMTPServer(false, nil)
+	}
 	return s, nil
 }
 
@@ -164,7 +174,7 @@ func (s *System) addUsers() error {
 		s.users[addr] = pass
 		u := imapmemserver.NewUser(addr, pass)
 		if err := u.Create("INBOX", nil); err != nil {
-			return fmt.Errorf("demo: create INBOX for %s: %w", addr, err)
+			return fmt.Errorf("mailtest: create INBOX for %s: %w", addr, err)
 		}
 		s.mem.AddUser(u)
 		s.boxes[addr] = u
@@ -172,12 +182,7 @@ func (s *System) addUsers() error {
 	return nil
 }
 
-func (s *System) hostname() string {
-	if s.opt.Hostname != "" {
-		return s.opt.Hostname
-	}
-	return defaultHostname
-}
+func (s *System) hostname() string { return hostnameOf(s.opt) }
 
 func (s *System) maxMessageBytes() int64 {
 	if s.opt.MaxMessageBytes > 0 {
@@ -269,7 +274,11 @@ func (s *System) close() error {
 	// detector reports.
 	s.wg.Wait()
 	var errs []error
-	for _, err := range []error{s.sub.Close(), s.mx.Close(), s.imap.Close()} {
+	closeErrs := []error{s.sub.Close(), s.mx.Close(), s.imap.Close()}
+	if s.opt.TLSConfig != nil {
+		closeErrs = append(closeErrs, s.subPlain.Close(), s.mxPlain.Close(), s.imapPlain.Close())
+	}
+	for _, err := range closeErrs {
 		if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtp.ErrServerClosed) {
 			errs = append(errs, err)
 		}

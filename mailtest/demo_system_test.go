@@ -1,4 +1,4 @@
-package demo_test
+package mailtest_test
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/pires/go-proxyproto"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,7 +26,7 @@ var wantBody = strings.ReplaceAll(strings.ReplaceAll(testMessage, "\r\n", "\n"),
 // TestSubmitReadEverywhere submits over SMTP with AUTH PLAIN and reads the
 // message over IMAP, POP3 and Messages: all three byte for byte equal.
 func TestSubmitReadEverywhere(t *testing.T) {
-	sys, addrs := startSystem(t, demo.Options{})
+	sys, addrs := startSystem(t, mailtest.Options{})
 	require.NoError(t, submit(t, addrs.Submission, sasl.NewPlainClient("", user, pass), []string{user}, testMessage))
 
 	c, err := imapclient.DialInsecure(addrs.IMAP, nil)
@@ -52,7 +52,7 @@ func TestSubmitReadEverywhere(t *testing.T) {
 }
 
 func TestSMTPRefusals(t *testing.T) {
-	_, addrs := startSystem(t, demo.Options{MaxMessageBytes: 1024})
+	_, addrs := startSystem(t, mailtest.Options{MaxMessageBytes: 1024})
 	tests := []struct {
 		name     string
 		addr     string
@@ -90,7 +90,7 @@ func TestSMTPRefusals(t *testing.T) {
 }
 
 func TestSMTPAccepts(t *testing.T) {
-	sys, addrs := startSystem(t, demo.Options{Users: map[string]string{user: pass, "Other@Example.ORG": "pw"}})
+	sys, addrs := startSystem(t, mailtest.Options{Users: map[string]string{user: pass, "Other@Example.ORG": "pw"}})
 	tests := []struct {
 		name string
 		addr string
@@ -119,7 +119,7 @@ func TestSMTPAccepts(t *testing.T) {
 
 // TestAUTHAdvertised checks the EHLO keywords: AUTH on submission only.
 func TestAUTHAdvertised(t *testing.T) {
-	_, addrs := startSystem(t, demo.Options{})
+	_, addrs := startSystem(t, mailtest.Options{})
 	tests := []struct {
 		name     string
 		addr     string
@@ -147,7 +147,7 @@ func TestAUTHAdvertised(t *testing.T) {
 
 // TestHELOFirst checks that both SMTP servers refuse MAIL before EHLO/HELO.
 func TestHELOFirst(t *testing.T) {
-	_, addrs := startSystem(t, demo.Options{})
+	_, addrs := startSystem(t, mailtest.Options{})
 	for _, tt := range []struct{ name, addr string }{{"submission", addrs.Submission}, {"MX", addrs.MX}} {
 		t.Run(tt.name, func(t *testing.T) {
 			conn, err := textproto.Dial("tcp", tt.addr)
@@ -171,7 +171,7 @@ func TestHELOFirst(t *testing.T) {
 // client address it names in the Received field and in the log.
 func TestProxyHeader(t *testing.T) {
 	var logs logBuffer
-	sys, addrs := startSystem(t, demo.Options{AcceptProxy: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	sys, addrs := startSystem(t, mailtest.Options{AcceptProxy: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	conn, err := net.Dial("tcp", addrs.MX)
 	require.NoError(t, err)
 	src := &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40000}
@@ -193,7 +193,7 @@ func TestProxyHeader(t *testing.T) {
 // TestProxyHeaderRequiredFromLoopback: with AcceptProxy, a loopback peer
 // that sends no header is not served as if it were the client.
 func TestProxyHeaderRequiredFromLoopback(t *testing.T) {
-	_, addrs := startSystem(t, demo.Options{AcceptProxy: true})
+	_, addrs := startSystem(t, mailtest.Options{AcceptProxy: true})
 	conn, err := net.Dial("tcp", addrs.POP3)
 	require.NoError(t, err)
 	defer conn.Close()
@@ -205,16 +205,16 @@ func TestProxyHeaderRequiredFromLoopback(t *testing.T) {
 }
 
 func TestDeliverAndMessages(t *testing.T) {
-	sys, _ := startSystem(t, demo.Options{})
+	sys, _ := startSystem(t, mailtest.Options{})
 	tests := []struct {
 		name    string
 		to      string
 		wantErr error
 	}{
 		{name: "local user", to: "Demo@Example.com"},
-		{name: "unknown user", to: "nobody@example.com", wantErr: demo.ErrUnknownUser},
-		{name: "foreign domain", to: "a@example.invalid", wantErr: demo.ErrNotLocal},
-		{name: "not an address", to: "demo", wantErr: demo.ErrNotLocal},
+		{name: "unknown user", to: "nobody@example.com", wantErr: mailtest.ErrUnknownUser},
+		{name: "foreign domain", to: "a@example.invalid", wantErr: mailtest.ErrNotLocal},
+		{name: "not an address", to: "demo", wantErr: mailtest.ErrNotLocal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,12 +230,12 @@ func TestDeliverAndMessages(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, [][]byte{[]byte("Subject: x\r\n\r\nbody\r\n")}, msgs)
 	_, err = sys.Messages(context.Background(), "nobody@example.com")
-	assert.ErrorIs(t, err, demo.ErrUnknownUser)
+	assert.ErrorIs(t, err, mailtest.ErrUnknownUser)
 }
 
 func TestNewRejectsBadUser(t *testing.T) {
-	_, err := demo.New(demo.Options{Users: map[string]string{"demo": "x"}})
-	assert.ErrorIs(t, err, demo.ErrBadOptions)
+	_, err := mailtest.New(mailtest.Options{Users: map[string]string{"demo": "x"}})
+	assert.ErrorIs(t, err, mailtest.ErrBadOptions)
 }
 
 // TestCloseWithOpenSessions leaves a session open on every service and
@@ -244,7 +244,7 @@ func TestNewRejectsBadUser(t *testing.T) {
 func TestCloseWithOpenSessions(t *testing.T) {
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.DiscardHandler)})
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs, err := sys.Start(ctx)
@@ -264,12 +264,12 @@ func TestCloseWithOpenSessions(t *testing.T) {
 	cancel() // ending Start's context closes the System
 	require.NoError(t, sys.Close())
 	<-ic.Closed()
-	assert.ErrorIs(t, sys.Deliver(user, []byte("x")), demo.ErrClosed)
+	assert.ErrorIs(t, sys.Deliver(user, []byte("x")), mailtest.ErrClosed)
 	_, err = sys.Messages(context.Background(), user)
-	assert.ErrorIs(t, err, demo.ErrClosed)
+	assert.ErrorIs(t, err, mailtest.ErrClosed)
 	_, err = sys.Start(context.Background())
-	assert.ErrorIs(t, err, demo.ErrClosed)
+	assert.ErrorIs(t, err, mailtest.ErrClosed)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	assert.ErrorIs(t, sys.ServeIMAP(l), demo.ErrClosed)
+	assert.ErrorIs(t, sys.ServeIMAP(l), mailtest.ErrClosed)
 }

@@ -1,4 +1,4 @@
-package demo
+package mailtest
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 
 // errMessageGone is returned by maildrop.fetch when another client (IMAP)
 // expunged the message during the POP3 session.
-var errMessageGone = errors.New("demo: message was removed")
+var errMessageGone = errors.New("mailtest: message was removed")
 
 // Deliver appends msg to the INBOX of the local account to. Line endings
 // are normalised to CRLF, as IMAP and POP3 require. Deliver adds no header:
@@ -35,9 +35,9 @@ func (s *System) Deliver(to string, msg []byte) error {
 	buf := normaliseCRLF(msg)
 	_, err := s.boxes[name].Append("INBOX", bytes.NewReader(buf), &imap.AppendOptions{Time: time.Now()})
 	if err != nil {
-		return fmt.Errorf("demo: deliver to %s: %w", name, err)
+		return fmt.Errorf("mailtest: deliver to %s: %w", name, err)
 	}
-	s.log.Info("demo: delivered", "to", name, "bytes", len(buf))
+	s.log.Info("mailtest: delivered", "to", name, "bytes", len(buf))
 	return nil
 }
 
@@ -121,11 +121,11 @@ func (s *System) openMaildrop(ctx context.Context, user, pass string) (*maildrop
 // load logs in, selects INBOX and lists its UIDs and sizes.
 func (md *maildrop) load(user, pass string) error {
 	if err := md.c.Login(user, pass).Wait(); err != nil {
-		return fmt.Errorf("demo: login: %w", err)
+		return fmt.Errorf("mailtest: login: %w", err)
 	}
 	sel, err := md.c.Select("INBOX", nil).Wait()
 	if err != nil {
-		return fmt.Errorf("demo: select INBOX: %w", err)
+		return fmt.Errorf("mailtest: select INBOX: %w", err)
 	}
 	md.uidValidity = sel.UIDValidity
 	if sel.NumMessages == 0 {
@@ -135,7 +135,7 @@ func (md *maildrop) load(user, pass string) error {
 	all.AddRange(1, sel.NumMessages)
 	bufs, err := md.c.Fetch(all, &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
 	if err != nil {
-		return fmt.Errorf("demo: list INBOX: %w", err)
+		return fmt.Errorf("mailtest: list INBOX: %w", err)
 	}
 	for _, b := range bufs {
 		md.msgs = append(md.msgs, dropMsg{uid: b.UID, size: b.RFC822Size})
@@ -151,7 +151,7 @@ func (md *maildrop) fetch(i int) ([]byte, error) {
 		BodySection: []*imap.FetchItemBodySection{section},
 	}).Collect()
 	if err != nil {
-		return nil, fmt.Errorf("demo: fetch: %w", err)
+		return nil, fmt.Errorf("mailtest: fetch: %w", err)
 	}
 	if len(bufs) == 0 {
 		return nil, errMessageGone
@@ -174,10 +174,10 @@ func (md *maildrop) commit() error {
 	}
 	store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
 	if err := md.c.Store(uids, store, nil).Close(); err != nil {
-		return fmt.Errorf("demo: store \\Deleted: %w", err)
+		return fmt.Errorf("mailtest: store \\Deleted: %w", err)
 	}
 	if err := md.c.UIDExpunge(uids).Close(); err != nil {
-		return fmt.Errorf("demo: expunge: %w", err)
+		return fmt.Errorf("mailtest: expunge: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package testcert
+package mailtest
 
 import (
 	"crypto/ecdsa"
@@ -13,7 +13,7 @@ import (
 )
 
 func TestIssueVerifies(t *testing.T) {
-	ca, err := NewCA("test CA")
+	ca, err := GenerateCA("test CA")
 	require.NoError(t, err)
 	tests := []struct {
 		name string
@@ -27,7 +27,7 @@ func TestIssueVerifies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaf, err := ca.Issue(Options{Key: tt.key}, tt.sans...)
+			leaf, err := ca.Issue(CertOptions{Key: tt.key}, tt.sans...)
 			require.NoError(t, err)
 			_, err = leaf.Cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), DNSName: tt.host})
 			assert.NoError(t, err)
@@ -45,7 +45,7 @@ func TestIssueVerifies(t *testing.T) {
 }
 
 func TestValidityWindows(t *testing.T) {
-	ca, err := NewCA("test CA")
+	ca, err := GenerateCA("test CA")
 	require.NoError(t, err)
 	exp, err := ca.Expired(ECDSA, "old.example.com")
 	require.NoError(t, err)
@@ -53,16 +53,16 @@ func TestValidityWindows(t *testing.T) {
 	fut, err := ca.NotYetValid(ECDSA, "new.example.com")
 	require.NoError(t, err)
 	assert.True(t, fut.Cert.NotBefore.After(time.Now()))
-	cnOnly, err := ca.Issue(Options{NoSANs: true}, "legacy.example.com")
+	cnOnly, err := ca.Issue(CertOptions{NoSANs: true}, "legacy.example.com")
 	require.NoError(t, err)
 	assert.Empty(t, cnOnly.Cert.DNSNames)
 	assert.Equal(t, "legacy.example.com", cnOnly.Cert.Subject.CommonName)
 }
 
 func TestWriteFiles(t *testing.T) {
-	ca, err := NewCA("test CA")
+	ca, err := GenerateCA("test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(Options{}, "mail.example.com")
+	leaf, err := ca.Issue(CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	dir := t.TempDir()
 	c, k, err := leaf.WriteFiles(dir, "mail")

@@ -1,4 +1,4 @@
-package demo
+package mailtest
 
 import (
 	"bufio"
@@ -17,9 +17,9 @@ const (
 
 // POP3 wire errors.
 var (
-	errLineTooLong = errors.New("demo: pop3 line too long")
-	errBadCommand  = errors.New("demo: pop3 bad command syntax")
-	errBadNumber   = errors.New("demo: pop3 bad number")
+	errLineTooLong = errors.New("mailtest: pop3 line too long")
+	errBadCommand  = errors.New("mailtest: pop3 bad command syntax")
+	errBadNumber   = errors.New("mailtest: pop3 bad number")
 )
 
 // pop3Command is one parsed POP3 command line: an upper-cased keyword and

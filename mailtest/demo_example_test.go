@@ -1,4 +1,4 @@
-package demo_test
+package mailtest_test
 
 import (
 	"bufio"
@@ -13,12 +13,12 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/mailedge/mailedge/internal/demo"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // Submit a message over SMTP submission and read it back over IMAP.
-func Example() {
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.DiscardHandler)})
+func ExampleNew() {
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func Example() {
 
 // The MX-style server refuses to relay, in Postfix's words.
 func ExampleSystem_ServeMX() {
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.DiscardHandler)})
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -98,12 +98,12 @@ func ExampleSystem_ServeMX() {
 	// Output:
 	// SMTP error 554: <someone@example.invalid>: Relay access denied
 	// <nil>
-	// demo: system closed
+	// mailtest: system closed
 }
 
 // Messages delivered with Deliver are read over POP3 like any other.
 func ExampleSystem_ServePOP3() {
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.DiscardHandler)})
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		log.Fatal(err)
 	}
