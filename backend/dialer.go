@@ -212,6 +212,11 @@ func (d *Dialer) Dial(ctx context.Context, ci ClientInfo) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: %s: %w", d.Addr, err)
 	}
+	if d.Passthrough && d.Proxy == NoProxy {
+		// Nothing to say before the client's bytes: no deadline or
+		// cancellation to arm for an exchange that does not happen.
+		return &Conn{Conn: raw, Member: d.Addr}, nil
+	}
 	c, err := d.handshake(ctx, raw, ci)
 	if err != nil {
 		raw.Close()

@@ -68,6 +68,34 @@ func TestPassthroughDial(t *testing.T) {
 	}
 }
 
+// TestPassthroughDialNoProxy: without a PROXY header the Conn is the bare
+// connection, no deadline set, and the client's bytes are the first the
+// backend reads.
+func TestPassthroughDialNoProxy(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	pk := newPKI(t)
+	srv := newFake(t, func(f *fakeConn) {
+		if f.startTLS(pk.server) {
+			f.send("* OK tenant ready\r\n")
+			f.line()
+		}
+	})
+	c, err := (&Dialer{Addr: srv.Addr(), Protocol: starttls.IMAP, Passthrough: true}).Dial(context.Background(), ClientInfo{ServerName: "tenant.example.com"})
+	require.NoError(t, err)
+	assert.Nil(t, c.Greeting)
+	assert.IsType(t, (*net.TCPConn)(nil), c.NetConn())
+	tc := tls.Client(c, &tls.Config{ServerName: "backend.test", RootCAs: pk.roots})
+	require.NoError(t, tc.Handshake())
+	greeting := make([]byte, len("* OK tenant ready\r\n"))
+	_, err = io.ReadFull(tc, greeting)
+	require.NoError(t, err)
+	assert.Equal(t, "* OK tenant ready\r\n", string(greeting))
+	_, err = tc.Write([]byte("a LOGOUT\r\n"))
+	require.NoError(t, err)
+	require.NoError(t, tc.Close())
+}
+
 func tlvOf(h *proxyproto.Header, typ proxyproto.PP2Type) (string, bool) {
 	tlvs, err := h.TLVs()
 	if err != nil {
