@@ -282,7 +282,7 @@ func parseJitter(v string) (float64, error) {
 		s, scale = p, 100
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || f/scale > 0.5 {
+	if err != nil || !(f >= 0 && f/scale <= 0.5) { // NaN too
 		return 0, fmt.Errorf("jitter=%q: want a fraction of each wait from 0 to 0.5 (or 0%%-50%%, or off)", v)
 	}
 	if f == 0 {

@@ -45,6 +45,7 @@ func TestTLSPolicyFlagErrors(t *testing.T) {
 		{"rise", []string{"-backend", "x=127.0.0.1:1,rise=0"}, `rise="0": want a positive integer`},
 		{"fall", []string{"-backend", "x=127.0.0.1:1,fall=many"}, `fall="many"`},
 		{"jitter", []string{"-backend", "x=127.0.0.1:1,jitter=0.9"}, `jitter="0.9"`},
+		{"jitter NaN", []string{"-backend", "x=127.0.0.1:1,jitter=NaN"}, `jitter="NaN"`},
 		{"jitter 2s", []string{"-backend", "x=127.0.0.1:1,jitter=2s"}, `jitter="2s"`},
 		{"mailbox without imap probe", []string{"-backend", "x=127.0.0.1:1,probe=smtp,mailbox=Sent"}, "options of probe=imap"},
 		{"mailbox quote", []string{"-backend", `x=127.0.0.1:1,probe=imap,mailbox=a"b`}, "quotes"},
