@@ -10,7 +10,7 @@ import (
 
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/bridge"
-	"github.com/mailedge/mailedge/internal/prefixconn"
+	"github.com/mailedge/mailedge/internal/nbconn"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -35,13 +35,16 @@ var ErrPassthroughGreeting = errors.New("mailedge: passthrough backend sent a gr
 // ended). When it names none, or the first bytes are not TLS at all, c.io
 // becomes a conn that replays what was read, and it reports false: the
 // handshake goes on as without Passthrough, and answers as it always has.
+// The replaying conn is nbconn's socket wrapper, so that the bridge reads
+// the terminated session without blocking and parks it when idle, as it
+// does on a listener without Passthrough.
 func (c *conn) passthrough(ctx context.Context, poller *bridge.Poller) bool {
 	p := c.p
 	pk := sni.Peeker{Timeout: p.Server.HandshakeTimeout} // a ClientHello is part of the handshake
 	hello, raw, err := pk.Peek(ctx, c.io)
 	switch {
 	case errors.Is(err, sni.ErrNotTLS):
-		c.io = prefixconn.New(c.io, raw)
+		c.io = nbconn.WrapPrefix(c.io, raw)
 		return false
 	case err != nil:
 		c.info.Outcome, c.info.Err = OutcomeClientError, fmt.Errorf("tls handshake: %w", err)
@@ -50,7 +53,7 @@ func (c *conn) passthrough(ctx context.Context, poller *bridge.Poller) bool {
 	}
 	be := p.Passthrough(hello)
 	if isNil(be) {
-		c.io = prefixconn.New(c.io, raw)
+		c.io = nbconn.WrapPrefix(c.io, raw)
 		return false
 	}
 	name := strings.ToLower(hello.ServerName)

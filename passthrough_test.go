@@ -165,6 +165,59 @@ func TestPassthroughSharedPort(t *testing.T) {
 	assert.Empty(t, tn.headers, "only passed-through sessions reach the tenant")
 }
 
+// TestPassthroughParks: on a passthrough listener, an idle session holds
+// no copier goroutine, whether it was terminated here (its *tls.Conn is
+// made over the replayed ClientHello, fed through the socket wrapper the
+// bridge reads without blocking) or passed through (two plain sockets);
+// each command wakes it, and it parks again.
+func TestPassthroughParks(t *testing.T) {
+	leaktest.Check(t)
+	leaktest.CheckFDs(t)
+	f := newFixture(t)
+	tn := newTenant(t)
+	poller := &bridge.Poller{ParkAfter: 5 * time.Millisecond}
+	t.Cleanup(func() { poller.Close() })
+	p := passthroughProxy(f, tn, nil)
+	p.Bridge.Poller = poller
+	addr := serve(t, p)
+
+	c, err := tls.Dial("tcp", addr, f.roots)
+	require.NoError(t, err, "mail.example.com is terminated here")
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	r := bufio.NewReader(c)
+	greeting, err := r.ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(greeting, "* OK"), greeting)
+	waitPumping(t, 0)
+	for _, cmd := range []string{"a LOGIN demo@example.com demo", "b NOOP"} {
+		_, err := io.WriteString(c, cmd+"\r\n")
+		require.NoError(t, err)
+		tag, _, _ := strings.Cut(cmd, " ")
+		for {
+			line, err := r.ReadString('\n')
+			require.NoError(t, err)
+			if strings.HasPrefix(line, tag+" ") {
+				assert.True(t, strings.HasPrefix(line, tag+" OK"), line)
+				break
+			}
+		}
+		waitPumping(t, 0)
+	}
+
+	cfg := tn.roots.Clone()
+	pc, err := tls.Dial("tcp", addr, cfg)
+	require.NoError(t, err, "tenant.example.com is passed through")
+	defer pc.Close()
+	require.NoError(t, pc.SetDeadline(time.Now().Add(10*time.Second)))
+	pr := bufio.NewReader(pc)
+	greeting, err = pr.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, tenantGreeting, greeting)
+	<-tn.headers
+	waitPumping(t, 0)
+}
+
 // TestPassthroughTerminatesOthers: a ClientHello without SNI, or with a
 // name that is not passed through, is terminated by the proxy over the
 // replayed bytes (the default certificate answers).

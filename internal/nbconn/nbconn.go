@@ -24,6 +24,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/mailedge/mailedge/internal/prefixconn"
 )
 
 // ErrWouldBlock is returned by Read in non-blocking mode when the socket has
@@ -45,7 +47,9 @@ type Conn struct {
 	net.Conn
 	rc       syscall.RawConn
 	nonblock atomic.Bool
-	drained  bool // the last non-blocking read was short; owned by the reader
+	drained  bool         // the last non-blocking read was short; owned by the reader
+	pre      []byte       // bytes read from the socket ahead of it, served first; owned by the reader
+	preLen   atomic.Int64 // len(pre), for Buffered
 
 	wmu    sync.Mutex
 	corked bool
@@ -85,6 +89,27 @@ func Wrap(c net.Conn) net.Conn {
 	return &Conn{Conn: c, rc: rc}
 }
 
+// WrapPrefix is Wrap for a socket that bytes were already read from (a
+// peeked ClientHello): Read returns prefix first, in either mode, and only
+// then reads the socket, so a non-blocking Read still returns ErrWouldBlock
+// only when nothing is buffered anywhere. A conn Wrap would not wrap comes
+// back as a prefixconn.Conn, which reads the same but never without
+// blocking. It takes ownership of prefix.
+func WrapPrefix(c net.Conn, prefix []byte) net.Conn {
+	if _, wrapped := c.(*Conn); wrapped {
+		return prefixconn.New(c, prefix) // its own prefix, if any, comes first
+	}
+	w, ok := Wrap(c).(*Conn)
+	if !ok {
+		return prefixconn.New(c, prefix)
+	}
+	if len(prefix) > 0 {
+		w.pre = prefix
+		w.preLen.Store(int64(len(prefix)))
+	}
+	return w
+}
+
 // SetNonblocking switches Read between waiting for bytes (the default) and
 // returning ErrWouldBlock when none are queued. Only the conn's reader may
 // call it.
@@ -99,6 +124,9 @@ func (c *Conn) SetNonblocking(on bool) {
 // that arrived meanwhile are found by the caller's readiness wait, which
 // looks before it waits).
 func (c *Conn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 && len(p) > 0 {
+		return c.readPrefix(p), nil
+	}
 	if !c.nonblock.Load() || len(p) == 0 {
 		return c.Conn.Read(p)
 	}
@@ -119,6 +147,17 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	c.drained = n < len(p)
 	return n, nil
+}
+
+// readPrefix serves p from the prefix; see WrapPrefix.
+func (c *Conn) readPrefix(p []byte) int {
+	n := copy(p, c.pre)
+	c.pre = c.pre[n:]
+	if len(c.pre) == 0 {
+		c.pre = nil // let the array go
+	}
+	c.preLen.Store(int64(len(c.pre)))
+	return n
 }
 
 func (c *Conn) opError(err error) error {
@@ -197,9 +236,10 @@ func (c *Conn) CloseWrite() error {
 // NetConn returns the socket, for readiness waits and splice(2).
 func (c *Conn) NetConn() net.Conn { return c.Conn }
 
-// Buffered returns 0: a Conn never reads ahead. With NetConn it lets a
-// bridge see the socket under it.
-func (c *Conn) Buffered() int { return 0 }
+// Buffered returns how many prefix bytes (see WrapPrefix) Read still
+// returns before it reads the socket: 0 for a Conn of Wrap. While it is 0,
+// NetConn lets a bridge see the socket under it.
+func (c *Conn) Buffered() int { return int(c.preLen.Load()) }
 
 // SyscallConn returns the socket's raw conn.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
