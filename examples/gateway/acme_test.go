@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/demo"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni/acme/acmetest"
 )
 
@@ -25,7 +25,7 @@ import (
 // one log line.
 func TestACMEGateway(t *testing.T) {
 	pb := acmetest.Start(t, acmetest.Options{})
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
 	require.NoError(t, err)

@@ -22,13 +22,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/internal/testnet"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 func TestClientCertFlags(t *testing.T) {
 	ca := filepath.Join(t.TempDir(), "ca.pem")
-	c, err := testcert.NewCA("flags CA")
+	c, err := mailtest.GenerateCA("flags CA")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(ca, c.CertPEM, 0o600))
 	for _, tc := range []struct{ opts, want string }{
@@ -91,9 +91,9 @@ func startProxiedIMAP(t *testing.T) *proxiedIMAP {
 // another CA, and their certificates, written as files for real clients.
 type clientCerts struct {
 	dir               string
-	serverCA, trusted *testcert.CA
-	good, stranger    *testcert.Leaf
-	expired, imposter *testcert.Leaf
+	serverCA, trusted *mailtest.CA
+	good, stranger    *mailtest.Leaf
+	expired, imposter *mailtest.Leaf
 	caFile, certFlag  string
 }
 
@@ -101,36 +101,36 @@ func newClientCerts(t *testing.T) *clientCerts {
 	t.Helper()
 	p := &clientCerts{dir: t.TempDir()}
 	var err error
-	p.serverCA, err = testcert.NewCA("server CA")
+	p.serverCA, err = mailtest.GenerateCA("server CA")
 	require.NoError(t, err)
-	leaf, err := p.serverCA.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := p.serverCA.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	c, k, err := leaf.WriteFiles(p.dir, "server")
 	require.NoError(t, err)
 	p.certFlag = c + "," + k + ",default"
-	p.trusted, err = testcert.NewCA("client CA")
+	p.trusted, err = mailtest.GenerateCA("client CA")
 	require.NoError(t, err)
 	p.caFile, err = p.trusted.WriteCA(p.dir, "client-ca.pem")
 	require.NoError(t, err)
-	p.good, err = p.trusted.Issue(testcert.Options{}, "alice.example.com")
+	p.good, err = p.trusted.Issue(mailtest.CertOptions{}, "alice.example.com")
 	require.NoError(t, err)
-	p.expired, err = p.trusted.Expired(testcert.ECDSA, "old.example.com")
+	p.expired, err = p.trusted.Expired(mailtest.ECDSA, "old.example.com")
 	require.NoError(t, err)
 	// Another CA that even calls itself "client CA": names are not trust.
-	other, err := testcert.NewCA("client CA")
+	other, err := mailtest.GenerateCA("client CA")
 	require.NoError(t, err)
-	p.imposter, err = other.Issue(testcert.Options{}, "alice.example.com")
+	p.imposter, err = other.Issue(mailtest.CertOptions{}, "alice.example.com")
 	require.NoError(t, err)
-	another, err := testcert.NewCA("another CA")
+	another, err := mailtest.GenerateCA("another CA")
 	require.NoError(t, err)
-	p.stranger, err = another.Issue(testcert.Options{}, "mallory.example.com")
+	p.stranger, err = another.Issue(mailtest.CertOptions{}, "mallory.example.com")
 	require.NoError(t, err)
 	return p
 }
 
 // dialCert makes a TLS handshake as an IMAP client presenting leaf (none
 // if nil), whatever CAs the server names, and reads the first line.
-func dialCert(t *testing.T, addr string, roots *x509.CertPool, leaf *testcert.Leaf) (string, error) {
+func dialCert(t *testing.T, addr string, roots *x509.CertPool, leaf *mailtest.Leaf) (string, error) {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: roots, ServerName: "mail.example.com", NextProtos: []string{"imap"}}
 	if leaf != nil {
@@ -180,7 +180,7 @@ func TestClientCertModes(t *testing.T) {
 	)
 	cases := []struct {
 		listener, what string
-		leaf           *testcert.Leaf
+		leaf           *mailtest.Leaf
 		want           want
 	}{
 		{"on", "no certificate", nil, refused},
@@ -285,7 +285,7 @@ func needTool(t *testing.T, name string) string {
 func TestClientCertRealClients(t *testing.T) {
 	openssl, curl := needTool(t, "openssl"), needTool(t, "curl")
 	p := newClientCerts(t)
-	demoUser, err := p.trusted.Issue(testcert.Options{}, "demo@example.com")
+	demoUser, err := p.trusted.Issue(mailtest.CertOptions{}, "demo@example.com")
 	require.NoError(t, err)
 	crt, key, err := demoUser.WriteFiles(p.dir, "demo")
 	require.NoError(t, err)
@@ -342,7 +342,7 @@ func TestClientCertRealClients(t *testing.T) {
 
 	// A new CA bundle, reloaded by SIGHUP: the old CA's clients are
 	// refused, the new CA's admitted.
-	next, err := testcert.NewCA("next client CA")
+	next, err := mailtest.GenerateCA("next client CA")
 	require.NoError(t, err)
 	tmp := p.caFile + ".new"
 	require.NoError(t, os.WriteFile(tmp, next.CertPEM, 0o600))
@@ -352,7 +352,7 @@ func TestClientCertRealClients(t *testing.T) {
 	out, _ = sclient(true)
 	assert.Contains(t, out, "alert", "the old CA's certificate after the reload")
 	assert.NotContains(t, out, "A1 OK")
-	l, err := next.Issue(testcert.Options{}, "demo@example.com")
+	l, err := next.Issue(mailtest.CertOptions{}, "demo@example.com")
 	require.NoError(t, err)
 	crt, key, err = l.WriteFiles(p.dir, "demo-next")
 	require.NoError(t, err)

@@ -13,8 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/mailedge/mailedge/internal/demo"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // demoNames are the demo domains; the first is the default certificate.
@@ -25,9 +24,9 @@ var demoNames = []string{"mail.example.com", "mail.example.net", "mail.example.o
 type demoStore struct {
 	pool   string // the users file's pool=; the gateway's pools are pool/<listener pool>
 	member string // the member name in the session log's backend=
-	opts   demo.Options
-	system *demo.System
-	addrs  demo.Addrs
+	opts   mailtest.Options
+	system *mailtest.System
+	addrs  mailtest.Addrs
 }
 
 // demoUser is an account of the demo, printed at startup.
@@ -76,7 +75,7 @@ func startDemo(ctx context.Context, dir string, fixedPorts, users bool, log *slo
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("-demo-dir: %w", err)
 	}
-	ca, err := testcert.NewCA("mailedge demo CA")
+	ca, err := mailtest.GenerateCA("mailedge demo CA")
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +84,7 @@ func startDemo(ctx context.Context, dir string, fixedPorts, users bool, log *slo
 		return nil, fmt.Errorf("-demo-dir: %w", err)
 	}
 	for i, name := range demoNames {
-		leaf, err := ca.Issue(testcert.Options{}, name)
+		leaf, err := ca.Issue(mailtest.CertOptions{}, name)
 		if err != nil {
 			return nil, err
 		}
@@ -101,14 +100,14 @@ func startDemo(ctx context.Context, dir string, fixedPorts, users bool, log *slo
 	}
 	// The demo backends' own certificate, for the bridged legs (SMTPS to an
 	// implicit-TLS backend, submission to a STARTTLS backend).
-	beLeaf, err := ca.Issue(testcert.Options{}, "backend.mail.internal")
+	beLeaf, err := ca.Issue(mailtest.CertOptions{}, "backend.mail.internal")
 	if err != nil {
 		return nil, err
 	}
 	beTLS := &tls.Config{Certificates: []tls.Certificate{beLeaf.TLS}, MinVersion: tls.VersionTLS12}
 	ds.stores = []*demoStore{
-		{pool: "a", member: "demo-a", opts: demo.Options{Domains: []string{"example.com", "example.org"}}},
-		{pool: "b", member: "demo-b", opts: demo.Options{Domains: []string{"example.net"}, Hostname: "mail.example.net"}},
+		{pool: "a", member: "demo-a", opts: mailtest.Options{Domains: []string{"example.com", "example.org"}}},
+		{pool: "b", member: "demo-b", opts: mailtest.Options{Domains: []string{"example.net"}, Hostname: "mail.example.net"}},
 	}
 	for _, st := range ds.stores {
 		st.opts.Users = make(map[string]string)
@@ -119,7 +118,7 @@ func startDemo(ctx context.Context, dir string, fixedPorts, users bool, log *slo
 		}
 		st.opts.Logger = log.With("component", "demo-backend", "backend", st.member)
 		st.opts.TLSConfig = beTLS
-		if st.system, err = demo.New(st.opts); err != nil {
+		if st.system, err = mailtest.New(st.opts); err != nil {
 			ds.close()
 			return nil, err
 		}

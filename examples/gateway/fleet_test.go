@@ -20,9 +20,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/redistest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni/ticketkeys"
 )
 
@@ -78,14 +77,14 @@ func fleetHosts(t *testing.T) []string {
 // (-redis, -limits, ...) of its own.
 func startFleet(t *testing.T, args ...string) *fleet {
 	t.Helper()
-	sys, err := demo.New(demo.Options{Logger: discardLog()})
+	sys, err := mailtest.New(mailtest.Options{Logger: discardLog()})
 	require.NoError(t, err)
 	be, err := sys.Start(context.Background())
 	require.NoError(t, err)
 	t.Cleanup(func() { sys.Close() })
-	ca, err := testcert.NewCA("fleet test CA")
+	ca, err := mailtest.GenerateCA("fleet test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	c, k, err := leaf.WriteFiles(t.TempDir(), "mail")
 	require.NoError(t, err)

@@ -28,7 +28,7 @@ import (
 
 	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/internal/pop3client"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -415,9 +415,9 @@ func TestLoginFlags(t *testing.T) {
 // returns its -cert value.
 func testCertFlag(t *testing.T, dir string) string {
 	t.Helper()
-	ca, err := testcert.NewCA("login test CA")
+	ca, err := mailtest.GenerateCA("login test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	c, k, err := leaf.WriteFiles(dir, "mail")
 	require.NoError(t, err)

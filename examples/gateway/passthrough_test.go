@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/internal/testnet"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 const tenantGreeting = "* OK [CAPABILITY IMAP4rev1] tenant IMAP ready\r\n"
@@ -34,9 +34,9 @@ type tenantIMAP struct {
 
 func startTenant(t *testing.T) *tenantIMAP {
 	t.Helper()
-	ca, err := testcert.NewCA("tenant CA")
+	ca, err := mailtest.GenerateCA("tenant CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.tenant.example")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.tenant.example")
 	require.NoError(t, err)
 	caFile, err := ca.WriteCA(t.TempDir(), "tenant-ca.pem")
 	require.NoError(t, err)

@@ -11,9 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/demo"
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/internal/testnet"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // alpnIMAPS serves implicit TLS that insists on the ALPN id "imap", as a
@@ -34,15 +33,15 @@ func alpnIMAPS(t *testing.T, cert tls.Certificate) string {
 // protocol, and without verification for insecure.
 func TestProbeTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := testcert.NewCA("probe test CA")
+	ca, err := mailtest.GenerateCA("probe test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "backend.mail.internal")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "backend.mail.internal")
 	require.NoError(t, err)
 	caFile, err := ca.WriteCA(dir, "ca.pem")
 	require.NoError(t, err)
 	certFile, keyFile, err := leaf.WriteFiles(dir, "backend")
 	require.NoError(t, err)
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())

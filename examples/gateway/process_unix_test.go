@@ -20,8 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/demo"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // gatewayMainEnv makes the test binary the gateway: a fleet test starts
@@ -130,14 +129,14 @@ func (p *process) get(t *testing.T, path string) (int, string) {
 // ready and reaches Redis.
 func processFleet(t *testing.T, args ...string) (procs []*process, client *tls.Config) {
 	t.Helper()
-	sys, err := demo.New(demo.Options{Logger: discardLog()})
+	sys, err := mailtest.New(mailtest.Options{Logger: discardLog()})
 	require.NoError(t, err)
 	be, err := sys.Start(context.Background())
 	require.NoError(t, err)
 	t.Cleanup(func() { sys.Close() })
-	ca, err := testcert.NewCA("process fleet CA")
+	ca, err := mailtest.GenerateCA("process fleet CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	c, k, err := leaf.WriteFiles(t.TempDir(), "mail")
 	require.NoError(t, err)

@@ -15,8 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/demo"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // startGateway runs the gateway in-process with args and returns listener
@@ -40,14 +39,14 @@ func startGateway(t *testing.T, args ...string) map[string]string {
 
 func demoMX(t *testing.T) (mx, certArg string) {
 	t.Helper()
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
 	require.NoError(t, err)
 	t.Cleanup(func() { sys.Close() })
-	ca, err := testcert.NewCA("gw test CA")
+	ca, err := mailtest.GenerateCA("gw test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mx.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mx.example.com")
 	require.NoError(t, err)
 	c, k, err := leaf.WriteFiles(t.TempDir(), "mx")
 	require.NoError(t, err)

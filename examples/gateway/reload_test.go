@@ -13,17 +13,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // TestSIGHUPReload renews the certificate on disk and signals a reload: the
 // new certificate is served afterwards; a broken file keeps the old one.
 func TestSIGHUPReload(t *testing.T) {
 	mx, _ := demoMX(t)
-	ca, err := testcert.NewCA("reload CA")
+	ca, err := mailtest.GenerateCA("reload CA")
 	require.NoError(t, err)
 	dir := t.TempDir()
-	first, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	first, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	certFile, keyFile, err := first.WriteFiles(dir, "mail")
 	require.NoError(t, err)
@@ -54,7 +54,7 @@ func TestSIGHUPReload(t *testing.T) {
 	}
 	require.Equal(t, first.Cert.SerialNumber.String(), serial())
 
-	renewed, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	renewed, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	_, _, err = renewed.WriteFiles(dir, "mail")
 	require.NoError(t, err)
