@@ -17,9 +17,8 @@ import (
 
 	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/backend"
-	"github.com/mailedge/mailedge/internal/demo"
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/internal/testnet"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -38,9 +37,9 @@ const (
 // env is one test's mail systems, certificates and proxy.
 type env struct {
 	t      *testing.T
-	a, b   demo.Addrs // example.com's backend and example.net's
-	ca     *testcert.CA
-	leaf   *testcert.Leaf
+	a, b   mailtest.Addrs // example.com's backend and example.net's
+	ca     *mailtest.CA
+	leaf   *mailtest.Leaf
 	srv    *auth.Server
 	ls     *starttls.Server
 	tlsCfg *tls.Config
@@ -61,12 +60,12 @@ func newEnv(t *testing.T, proto starttls.Protocol, implicit bool, configure func
 	e := &env{t: t}
 	e.a = startDemo(t, map[string]string{user: password, "capability@example.com": password})
 	e.b = startDemo(t, map[string]string{user2: pass2})
-	ca, err := testcert.NewCA("auth test CA")
+	ca, err := mailtest.GenerateCA("auth test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.ca = ca
-	if e.leaf, err = ca.Issue(testcert.Options{}, "mail.example.com"); err != nil {
+	if e.leaf, err = ca.Issue(mailtest.CertOptions{}, "mail.example.com"); err != nil {
 		t.Fatal(err)
 	}
 	e.tlsCfg = &tls.Config{Certificates: []tls.Certificate{e.leaf.TLS}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
@@ -90,9 +89,9 @@ func newEnv(t *testing.T, proto starttls.Protocol, implicit bool, configure func
 	return e
 }
 
-func startDemo(t *testing.T, users map[string]string) demo.Addrs {
+func startDemo(t *testing.T, users map[string]string) mailtest.Addrs {
 	t.Helper()
-	sys, err := demo.New(demo.Options{Users: users, Logger: slog.New(slog.DiscardHandler)})
+	sys, err := mailtest.New(mailtest.Options{Users: users, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +280,7 @@ func (e *env) loggedIn() []*auth.Session {
 
 // clientCert issues a client certificate for cn from the test CA.
 func (e *env) clientCert(cn string) *tls.Certificate {
-	leaf, err := e.ca.Issue(testcert.Options{CommonName: cn}, "client.example.com")
+	leaf, err := e.ca.Issue(mailtest.CertOptions{CommonName: cn}, "client.example.com")
 	if err != nil {
 		e.t.Fatal(err)
 	}
