@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/auth"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -54,11 +54,11 @@ func ask(t *testing.T, c *Client, req *auth.Request, heads <-chan string) string
 // TestRequestHeaders checks every header sent, as written on the wire.
 func TestRequestHeaders(t *testing.T) {
 	u, heads := rawServer(t, func(string) string { return okAnswer })
-	ca, err := testcert.NewCA("Test CA")
+	ca, err := mailtest.GenerateCA("Test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := ca.Issue(testcert.Options{CommonName: "alice"}, "alice.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{CommonName: "alice"}, "alice.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,11 +270,11 @@ func TestRequestHeaders(t *testing.T) {
 // TestClientCertRoundTrip: Auth-SSL-Cert unescapes to the PEM of the
 // certificate, as nginx's auth_http_pass_client_cert documents it.
 func TestClientCertRoundTrip(t *testing.T) {
-	ca, err := testcert.NewCA("Test CA")
+	ca, err := mailtest.GenerateCA("Test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := ca.Issue(testcert.Options{}, "bob.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "bob.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
