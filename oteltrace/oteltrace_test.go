@@ -17,9 +17,8 @@ import (
 
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
-	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/oteltrace"
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/mailedge/mailedge/sni"
@@ -31,13 +30,13 @@ import (
 // member; a refused session's admitted span carries its error.
 func TestSpans(t *testing.T) {
 	leaktest.Check(t)
-	ca, err := testcert.NewCA("oteltrace test CA")
+	ca, err := mailtest.GenerateCA("oteltrace test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	var certs sni.Resolver
 	require.NoError(t, certs.AddDefault(&leaf.TLS))
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
 	require.NoError(t, err)
