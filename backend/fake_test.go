@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // pki holds a CA and a backend certificate valid for 127.0.0.1, so a
@@ -26,9 +26,9 @@ type pki struct {
 
 func newPKI(t testing.TB) pki {
 	t.Helper()
-	ca, err := testcert.NewCA("backend test CA")
+	ca, err := mailtest.GenerateCA("backend test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{Key: testcert.ECDSA, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, "backend.test")
+	leaf, err := ca.Issue(mailtest.CertOptions{Key: mailtest.ECDSA, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, "backend.test")
 	require.NoError(t, err)
 	return pki{roots: ca.Pool(), server: &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // strAddr is a net.Addr of an unknown type, as a wrapper conn may return.
@@ -74,11 +74,11 @@ func TestProxyHeader(t *testing.T) {
 // returns the server's view of it, as the proxy's client side would see it.
 func realTLSState(t *testing.T) tls.ConnectionState {
 	t.Helper()
-	ca, err := testcert.NewCA("client CA")
+	ca, err := mailtest.GenerateCA("client CA")
 	require.NoError(t, err)
-	srvLeaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	srvLeaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
-	cliLeaf, err := ca.Issue(testcert.Options{CommonName: "alice"}, "alice.example")
+	cliLeaf, err := ca.Issue(mailtest.CertOptions{CommonName: "alice"}, "alice.example")
 	require.NoError(t, err)
 	a, b := net.Pipe()
 	srv := tls.Server(a, &tls.Config{Certificates: []tls.Certificate{srvLeaf.TLS}, ClientCAs: ca.Pool(),
