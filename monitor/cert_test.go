@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,17 +14,17 @@ import (
 
 // expiresIn issues a leaf for testHost valid for d from now (plus a margin
 // so whole days round as expected).
-func expiresIn(d time.Duration) func(*testcert.CA) (*testcert.Leaf, error) {
-	return func(ca *testcert.CA) (*testcert.Leaf, error) {
+func expiresIn(d time.Duration) func(*mailtest.CA) (*mailtest.Leaf, error) {
+	return func(ca *mailtest.CA) (*mailtest.Leaf, error) {
 		now := time.Now()
-		return ca.Issue(testcert.Options{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(d + time.Hour)}, testHost)
+		return ca.Issue(mailtest.CertOptions{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(d + time.Hour)}, testHost)
 	}
 }
 
 func TestCertificateProbeImplicit(t *testing.T) {
 	good := newPKI(t, expiresIn(30*24*time.Hour))
 	soon := newPKI(t, expiresIn(3*24*time.Hour))
-	expired := newPKI(t, func(ca *testcert.CA) (*testcert.Leaf, error) { return ca.Expired(testcert.ECDSA, testHost) })
+	expired := newPKI(t, func(ca *mailtest.CA) (*mailtest.Leaf, error) { return ca.Expired(mailtest.ECDSA, testHost) })
 	other := newPKI(t, nil)
 	tests := []struct {
 		name   string
@@ -77,7 +77,7 @@ func TestCertificateProbeExpiryReason(t *testing.T) {
 	require.Error(t, r.Err)
 	day := r.Expires.UTC().Format(time.DateOnly)
 	assert.Equal(t, "certificate for mail.example.test expires in 3 days ("+day+"), under the 14-day threshold", r.Err.Error())
-	expired := newPKI(t, func(ca *testcert.CA) (*testcert.Leaf, error) { return ca.Expired(testcert.ECDSA, testHost) })
+	expired := newPKI(t, func(ca *mailtest.CA) (*mailtest.Leaf, error) { return ca.Expired(mailtest.ECDSA, testHost) })
 	addr = serveFunc(t, expired.server, greets("220 ok\r\n"))
 	r = Certificate{ServerName: testHost, Roots: expired.roots}.Probe(probeCtx(t, ""), addr)
 	require.Error(t, r.Err)

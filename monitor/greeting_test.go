@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -160,7 +160,7 @@ func TestGreetingCancelled(t *testing.T) {
 
 func TestGreetingImplicitTLS(t *testing.T) {
 	good := newPKI(t, nil)
-	expired := newPKI(t, func(ca *testcert.CA) (*testcert.Leaf, error) { return ca.Expired(testcert.ECDSA, testHost) })
+	expired := newPKI(t, func(ca *mailtest.CA) (*mailtest.Leaf, error) { return ca.Expired(mailtest.ECDSA, testHost) })
 	tests := []struct {
 		name   string
 		server pki

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -18,18 +18,18 @@ const testHost = "mail.example.test"
 
 // pki is a CA and a server certificate for testHost.
 type pki struct {
-	ca     *testcert.CA
+	ca     *mailtest.CA
 	server *tls.Config
 	roots  *x509.CertPool
 }
 
 // newPKI issues a leaf for testHost; leaf may replace it (expired, soon).
-func newPKI(t *testing.T, issue func(*testcert.CA) (*testcert.Leaf, error)) pki {
+func newPKI(t *testing.T, issue func(*mailtest.CA) (*mailtest.Leaf, error)) pki {
 	t.Helper()
-	ca, err := testcert.NewCA("monitor test CA")
+	ca, err := mailtest.GenerateCA("monitor test CA")
 	require.NoError(t, err)
 	if issue == nil {
-		issue = func(ca *testcert.CA) (*testcert.Leaf, error) { return ca.Issue(testcert.Options{}, testHost) }
+		issue = func(ca *mailtest.CA) (*mailtest.Leaf, error) { return ca.Issue(mailtest.CertOptions{}, testHost) }
 	}
 	leaf, err := issue(ca)
 	require.NoError(t, err)

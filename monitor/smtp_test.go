@@ -11,7 +11,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 	"github.com/stretchr/testify/assert"
 )
@@ -139,7 +139,7 @@ func TestSMTPProbeRealServer(t *testing.T) {
 func TestSMTPProbeExpiredStartTLS(t *testing.T) {
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
-	p := newPKI(t, func(ca *testcert.CA) (*testcert.Leaf, error) { return ca.Expired(testcert.ECDSA, testHost) })
+	p := newPKI(t, func(ca *mailtest.CA) (*mailtest.Leaf, error) { return ca.Expired(mailtest.ECDSA, testHost) })
 	addr := smtpServer(t, p.server, false, false)
 	r := SMTP{Security: starttls.STARTTLS, TLSConfig: p.client(testHost)}.Probe(probeCtx(t, ""), addr)
 	assert.ErrorIs(t, r.Err, ErrTLS)
