@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -107,17 +107,17 @@ func TestClientBadCertificates(t *testing.T) {
 	leaktest.Check(t)
 	leaktest.CheckFDs(t)
 	pki := newPKI(t)
-	wrong, err := pki.ca.Issue(testcert.Options{}, "other.test")
+	wrong, err := pki.ca.Issue(mailtest.CertOptions{}, "other.test")
 	require.NoError(t, err)
-	expired, err := pki.ca.Expired(testcert.ECDSA, "mail.test")
+	expired, err := pki.ca.Expired(mailtest.ECDSA, "mail.test")
 	require.NoError(t, err)
-	otherCA, err := testcert.NewCA("self-signed")
+	otherCA, err := mailtest.GenerateCA("self-signed")
 	require.NoError(t, err)
-	untrusted, err := otherCA.Issue(testcert.Options{Key: testcert.RSA}, "mail.test")
+	untrusted, err := otherCA.Issue(mailtest.CertOptions{Key: mailtest.RSA}, "mail.test")
 	require.NoError(t, err)
 	tests := []struct {
 		name string
-		leaf *testcert.Leaf
+		leaf *mailtest.Leaf
 		is   func(error) bool
 	}{
 		{"wrong name", wrong, func(err error) bool { var e x509.HostnameError; return errors.As(err, &e) }},

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -26,8 +26,8 @@ func (discardSession) Data(r io.Reader) error               { _, err := io.Copy(
 // that only offers STARTTLS, then keeps the greeting for the handover.
 func ExampleClient_Upgrade() {
 	// A backend: go-smtp with STARTTLS and a certificate for mail.test.
-	ca, _ := testcert.NewCA("example CA")
-	leaf, _ := ca.Issue(testcert.Options{}, "mail.test")
+	ca, _ := mailtest.GenerateCA("example CA")
+	leaf, _ := ca.Issue(mailtest.CertOptions{}, "mail.test")
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return discardSession{}, nil }))
 	srv.Domain = "mail.test"
 	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}

@@ -9,23 +9,23 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/require"
 )
 
 // testPKI is a CA with a backend certificate for "mail.test" and a client
 // configuration that trusts it.
 type testPKI struct {
-	ca     *testcert.CA
+	ca     *mailtest.CA
 	server *tls.Config
 	client *tls.Config
 }
 
 func newPKI(t testing.TB) *testPKI {
 	t.Helper()
-	ca, err := testcert.NewCA("mailedge test CA")
+	ca, err := mailtest.GenerateCA("mailedge test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.test")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.test")
 	require.NoError(t, err)
 	return &testPKI{
 		ca:     ca,

@@ -9,7 +9,7 @@ import (
 	"net"
 	"strings"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -38,8 +38,8 @@ func script(conn net.Conn, br *bufio.Reader, cmds ...string) {
 // A submission listener in Require mode: the client must switch to TLS
 // before anything else, and Serve returns the TLS session.
 func ExampleServer_Serve() {
-	ca, _ := testcert.NewCA("example CA")
-	leaf, _ := ca.Issue(testcert.Options{}, "mail.example.com")
+	ca, _ := mailtest.GenerateCA("example CA")
+	leaf, _ := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	srv := &starttls.Server{
 		Protocol:       starttls.SMTP,
 		Hostname:       "mail.example.com",

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,16 +20,16 @@ import (
 // srvPKI is a CA, a server certificate for "mail.example.test", "localhost"
 // and 127.0.0.1, and a client configuration that trusts it.
 type srvPKI struct {
-	ca     *testcert.CA
+	ca     *mailtest.CA
 	server *tls.Config
 	client *tls.Config
 }
 
 func newSrvPKI(t testing.TB) *srvPKI {
 	t.Helper()
-	ca, err := testcert.NewCA("mailedge server test CA")
+	ca, err := mailtest.GenerateCA("mailedge server test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, "mail.example.test", "localhost")
+	leaf, err := ca.Issue(mailtest.CertOptions{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, "mail.example.test", "localhost")
 	require.NoError(t, err)
 	return &srvPKI{
 		ca:     ca,
