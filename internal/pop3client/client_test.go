@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -172,9 +172,9 @@ func TestClientContextCancel(t *testing.T) {
 
 func tlsConfigs(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	ca, err := testcert.NewCA("pop3client test CA")
+	ca, err := mailtest.GenerateCA("pop3client test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "pop.example.test")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "pop.example.test")
 	require.NoError(t, err)
 	return &tls.Config{Certificates: []tls.Certificate{leaf.TLS}},
 		&tls.Config{RootCAs: ca.Pool(), ServerName: "pop.example.test"}
