@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/internal/testnet"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 )
 
@@ -25,11 +25,11 @@ const serverName = "mail.example.test"
 // testPKI is one CA and one certificate for every replica of every test,
 // as a fleet shares its certificates.
 var testPKI = sync.OnceValues(func() (*pki, error) {
-	ca, err := testcert.NewCA("mailedge ticketkeys test CA")
+	ca, err := mailtest.GenerateCA("mailedge ticketkeys test CA")
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := ca.Issue(testcert.Options{}, serverName)
+	leaf, err := ca.Issue(mailtest.CertOptions{}, serverName)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ var testPKI = sync.OnceValues(func() (*pki, error) {
 })
 
 type pki struct {
-	ca    *testcert.CA
+	ca    *mailtest.CA
 	certs *sni.Resolver
 }
 
