@@ -10,13 +10,13 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/demo"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // The backend requires a PROXY header from loopback, as a Dovecot listener
 // with haproxy = yes does; the example sends PROXY v2.
 func TestIMAPSOffload(t *testing.T) {
-	sys, err := demo.New(demo.Options{AcceptProxy: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, err := mailtest.New(mailtest.Options{AcceptProxy: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
 	require.NoError(t, err)
