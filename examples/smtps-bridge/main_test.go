@@ -13,20 +13,19 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/demo"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // The backend speaks implicit TLS with a certificate from its own CA; the
 // example verifies it by name and CA, and bridges the client's session.
 func TestSMTPSBridge(t *testing.T) {
-	ca, err := testcert.NewCA("backend CA")
+	ca, err := mailtest.GenerateCA("backend CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mx.internal")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mx.internal")
 	require.NoError(t, err)
 	caFile, err := ca.WriteCA(t.TempDir(), "ca.pem")
 	require.NoError(t, err)
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
