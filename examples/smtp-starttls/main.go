@@ -18,7 +18,7 @@ import (
 
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	}
 
 	var certs sni.Resolver
-	cert, err := testcert.Throwaway("localhost")
+	cert, err := mailtest.Throwaway("localhost")
 	if *certFile != "" {
 		cert, err = sni.LoadPair(*certFile, *keyFile)
 	}

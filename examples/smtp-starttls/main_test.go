@@ -12,11 +12,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/demo"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 func TestSMTPStartTLSRequire(t *testing.T) {
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
 	require.NoError(t, err)
