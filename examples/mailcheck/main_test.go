@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -55,11 +55,11 @@ func serveMail(t *testing.T, srv *starttls.Server, implicit bool) string {
 }
 
 func TestMailcheck(t *testing.T) {
-	ca, err := testcert.NewCA("check CA")
+	ca, err := mailtest.GenerateCA("check CA")
 	require.NoError(t, err)
-	good, err := ca.Issue(testcert.Options{}, "mail.example.com", "*.example.net")
+	good, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com", "*.example.net")
 	require.NoError(t, err)
-	soon, err := ca.Issue(testcert.Options{NotAfter: time.Now().Add(5 * 24 * time.Hour)}, "soon.example.org")
+	soon, err := ca.Issue(mailtest.CertOptions{NotAfter: time.Now().Add(5 * 24 * time.Hour)}, "soon.example.org")
 	require.NoError(t, err)
 	var res sni.Resolver
 	require.NoError(t, res.AddDefault(&good.TLS))
@@ -98,7 +98,7 @@ func TestMailcheck(t *testing.T) {
 		assert.Contains(t, rs[0].Error, "expires in 4 days")
 		assert.False(t, rs[1].NameMatch, "unknown name gets the default certificate, which does not match")
 
-		other, err := testcert.NewCA("other CA")
+		other, err := mailtest.GenerateCA("other CA")
 		require.NoError(t, err)
 		otherFile, err := other.WriteCA(dir, "other.pem")
 		require.NoError(t, err)
