@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 )
 
@@ -50,30 +50,30 @@ func main() {
 
 // demo is the generated CA and the store that serves its certificates.
 type demo struct {
-	ca    *testcert.CA
+	ca    *mailtest.CA
 	certs *sni.Resolver
 }
 
 func newDemo() (*demo, error) {
-	ca, err := testcert.NewCA("mailedge demo CA")
+	ca, err := mailtest.GenerateCA("mailedge demo CA")
 	if err != nil {
 		return nil, err
 	}
 	d := &demo{ca: ca, certs: &sni.Resolver{}}
 	issue := []struct {
-		key   testcert.KeyType
+		key   mailtest.KeyType
 		name  string
 		dflt  bool
 		extra []string
 	}{
-		{testcert.ECDSA, "mail.example.com", true, nil},
-		{testcert.RSA, "mail.example.com", true, nil}, // for clients without ECDSA
-		{testcert.ECDSA, "mail.example.net", false, nil},
-		{testcert.ECDSA, "*.example.org", false, []string{"example.org"}},
+		{mailtest.ECDSA, "mail.example.com", true, nil},
+		{mailtest.RSA, "mail.example.com", true, nil}, // for clients without ECDSA
+		{mailtest.ECDSA, "mail.example.net", false, nil},
+		{mailtest.ECDSA, "*.example.org", false, []string{"example.org"}},
 	}
 	var entries []sni.Entry
 	for _, is := range issue {
-		leaf, err := ca.Issue(testcert.Options{Key: is.key}, append([]string{is.name}, is.extra...)...)
+		leaf, err := ca.Issue(mailtest.CertOptions{Key: is.key}, append([]string{is.name}, is.extra...)...)
 		if err != nil {
 			return nil, err
 		}
