@@ -22,7 +22,7 @@ import (
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -39,9 +39,9 @@ func newGatewayFixture(t *testing.T) *gatewayFixture {
 	be, bound, err := startBackend(map[string]string{"imap": "127.0.0.1:0", "smtp": "127.0.0.1:0", "pop3": "127.0.0.1:0"}, nil)
 	require.NoError(t, err)
 	t.Cleanup(be.close)
-	ca, err := testcert.NewCA("mailbench test CA")
+	ca, err := mailtest.GenerateCA("mailbench test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	dir := t.TempDir()
 	caFile, err := ca.WriteCA(dir, "ca")
@@ -214,9 +214,9 @@ func FuzzIMAPCommand(f *testing.F) {
 func TestPassthroughEndToEnd(t *testing.T) {
 	leaktest.Check(t)
 	dir := t.TempDir()
-	tenantCA, err := testcert.NewCA("tenant CA")
+	tenantCA, err := mailtest.GenerateCA("tenant CA")
 	require.NoError(t, err)
-	tenantLeaf, err := tenantCA.Issue(testcert.Options{}, "mail.tenant.example")
+	tenantLeaf, err := tenantCA.Issue(mailtest.CertOptions{}, "mail.tenant.example")
 	require.NoError(t, err)
 	certFile, keyFile, err := tenantLeaf.WriteFiles(dir, "tenant")
 	require.NoError(t, err)
@@ -228,9 +228,9 @@ func TestPassthroughEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(be.close)
 
-	ca, err := testcert.NewCA("gateway CA")
+	ca, err := mailtest.GenerateCA("gateway CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	caFile, err := ca.WriteCA(dir, "ca")
 	require.NoError(t, err)
@@ -291,9 +291,9 @@ func TestPassthroughEndToEnd(t *testing.T) {
 func TestServeFlags(t *testing.T) {
 	leaktest.Check(t)
 	dir := t.TempDir()
-	ca, err := testcert.NewCA("tenant CA")
+	ca, err := mailtest.GenerateCA("tenant CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.tenant.example")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.tenant.example")
 	require.NoError(t, err)
 	certFile, keyFile, err := leaf.WriteFiles(dir, "tenant")
 	require.NoError(t, err)
