@@ -100,6 +100,9 @@ func startFleet(t *testing.T, args ...string) *fleet {
 			"-replica", fmt.Sprintf("gw-%d", i),
 			"-metrics", "127.0.0.1:0",
 			"-watch", "0",
+			// Room for a loaded machine under the race detector: a slow
+			// answer would count locally (fail-open), not fleet-wide.
+			"-redis-timeout", "500ms",
 		}
 		o, err := parseFlags(append(all, args...), io.Discard)
 		require.NoError(t, err)

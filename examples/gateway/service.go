@@ -55,9 +55,9 @@ func (s *service) finish(in mailedge.SessionInfo) {
 	}
 	attrs := []any{
 		"listener", s.name, "client", in.Client.String(), "outcome", string(in.Outcome),
-		"sni", sniName, "tls", version, "cipher", cipher, "alpn", alpn, "backend", in.Member, "via", local, "user", in.User,
+		"sni", sniName, "tls", version, "cipher", cipher, "alpn", alpn, "backend", in.Member, "user", in.User,
 		"bytes_in", in.Stats.ClientToServer, "bytes_out", in.Stats.ServerToClient,
-		"duration", in.Duration.Round(time.Millisecond),
+		"duration", in.Duration.Round(time.Millisecond), "via", local,
 	}
 	if smtp := in.Stats.SMTP; smtp.Commands > 0 {
 		// An inspected SMTP session: what it delivered and what was

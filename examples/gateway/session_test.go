@@ -125,7 +125,7 @@ func TestSessionLineFields(t *testing.T) {
 	require.NoError(t, err)
 	local := c.LocalAddr().String()
 	c.Close()
-	m := sessionLine(t, logs, regexp.MustCompile(`msg=session listener=raw-imaps client=`+regexp.QuoteMeta(local)+` .* alpn=(\S*) backend=(\S+) via=(\S+) `))
+	m := sessionLine(t, logs, regexp.MustCompile(`msg=session listener=raw-imaps client=`+regexp.QuoteMeta(local)+` .* alpn=(\S*) backend=(\S+) user=\S* .* via=(\S+)`))
 	assert.Equal(t, "imap", m[1])
 	assert.NotEqual(t, m[2], m[3], "via is the gateway's end")
 	assert.Regexp(t, `^127\.0\.0\.1:\d+$`, m[3])
