@@ -13,14 +13,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/internal/testnet"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // newCA returns a CA of its own (ca returns the package's shared one).
-func newCA(t *testing.T, name string) *testcert.CA {
+func newCA(t *testing.T, name string) *mailtest.CA {
 	t.Helper()
-	c, err := testcert.NewCA("client CA " + name)
+	c, err := mailtest.GenerateCA("client CA " + name)
 	require.NoError(t, err)
 	return c
 }
@@ -55,7 +55,7 @@ func TestCAPool(t *testing.T) {
 
 	_, err := LoadCAPool(path)
 	assert.ErrorIs(t, err, os.ErrNotExist)
-	writeFile(t, dir, "cas.pem", leaf(t, testcert.ECDSA, "x.example").KeyPEM)
+	writeFile(t, dir, "cas.pem", leaf(t, mailtest.ECDSA, "x.example").KeyPEM)
 	_, err = LoadCAPool(path)
 	assert.ErrorIs(t, err, ErrNoCAs, "a key and no certificate")
 	writeFile(t, dir, "cas.pem", []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"))
@@ -153,8 +153,8 @@ func TestClientAuthModes(t *testing.T) {
 	dir := t.TempDir()
 	cas, err := LoadCAPool(writeFile(t, dir, "cas.pem", trusted.CertPEM))
 	require.NoError(t, err)
-	issue := func(c *testcert.CA, name string) *tls.Certificate {
-		l, err := c.Issue(testcert.Options{}, name)
+	issue := func(c *mailtest.CA, name string) *tls.Certificate {
+		l, err := c.Issue(mailtest.CertOptions{}, name)
 		require.NoError(t, err)
 		return &l.TLS
 	}
@@ -209,7 +209,7 @@ func TestClientAuthAlerts(t *testing.T) {
 	_, err = mtlsDial(t, addr, nil, tls.VersionTLS13, nil)
 	assert.ErrorContains(t, err, "certificate required")
 	assert.ErrorContains(t, <-errs, "client didn't provide a certificate")
-	l, err := other.Issue(testcert.Options{}, "mallory")
+	l, err := other.Issue(mailtest.CertOptions{}, "mallory")
 	require.NoError(t, err)
 	_, err = mtlsDial(t, addr, &l.TLS, tls.VersionTLS13, nil)
 	assert.ErrorContains(t, err, "unknown certificate authority")
@@ -238,11 +238,11 @@ func TestClientAuthReloadAndTickets(t *testing.T) {
 	cfg.SetSessionTicketKeys([][32]byte{k1})
 	addr, states := mtlsServe(t, cfg)
 
-	l1, err := first.Issue(testcert.Options{}, "alice")
+	l1, err := first.Issue(mailtest.CertOptions{}, "alice")
 	require.NoError(t, err)
-	l2, err := second.Issue(testcert.Options{}, "bob")
+	l2, err := second.Issue(mailtest.CertOptions{}, "bob")
 	require.NoError(t, err)
-	handshake := func(l *testcert.Leaf, cache tls.ClientSessionCache) (tls.ConnectionState, error) {
+	handshake := func(l *mailtest.Leaf, cache tls.ClientSessionCache) (tls.ConnectionState, error) {
 		t.Helper()
 		_, err := mtlsDial(t, addr, &l.TLS, tls.VersionTLS13, cache)
 		srv := <-states

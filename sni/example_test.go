@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 )
 
@@ -21,15 +21,15 @@ import (
 // certificate for the name it asked for, and a client without SNI gets the
 // default.
 func Example() {
-	ca, err := testcert.NewCA("Example CA")
+	ca, err := mailtest.GenerateCA("Example CA")
 	if err != nil {
 		log.Fatal(err)
 	}
-	com, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	com, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	if err != nil {
 		log.Fatal(err)
 	}
-	netCert, err := ca.Issue(testcert.Options{}, "mail.example.net")
+	netCert, err := ca.Issue(mailtest.CertOptions{}, "mail.example.net")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -89,15 +89,15 @@ func Example() {
 // ExampleResolver_Expiring lists the certificates an application should
 // renew: here, those expiring within 30 days or already expired.
 func ExampleResolver_Expiring() {
-	ca, err := testcert.NewCA("Example CA")
+	ca, err := mailtest.GenerateCA("Example CA")
 	if err != nil {
 		log.Fatal(err)
 	}
-	fresh, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	fresh, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	if err != nil {
 		log.Fatal(err)
 	}
-	old, err := ca.Expired(testcert.RSA, "old.example.com")
+	old, err := ca.Expired(mailtest.RSA, "old.example.com")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func ExampleResolver_Expiring() {
 // a renewal is a change to the files followed by a reload (Watch does the
 // reloading on its own).
 func ExampleStore() {
-	ca, err := testcert.NewCA("Example CA")
+	ca, err := mailtest.GenerateCA("Example CA")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func ExampleStore() {
 	}
 	defer os.RemoveAll(dir)
 	issue := func(names ...string) (certFile, keyFile string) {
-		l, err := ca.Issue(testcert.Options{}, names...)
+		l, err := ca.Issue(mailtest.CertOptions{}, names...)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -177,19 +177,19 @@ func ExampleStore() {
 // "ssl_client_certificate": a client with a certificate of that CA gets
 // the greeting, one without is refused with a TLS alert.
 func ExamplePolicy_clientAuth() {
-	serverCA, err := testcert.NewCA("Example server CA")
+	serverCA, err := mailtest.GenerateCA("Example server CA")
 	if err != nil {
 		log.Fatal(err)
 	}
-	leaf, err := serverCA.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := serverCA.Issue(mailtest.CertOptions{}, "mail.example.com")
 	if err != nil {
 		log.Fatal(err)
 	}
-	clientCA, err := testcert.NewCA("Example client CA")
+	clientCA, err := mailtest.GenerateCA("Example client CA")
 	if err != nil {
 		log.Fatal(err)
 	}
-	alice, err := clientCA.Issue(testcert.Options{}, "alice@example.com")
+	alice, err := clientCA.Issue(mailtest.CertOptions{}, "alice@example.com")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -9,14 +9,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // testCA is shared by the tests of this package: generating a CA per test
 // would only slow them down.
-var testCA = sync.OnceValues(func() (*testcert.CA, error) { return testcert.NewCA("mailedge sni test CA") })
+var testCA = sync.OnceValues(func() (*mailtest.CA, error) { return mailtest.GenerateCA("mailedge sni test CA") })
 
-func ca(t testing.TB) *testcert.CA {
+func ca(t testing.TB) *mailtest.CA {
 	t.Helper()
 	c, err := testCA()
 	require.NoError(t, err)
@@ -24,9 +24,9 @@ func ca(t testing.TB) *testcert.CA {
 }
 
 // leaf issues a certificate for names with the given key type.
-func leaf(t testing.TB, key testcert.KeyType, names ...string) *testcert.Leaf {
+func leaf(t testing.TB, key mailtest.KeyType, names ...string) *mailtest.Leaf {
 	t.Helper()
-	l, err := ca(t).Issue(testcert.Options{Key: key}, names...)
+	l, err := ca(t).Issue(mailtest.CertOptions{Key: key}, names...)
 	require.NoError(t, err)
 	return l
 }
@@ -34,20 +34,20 @@ func leaf(t testing.TB, key testcert.KeyType, names ...string) *testcert.Leaf {
 // cert issues an ECDSA certificate for names and returns it ready for Add.
 func cert(t testing.TB, names ...string) *tls.Certificate {
 	t.Helper()
-	l := leaf(t, testcert.ECDSA, names...)
+	l := leaf(t, mailtest.ECDSA, names...)
 	return &l.TLS
 }
 
 // rsaLeaves caches RSA leaves by name list: RSA keys are slow to generate.
 var rsaLeaves sync.Map
 
-func rsaLeaf(t testing.TB, names ...string) *testcert.Leaf {
+func rsaLeaf(t testing.TB, names ...string) *mailtest.Leaf {
 	t.Helper()
 	key := filepath.Join(names...)
 	if l, ok := rsaLeaves.Load(key); ok {
-		return l.(*testcert.Leaf)
+		return l.(*mailtest.Leaf)
 	}
-	l := leaf(t, testcert.RSA, names...)
+	l := leaf(t, mailtest.RSA, names...)
 	rsaLeaves.Store(key, l)
 	return l
 }

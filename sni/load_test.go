@@ -11,13 +11,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 func TestLoadPair(t *testing.T) {
 	dir := t.TempDir()
-	good := leaf(t, testcert.ECDSA, "mail.example.com")
-	other := leaf(t, testcert.ECDSA, "other.example.com")
+	good := leaf(t, mailtest.ECDSA, "mail.example.com")
+	other := leaf(t, mailtest.ECDSA, "other.example.com")
 	certFile, keyFile, err := good.WriteFiles(dir, "good")
 	require.NoError(t, err)
 	leafOnly := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: good.Cert.Raw})
@@ -87,7 +87,7 @@ func TestLoadPair(t *testing.T) {
 
 func TestLoadPairChain(t *testing.T) {
 	dir := t.TempDir()
-	l := leaf(t, testcert.ECDSA, "mail.example.com")
+	l := leaf(t, mailtest.ECDSA, "mail.example.com")
 	certFile, keyFile, err := l.WriteFiles(dir, "mail")
 	require.NoError(t, err)
 	c, err := LoadPair(certFile, keyFile)
@@ -98,7 +98,7 @@ func TestLoadPairChain(t *testing.T) {
 
 // writeLetsEncrypt lays out dir/live/<name>/{fullchain,privkey}.pem plus the
 // README certbot puts there.
-func writeLetsEncrypt(t *testing.T, dir string, leaves map[string]*testcert.Leaf) {
+func writeLetsEncrypt(t *testing.T, dir string, leaves map[string]*mailtest.Leaf) {
 	t.Helper()
 	writeFile(t, dir, "live/README", []byte("This directory contains your keys and certificates.\n"))
 	for name, l := range leaves {
@@ -109,9 +109,9 @@ func writeLetsEncrypt(t *testing.T, dir string, leaves map[string]*testcert.Leaf
 
 func TestLoadLetsEncrypt(t *testing.T) {
 	dir := t.TempDir()
-	writeLetsEncrypt(t, dir, map[string]*testcert.Leaf{
-		"mail.example.com": leaf(t, testcert.ECDSA, "mail.example.com", "imap.example.com"),
-		"example.org":      leaf(t, testcert.ECDSA, "*.example.org"),
+	writeLetsEncrypt(t, dir, map[string]*mailtest.Leaf{
+		"mail.example.com": leaf(t, mailtest.ECDSA, "mail.example.com", "imap.example.com"),
+		"example.org":      leaf(t, mailtest.ECDSA, "*.example.org"),
 	})
 	entries, err := LoadLetsEncrypt(dir)
 	require.NoError(t, err)
@@ -131,8 +131,8 @@ func TestLoadLetsEncrypt(t *testing.T) {
 }
 
 func TestLoadLetsEncryptErrors(t *testing.T) {
-	good := leaf(t, testcert.ECDSA, "mail.example.com")
-	other := leaf(t, testcert.ECDSA, "other.example.com")
+	good := leaf(t, mailtest.ECDSA, "mail.example.com")
+	other := leaf(t, mailtest.ECDSA, "other.example.com")
 	tests := []struct {
 		name    string
 		setup   func(dir string)
@@ -166,7 +166,7 @@ func TestLoadLetsEncryptErrors(t *testing.T) {
 
 func TestLoadLetsEncryptFollowsSymlinks(t *testing.T) {
 	dir := t.TempDir()
-	l := leaf(t, testcert.ECDSA, "mail.example.com")
+	l := leaf(t, mailtest.ECDSA, "mail.example.com")
 	// certbot's real layout: live/<name>/*.pem link to archive/<name>/*N.pem.
 	writeFile(t, dir, "archive/mail/fullchain1.pem", l.CertPEM)
 	writeFile(t, dir, "archive/mail/privkey1.pem", l.KeyPEM)

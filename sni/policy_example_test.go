@@ -7,7 +7,7 @@ import (
 	"log"
 	"time"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 )
 
@@ -29,11 +29,11 @@ func ExampleIntermediateCipherSuites() {
 // sessions resumed for 12 hours at most, with ticket keys set after the
 // config was built, as a ticketkeys.Rotator sets them.
 func ExamplePolicy_ticketLifetime() {
-	ca, err := testcert.NewCA("Example CA")
+	ca, err := mailtest.GenerateCA("Example CA")
 	if err != nil {
 		log.Fatal(err)
 	}
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	if err != nil {
 		log.Fatal(err)
 	}

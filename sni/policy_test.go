@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // cbcSuites are the ECDHE CBC-SHA suites crypto/tls's default list has and
@@ -197,7 +197,7 @@ func TestPolicyTicketLifetime(t *testing.T) {
 	clientCA := newCA(t, "lifetime")
 	cas, err := LoadCAPool(writeFile(t, t.TempDir(), "cas.pem", clientCA.CertPEM))
 	require.NoError(t, err)
-	l, err := clientCA.Issue(testcert.Options{}, "alice")
+	l, err := clientCA.Issue(mailtest.CertOptions{}, "alice")
 	require.NoError(t, err)
 	var r Resolver
 	require.NoError(t, r.AddDefault(cert(t, "mail.example.com")))

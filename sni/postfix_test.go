@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 func TestParsePostfixMap(t *testing.T) {
@@ -82,9 +82,9 @@ func writeMap(t *testing.T, dir, text string) string {
 
 func TestLoadPostfixMap(t *testing.T) {
 	dir := t.TempDir()
-	mail := leaf(t, testcert.ECDSA, "mail.example.com")
+	mail := leaf(t, mailtest.ECDSA, "mail.example.com")
 	mailRSA := rsaLeaf(t, "mail.example.com")
-	wild := leaf(t, testcert.ECDSA, "*.example.net", "example.net")
+	wild := leaf(t, mailtest.ECDSA, "*.example.net", "example.net")
 	writeFile(t, dir, "mail.key", mail.KeyPEM)
 	writeFile(t, dir, "mail.crt", mail.CertPEM)
 	// One file with both chains, each key before its certificates.
@@ -134,8 +134,8 @@ func TestLoadPostfixMap(t *testing.T) {
 
 func TestLoadPostfixMapErrors(t *testing.T) {
 	dir := t.TempDir()
-	mail := leaf(t, testcert.ECDSA, "mail.example.com")
-	other := leaf(t, testcert.ECDSA, "other.example.com")
+	mail := leaf(t, mailtest.ECDSA, "mail.example.com")
+	other := leaf(t, mailtest.ECDSA, "other.example.com")
 	writeFile(t, dir, "mail.key", mail.KeyPEM)
 	writeFile(t, dir, "mail.crt", mail.CertPEM)
 	writeFile(t, dir, "other.key", other.KeyPEM)

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // matchingResolver holds one certificate per matching rule; each has a
@@ -24,10 +24,10 @@ func matchingResolver(t *testing.T) *Resolver {
 	require.NoError(t, r.AddNames(cert(t, "postfix-ancestor"), ".example.net"))
 	require.NoError(t, r.Add(cert(t, "xn--bcher-kva.example")))
 	require.NoError(t, r.AddNames(cert(t, "munich"), "münchen.example"))
-	l, err := ca(t).Issue(testcert.Options{NoSANs: true, CommonName: "legacy.example.com"})
+	l, err := ca(t).Issue(mailtest.CertOptions{NoSANs: true, CommonName: "legacy.example.com"})
 	require.NoError(t, err)
 	require.NoError(t, r.Add(&l.TLS))
-	l, err = ca(t).Issue(testcert.Options{CommonName: "cn-ignored.example.com"}, "san.example.com")
+	l, err = ca(t).Issue(mailtest.CertOptions{CommonName: "cn-ignored.example.com"}, "san.example.com")
 	require.NoError(t, err)
 	require.NoError(t, r.Add(&l.TLS))
 	return &r
@@ -181,7 +181,7 @@ func TestGetCertificateKeyType(t *testing.T) {
 
 func TestAddErrors(t *testing.T) {
 	good := cert(t, "mail.example.com")
-	noNames, err := ca(t).Issue(testcert.Options{NoSANs: true, CommonName: "Example Mail Ltd"})
+	noNames, err := ca(t).Issue(mailtest.CertOptions{NoSANs: true, CommonName: "Example Mail Ltd"})
 	require.NoError(t, err)
 	tests := []struct {
 		name    string

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // storeFixture is a Store over a Pair, a Let's Encrypt folder and a
@@ -31,12 +31,12 @@ func newStoreFixture(t *testing.T) *storeFixture {
 	t.Helper()
 	f := &storeFixture{dir: t.TempDir()}
 	var err error
-	def := leaf(t, testcert.ECDSA, "default.example.com")
+	def := leaf(t, mailtest.ECDSA, "default.example.com")
 	f.pairCert, f.pairKey, err = def.WriteFiles(f.dir, "default")
 	require.NoError(t, err)
-	writeLetsEncrypt(t, f.dir, map[string]*testcert.Leaf{"le": leaf(t, testcert.ECDSA, "le.example.com")})
+	writeLetsEncrypt(t, f.dir, map[string]*mailtest.Leaf{"le": leaf(t, mailtest.ECDSA, "le.example.com")})
 	f.leKeyPath = filepath.Join(f.dir, "live", "le", "privkey.pem")
-	pf := leaf(t, testcert.ECDSA, "map.example.com")
+	pf := leaf(t, mailtest.ECDSA, "map.example.com")
 	writeFile(t, f.dir, "map.key", pf.KeyPEM)
 	writeFile(t, f.dir, "map.crt", pf.CertPEM)
 	f.mapPath = writeMap(t, f.dir, "map.example.com map.key map.crt\n")
@@ -68,7 +68,7 @@ func TestStoreReload(t *testing.T) {
 		{
 			name: "renewed pair is served",
 			change: func(t *testing.T, f *storeFixture) {
-				l := leaf(t, testcert.ECDSA, "default.example.com", "new.example.com")
+				l := leaf(t, mailtest.ECDSA, "default.example.com", "new.example.com")
 				replaceFile(t, f.pairCert, l.CertPEM)
 				replaceFile(t, f.pairKey, l.KeyPEM)
 			},
@@ -84,14 +84,14 @@ func TestStoreReload(t *testing.T) {
 		{
 			name: "new Let's Encrypt lineage is served",
 			change: func(t *testing.T, f *storeFixture) {
-				writeLetsEncrypt(t, f.dir, map[string]*testcert.Leaf{"two": leaf(t, testcert.ECDSA, "two.example.com")})
+				writeLetsEncrypt(t, f.dir, map[string]*mailtest.Leaf{"two": leaf(t, mailtest.ECDSA, "two.example.com")})
 			},
 			check: map[string]string{"two.example.com": "two.example.com", "le.example.com": "le.example.com"},
 		},
 		{
 			name: "mismatched key keeps the old set",
 			change: func(t *testing.T, f *storeFixture) {
-				replaceFile(t, f.leKeyPath, leaf(t, testcert.ECDSA, "x.example.com").KeyPEM)
+				replaceFile(t, f.leKeyPath, leaf(t, mailtest.ECDSA, "x.example.com").KeyPEM)
 			},
 			wantErr: ErrKeyMismatch,
 			check:   map[string]string{"le.example.com": "le.example.com", "map.example.com": "map.example.com"},
@@ -152,7 +152,7 @@ func TestStoreReloadIfChanged(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, reloaded, "nothing changed since Reload")
 
-	l := leaf(t, testcert.ECDSA, "le.example.com", "renewed.example.com")
+	l := leaf(t, mailtest.ECDSA, "le.example.com", "renewed.example.com")
 	replaceFile(t, filepath.Join(f.dir, "live", "le", "fullchain.pem"), l.CertPEM)
 	replaceFile(t, f.leKeyPath, l.KeyPEM)
 	reloaded, err = f.store.ReloadIfChanged()
@@ -170,7 +170,7 @@ func TestStoreReloadIfChanged(t *testing.T) {
 	require.NoError(t, err)
 
 	// Fixing it is noticed.
-	def := leaf(t, testcert.ECDSA, "default.example.com")
+	def := leaf(t, mailtest.ECDSA, "default.example.com")
 	replaceFile(t, f.pairCert, def.CertPEM)
 	replaceFile(t, f.pairKey, def.KeyPEM)
 	reloaded, err = f.store.ReloadIfChanged()
@@ -205,7 +205,7 @@ func TestStoreWatch(t *testing.T) {
 	}
 
 	// A renewal is picked up.
-	l := leaf(t, testcert.ECDSA, "map.example.com", "watched.example.com")
+	l := leaf(t, mailtest.ECDSA, "map.example.com", "watched.example.com")
 	writeFile(t, f.dir, "map2.key", l.KeyPEM)
 	writeFile(t, f.dir, "map2.crt", l.CertPEM)
 	replaceFile(t, f.mapPath, []byte("watched.example.com map2.key map2.crt\n"))
@@ -340,7 +340,7 @@ func TestStoreTLSConfigFollowsReload(t *testing.T) {
 		return cn(c)
 	}
 	assert.Equal(t, "default.example.com", get("later.example.com"))
-	l := leaf(t, testcert.ECDSA, "later.example.com")
+	l := leaf(t, mailtest.ECDSA, "later.example.com")
 	writeFile(t, f.dir, "later.key", l.KeyPEM)
 	writeFile(t, f.dir, "later.crt", l.CertPEM)
 	replaceFile(t, f.mapPath, []byte("map.example.com map.key map.crt\nlater.example.com later.key later.crt\n"))
