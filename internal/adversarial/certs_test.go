@@ -19,7 +19,7 @@ import (
 
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 )
 
@@ -28,13 +28,13 @@ import (
 // makes it once.
 var hugeRSA struct {
 	once sync.Once
-	leaf *testcert.Leaf
+	leaf *mailtest.Leaf
 	err  error
 }
 
-func hugeRSALeaf(ca *testcert.CA) (*testcert.Leaf, error) {
+func hugeRSALeaf(ca *mailtest.CA) (*mailtest.Leaf, error) {
 	hugeRSA.once.Do(func() {
-		hugeRSA.leaf, hugeRSA.err = ca.Issue(testcert.Options{Key: testcert.RSA, RSABits: 8200}, "mail.example.com")
+		hugeRSA.leaf, hugeRSA.err = ca.Issue(mailtest.CertOptions{Key: mailtest.RSA, RSABits: 8200}, "mail.example.com")
 	})
 	return hugeRSA.leaf, hugeRSA.err
 }
@@ -65,9 +65,9 @@ func selfSignedCert(t *testing.T, name string) tls.Certificate {
 func testBackendCertificates(t *testing.T) {
 	leaktest.Check(t)
 	p := newPKI(t)
-	wrongName, err := p.ca.Issue(testcert.Options{}, "other.example.net")
+	wrongName, err := p.ca.Issue(mailtest.CertOptions{}, "other.example.net")
 	require.NoError(t, err)
-	expired, err := p.ca.Expired(testcert.ECDSA, "mail.example.com")
+	expired, err := p.ca.Expired(mailtest.ECDSA, "mail.example.com")
 	require.NoError(t, err)
 	selfSigned := selfSignedCert(t, "mail.example.com")
 	if testing.Short() {

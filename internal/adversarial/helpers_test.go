@@ -16,8 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge"
-	"github.com/mailedge/mailedge/internal/demo"
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
@@ -41,8 +39,8 @@ func knownFailure(t *testing.T, ok bool, finding string) {
 // pki is a test CA with a leaf for mail.example.com and *.example.org, the
 // server config the library builds from it and a client config trusting it.
 type pki struct {
-	ca     *testcert.CA
-	leaf   *testcert.Leaf
+	ca     *mailtest.CA
+	leaf   *mailtest.Leaf
 	res    *sni.Resolver
 	server *tls.Config
 	client *tls.Config
@@ -50,9 +48,9 @@ type pki struct {
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	ca, err := testcert.NewCA("adversarial CA")
+	ca, err := mailtest.GenerateCA("adversarial CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com", "*.example.org")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com", "*.example.org")
 	require.NoError(t, err)
 	res := &sni.Resolver{}
 	require.NoError(t, res.AddDefault(&leaf.TLS))
@@ -213,16 +211,16 @@ func serveProxyOn(t *testing.T, p *mailedge.Proxy, l net.Listener) string {
 // startDemo runs the in-process demo mail system; with cfg set its plain
 // listeners offer STARTTLS/STLS, as a backend that was not told it sits
 // behind a TLS proxy does.
-func startDemo(t *testing.T, cfg *tls.Config) demo.Addrs {
+func startDemo(t *testing.T, cfg *tls.Config) mailtest.Addrs {
 	t.Helper()
 	_, addrs := startDemoSys(t, cfg)
 	return addrs
 }
 
 // startDemoSys is startDemo that also returns the System, to read mailboxes.
-func startDemoSys(t *testing.T, cfg *tls.Config) (*demo.System, demo.Addrs) {
+func startDemoSys(t *testing.T, cfg *tls.Config) (*mailtest.System, mailtest.Addrs) {
 	t.Helper()
-	sys, err := demo.New(demo.Options{TLSConfig: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, err := mailtest.New(mailtest.Options{TLSConfig: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
 	require.NoError(t, err)

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -181,13 +181,13 @@ func testSNIForms(t *testing.T) {
 func testClientCertificates(t *testing.T) {
 	leaktest.Check(t)
 	p := newPKI(t)
-	clientCA, err := testcert.NewCA("client CA")
+	clientCA, err := mailtest.GenerateCA("client CA")
 	require.NoError(t, err)
-	good, err := clientCA.Issue(testcert.Options{CommonName: "alice"}, "alice.example.com")
+	good, err := clientCA.Issue(mailtest.CertOptions{CommonName: "alice"}, "alice.example.com")
 	require.NoError(t, err)
-	rogueCA, err := testcert.NewCA("rogue CA")
+	rogueCA, err := mailtest.GenerateCA("rogue CA")
 	require.NoError(t, err)
-	rogue, err := rogueCA.Issue(testcert.Options{CommonName: "mallory"}, "mallory.example.com")
+	rogue, err := rogueCA.Issue(mailtest.CertOptions{CommonName: "mallory"}, "mallory.example.com")
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		auth tls.ClientAuthType

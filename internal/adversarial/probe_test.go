@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/monitor"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -23,16 +23,16 @@ import (
 func TestProbes(t *testing.T) {
 	leaktest.Check(t)
 	p := newPKI(t)
-	expired, err := p.ca.Expired(testcert.ECDSA, "mail.example.com")
+	expired, err := p.ca.Expired(mailtest.ECDSA, "mail.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongName, err := p.ca.Issue(testcert.Options{}, "other.example.net")
+	wrongName, err := p.ca.Issue(mailtest.CertOptions{}, "other.example.net")
 	if err != nil {
 		t.Fatal(err)
 	}
 	smtpOK := map[string]string{"EHLO": "250-fake\r\n250 PIPELINING\r\n", "HELO": "250 fake\r\n", "QUIT": "221 bye\r\n"}
-	tlsServe := func(leaf *testcert.Leaf) func(net.Conn) {
+	tlsServe := func(leaf *mailtest.Leaf) func(net.Conn) {
 		return func(c net.Conn) {
 			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
 			tc.Handshake()
