@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // Addresses of the three hops (see doc.go).
@@ -29,7 +29,7 @@ const backendName = "backend.mail.internal"
 // env is everything TestMain starts and the tests share.
 type env struct {
 	dir    string
-	ca     *testcert.CA
+	ca     *mailtest.CA
 	caFile string
 	// certFiles maps each SNI name to its certificate and key files.
 	certFiles map[string][2]string
@@ -82,7 +82,7 @@ func mailOwner() (owner, error) {
 }
 
 func (e *env) writeCerts() error {
-	ca, err := testcert.NewCA("mailedge integration CA")
+	ca, err := mailtest.GenerateCA("mailedge integration CA")
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (e *env) writeCerts() error {
 // issue writes a new leaf for name over its files, atomically (rename), and
 // records its serial.
 func (e *env) issue(name string) error {
-	leaf, err := e.ca.Issue(testcert.Options{}, name)
+	leaf, err := e.ca.Issue(mailtest.CertOptions{}, name)
 	if err != nil {
 		return err
 	}
