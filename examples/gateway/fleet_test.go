@@ -71,11 +71,13 @@ func fleetHosts(t *testing.T) []string {
 	return hosts
 }
 
-// startFleet starts three replicas in-process, each with a plain SMTP
-// listener (smtp) and a plain IMAP listener (imap) with limit, an implicit
-// TLS IMAP listener (imaps) without, before one demo mail system, and args
-// (-redis, -limits, ...) of its own.
-func startFleet(t *testing.T, args ...string) *fleet {
+// fleetArgs starts one demo mail system and writes a certificate for
+// mail.example.com, and returns the arguments of three replicas before
+// them: on 127.0.0.2, .3 and .4 (or 127.0.0.1, see fleetHosts), a plain
+// SMTP listener (smtp) and a plain IMAP listener (imap) with limit, an
+// implicit TLS IMAP listener (imaps) without, each replica named gw-N.
+// It returns the roots that verify the certificate too.
+func fleetArgs(t *testing.T) ([][]string, *x509.CertPool) {
 	t.Helper()
 	sys, err := mailtest.New(mailtest.Options{Logger: discardLog()})
 	require.NoError(t, err)
@@ -88,9 +90,9 @@ func startFleet(t *testing.T, args ...string) *fleet {
 	require.NoError(t, err)
 	c, k, err := leaf.WriteFiles(t.TempDir(), "mail")
 	require.NoError(t, err)
-	f := &fleet{roots: ca.Pool()}
+	var out [][]string
 	for i, h := range fleetHosts(t) {
-		all := []string{
+		out = append(out, []string{
 			"-cert", c + "," + k + ",default",
 			"-backend", "mx=" + be.MX + ",security=plain",
 			"-backend", "imap=" + be.IMAP + ",security=plain",
@@ -98,12 +100,23 @@ func startFleet(t *testing.T, args ...string) *fleet {
 			"-listen", "imap=" + h + ":0,proto=imap,tls=starttls,mode=allow,pool=imap,limit",
 			"-listen", "imaps=" + h + ":0,proto=imap,tls=implicit,pool=imap",
 			"-replica", fmt.Sprintf("gw-%d", i),
-			"-metrics", "127.0.0.1:0",
 			"-watch", "0",
 			// Room for a loaded machine under the race detector: a slow
 			// answer would count locally (fail-open), not fleet-wide.
 			"-redis-timeout", "500ms",
-		}
+		})
+	}
+	return out, ca.Pool()
+}
+
+// startFleet starts three replicas in-process with fleetArgs and args
+// (-redis, -limits, ...).
+func startFleet(t *testing.T, args ...string) *fleet {
+	t.Helper()
+	replicaArgs, roots := fleetArgs(t)
+	f := &fleet{roots: roots}
+	for _, all := range replicaArgs {
+		all = append(all, "-metrics", "127.0.0.1:0")
 		o, err := parseFlags(append(all, args...), io.Discard)
 		require.NoError(t, err)
 		r := &replica{logs: new(syncBuffer), addrs: make(map[string]string)}

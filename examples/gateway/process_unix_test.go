@@ -19,8 +19,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/mailedge/mailedge/mailtest"
 )
 
 // gatewayMainEnv makes the test binary the gateway: a fleet test starts
@@ -129,31 +127,9 @@ func (p *process) get(t *testing.T, path string) (int, string) {
 // ready and reaches Redis.
 func processFleet(t *testing.T, args ...string) (procs []*process, client *tls.Config) {
 	t.Helper()
-	sys, err := mailtest.New(mailtest.Options{Logger: discardLog()})
-	require.NoError(t, err)
-	be, err := sys.Start(context.Background())
-	require.NoError(t, err)
-	t.Cleanup(func() { sys.Close() })
-	ca, err := mailtest.GenerateCA("process fleet CA")
-	require.NoError(t, err)
-	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
-	require.NoError(t, err)
-	c, k, err := leaf.WriteFiles(t.TempDir(), "mail")
-	require.NoError(t, err)
-	for i, h := range fleetHosts(t) {
-		all := []string{
-			"-cert", c + "," + k + ",default",
-			"-backend", "mx=" + be.MX + ",security=plain",
-			"-backend", "imap=" + be.IMAP + ",security=plain",
-			"-listen", "smtp=" + h + ":0,proto=smtp,tls=starttls,mode=allow,pool=mx,limit,inspect",
-			"-listen", "imap=" + h + ":0,proto=imap,tls=starttls,mode=allow,pool=imap,limit",
-			"-listen", "imaps=" + h + ":0,proto=imap,tls=implicit,pool=imap",
-			"-replica", fmt.Sprintf("gw-%d", i),
-			"-watch", "0", "-grace", "2s", "-log-level", "debug",
-			// A loaded machine (these children run under the race detector)
-			// must not turn Redis's answers into fail-open local counts.
-			"-redis-timeout", "500ms",
-		}
+	replicaArgs, roots := fleetArgs(t)
+	for i, all := range replicaArgs {
+		all = append(all, "-grace", "2s", "-log-level", "debug")
 		procs = append(procs, startProcess(t, fmt.Sprintf("gw-%d", i), append(all, args...)...))
 	}
 	for _, p := range procs {
@@ -163,7 +139,7 @@ func processFleet(t *testing.T, args ...string) (procs []*process, client *tls.C
 			return code == http.StatusOK && strings.Contains(m, "\nmailedge_redis_up 1\n")
 		})
 	}
-	return procs, &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com", MinVersion: tls.VersionTLS12,
+	return procs, &tls.Config{RootCAs: roots, ServerName: "mail.example.com", MinVersion: tls.VersionTLS12,
 		ClientSessionCache: tls.NewLRUClientSessionCache(8)}
 }
 
