@@ -34,7 +34,7 @@ import (
 
 	"github.com/libdns/libdns"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // Profile names the pebble certificate profiles Start configures.
@@ -157,11 +157,11 @@ func Start(t testing.TB, opt Options) *Pebble {
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	p.Directory = "https://" + listen + "/dir"
 
-	ca, err := testcert.NewCA("acmetest pebble HTTPS CA")
+	ca, err := mailtest.GenerateCA("acmetest pebble HTTPS CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := ca.Issue(testcert.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, "localhost")
+	leaf, err := ca.Issue(mailtest.CertOptions{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
