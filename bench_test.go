@@ -11,8 +11,8 @@ import (
 
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/internal/testnet"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -39,8 +39,8 @@ func fakeIMAP(b *testing.B) string {
 // close. The client's side of the handshake runs in the same process.
 func BenchmarkProxyIMAPS(b *testing.B) {
 	be := fakeIMAP(b)
-	ca, _ := testcert.NewCA("bench CA")
-	leaf, _ := ca.Issue(testcert.Options{}, "mail.example.com")
+	ca, _ := mailtest.GenerateCA("bench CA")
+	leaf, _ := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	var certs sni.Resolver
 	certs.AddDefault(&leaf.TLS)
 	p := &mailedge.Proxy{
@@ -75,8 +75,8 @@ func BenchmarkProxyIMAPS(b *testing.B) {
 // BenchmarkTLSHandshakeBaseline is the same client against a bare
 // tls.Server that writes one line: the floor Proxy is measured against.
 func BenchmarkTLSHandshakeBaseline(b *testing.B) {
-	ca, _ := testcert.NewCA("bench CA")
-	leaf, _ := ca.Issue(testcert.Options{}, "mail.example.com")
+	ca, _ := mailtest.GenerateCA("bench CA")
+	leaf, _ := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	l, _ := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -18,8 +18,7 @@ import (
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/backend"
-	"github.com/mailedge/mailedge/internal/demo"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -29,13 +28,13 @@ import (
 // session goes on in plain text to the mail server's port 143.
 func Example() {
 	// A mail server to put the proxy in front of (in production: Dovecot).
-	sys, _ := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, _ := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer sys.Close()
 	addrs, _ := sys.Start(context.Background())
 
-	ca, _ := testcert.NewCA("example CA")
-	com, _ := ca.Issue(testcert.Options{}, "mail.example.com")
-	net_, _ := ca.Issue(testcert.Options{}, "mail.example.net")
+	ca, _ := mailtest.GenerateCA("example CA")
+	com, _ := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
+	net_, _ := ca.Issue(mailtest.CertOptions{}, "mail.example.net")
 
 	// The application's few lines: certificates, the client side, the backend.
 	var certs sni.Resolver
@@ -73,12 +72,12 @@ func Example() {
 // TLS ends at the proxy and a new TLS session, verified against the backend's
 // own CA and name, carries the submission to the mail server's port 465.
 func ExampleProxy_bridging() {
-	ca, _ := testcert.NewCA("example CA")
-	front, _ := ca.Issue(testcert.Options{}, "mail.example.com")
-	back, _ := ca.Issue(testcert.Options{}, "mx.internal")
+	ca, _ := mailtest.GenerateCA("example CA")
+	front, _ := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
+	back, _ := ca.Issue(mailtest.CertOptions{}, "mx.internal")
 
 	// The mail server, speaking implicit TLS with its own certificate.
-	sys, _ := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	sys, _ := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{back.TLS}}})
 	defer sys.Close()
 	addrs, _ := sys.Start(context.Background())
@@ -122,11 +121,11 @@ func ExampleProxy_bridging() {
 // lets the sessions in progress finish, and cuts those still running when
 // its context ends.
 func ExampleProxy_Shutdown() {
-	sys, _ := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, _ := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer sys.Close()
 	addrs, _ := sys.Start(context.Background())
-	ca, _ := testcert.NewCA("example CA")
-	leaf, _ := ca.Issue(testcert.Options{}, "mail.example.com")
+	ca, _ := mailtest.GenerateCA("example CA")
+	leaf, _ := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 
 	p := &mailedge.Proxy{
 		Server:  &starttls.Server{Protocol: starttls.SMTP, Mode: starttls.Allow, TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}},
@@ -160,10 +159,10 @@ func ExampleProxy_Shutdown() {
 // copies. Here each user's domain picks the backend.
 func ExampleProxy_login() {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	comSys, _ := demo.New(demo.Options{Logger: quiet, Users: map[string]string{"alice@example.com": "wonderland"}})
+	comSys, _ := mailtest.New(mailtest.Options{Logger: quiet, Users: map[string]string{"alice@example.com": "wonderland"}})
 	defer comSys.Close()
 	com, _ := comSys.Start(context.Background())
-	netSys, _ := demo.New(demo.Options{Logger: quiet, Users: map[string]string{"bob@example.net": "builder"}})
+	netSys, _ := mailtest.New(mailtest.Options{Logger: quiet, Users: map[string]string{"bob@example.net": "builder"}})
 	defer netSys.Close()
 	net2, _ := netSys.Start(context.Background())
 	stores := map[string]auth.Backend{
@@ -171,8 +170,8 @@ func ExampleProxy_login() {
 		"example.net": &backend.Dialer{Addr: net2.IMAP, Protocol: starttls.IMAP},
 	}
 
-	ca, _ := testcert.NewCA("example CA")
-	leaf, _ := ca.Issue(testcert.Options{}, "mail.example.com")
+	ca, _ := mailtest.GenerateCA("example CA")
+	leaf, _ := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	var certs sni.Resolver
 	certs.AddDefault(&leaf.TLS)
 	members := make(chan string, 2)

@@ -18,8 +18,8 @@ import (
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/bridge"
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/internal/testnet"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
@@ -37,9 +37,9 @@ type tenant struct {
 
 func newTenant(t *testing.T) *tenant {
 	t.Helper()
-	ca, err := testcert.NewCA("tenant CA")
+	ca, err := mailtest.GenerateCA("tenant CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "tenant.example.com", "*.tenant.example.net")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "tenant.example.com", "*.tenant.example.net")
 	require.NoError(t, err)
 	cfg := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}
 	tn := &tenant{roots: &tls.Config{RootCAs: ca.Pool(), ServerName: "tenant.example.com"}, headers: make(chan *proxyproto.Header, 4)}

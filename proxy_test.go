@@ -23,30 +23,29 @@ import (
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
 	"github.com/mailedge/mailedge/bridge"
-	"github.com/mailedge/mailedge/internal/demo"
 	"github.com/mailedge/mailedge/internal/leaktest"
-	"github.com/mailedge/mailedge/internal/testcert"
 	"github.com/mailedge/mailedge/internal/testnet"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/starttls"
 )
 
 type fixture struct {
-	addrs demo.Addrs
+	addrs mailtest.Addrs
 	cfg   *tls.Config // server side, SNI-backed
 	roots *tls.Config // client side, trusting the test CA for mail.example.com
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ca, err := testcert.NewCA("proxy test CA")
+	ca, err := mailtest.GenerateCA("proxy test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	require.NoError(t, err)
 	var res sni.Resolver
 	require.NoError(t, res.AddDefault(&leaf.TLS))
-	sys, err := demo.New(demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, err := mailtest.New(mailtest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	addrs, err := sys.Start(context.Background())
 	require.NoError(t, err)
