@@ -13,7 +13,8 @@
 # connection admitted through Redis (a private redis-server on loopback;
 # connection rate and in-flight limits set too high to refuse, so that each
 # connection costs its two round trips) and the session-ticket keys read
-# from Redis.
+# from Redis. gofloor (bench/gofloor) is the Go floor: tls.Listen and two
+# io.Copy, what the layers above crypto/tls are measured against.
 #
 # SNI passthrough (issue 17): gateway, haproxy and nginx-stream each have a
 # passthrough port of their own (PASS) that sends ClientHellos naming
@@ -41,7 +42,7 @@ if [[ -n "${QUICK:-}" ]]; then
 else
 	: "${REPS:=3}" "${DUR:=3s}" "${IDLE:=5000}" "${HOLD:=2s}"
 fi
-: "${CONC:=8}" "${TARGETS:=gateway gateway-login gateway-redis haproxy nginx-stream nginx-mail stunnel}"
+: "${CONC:=8}" "${TARGETS:=gateway gateway-login gateway-redis gofloor haproxy nginx-stream nginx-mail stunnel}"
 OUT=${OUT:-$(mktemp -d /tmp/mailedge-bench.XXXXXX)}
 mkdir -p "$OUT"
 DIR=$OUT/run
@@ -52,8 +53,8 @@ mkdir -p "$DIR"
 # a port a proxy is about to listen on.
 BACKEND_IMAP=127.0.0.1:31143 BACKEND_SMTP=127.0.0.1:31025 BACKEND_POP3=127.0.0.1:31110 BACKEND_AUTH=127.0.0.1:31180 REDIS_PORT=31379
 BACKEND_IMAPS=127.0.0.1:31993 TENANT=mail.tenant.example
-declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993 [gateway-base]=25993 [gateway-login]=24993 [gateway-redis]=23993)
-declare -A SMTPS=([gateway]=30465 [haproxy]=29465 [nginx-stream]=28465 [stunnel]=26465 [gateway-base]=25465)
+declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993 [gateway-base]=25993 [gateway-login]=24993 [gateway-redis]=23993 [gofloor]=22993)
+declare -A SMTPS=([gateway]=30465 [haproxy]=29465 [nginx-stream]=28465 [stunnel]=26465 [gateway-base]=25465 [gofloor]=22465)
 declare -A PASS=([gateway]=30992 [haproxy]=29992 [nginx-stream]=28992)
 if [[ -n ${BASE:-} ]]; then TARGETS="$TARGETS gateway-base"; fi
 GW_IMAP=30143 GW_SUBMISSION=30587 GW_POP3=30110 GW_POP3S=30995
@@ -78,7 +79,8 @@ install_peers() {
 
 build() {
 	log "building gateway and mailbench"
-	(cd "$ROOT" && go build -o "$DIR/gateway" ./examples/gateway && go build -o "$DIR/mailbench" ./examples/mailbench)
+	(cd "$ROOT" && go build -o "$DIR/gateway" ./examples/gateway && go build -o "$DIR/mailbench" ./examples/mailbench &&
+		go build -o "$DIR/gofloor" ./bench/gofloor)
 	MB=$DIR/mailbench
 	if [[ -n ${BASE:-} ]]; then
 		log "building gateway-base at $BASE"
@@ -155,6 +157,11 @@ start() {
 			-backend "imap=$BACKEND_IMAP,probe=none" \
 			-redis "127.0.0.1:$REDIS_PORT" -replica bench -ticket-keys redis \
 			-limits "connrate=1000000000,inflight=1000000,unit=60s" >"$DIR/gateway-redis.log" 2>&1 &
+		;;
+	gofloor)
+		"$DIR/gofloor" -cert "$DIR/cert.pem" -key "$DIR/key.pem" \
+			-listen "127.0.0.1:${IMAPS[$1]}=$BACKEND_IMAP" -listen "127.0.0.1:${SMTPS[$1]}=$BACKEND_SMTP" \
+			>"$DIR/gofloor.log" 2>&1 &
 		;;
 	haproxy) haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 & ;;
 	nginx-stream) nginx -e "$DIR/nginx-stream.err" -c "$DIR/nginx-stream.conf" >"$DIR/nginx-stream.log" 2>&1 & ;;

@@ -237,3 +237,25 @@ func TestPassthroughTargets(t *testing.T) {
 	tb2.writeTargets(&out, "gateway", 150)
 	assert.Contains(t, out.String(), "| passthrough: proxy CPU per passed-through connection ≤ best peer (HAProxy req_ssl_sni, nginx ssl_preread) | n/a |  | n/a | ≤ 1.00 | not measured |")
 }
+
+func TestGoFloorTargets(t *testing.T) {
+	tb := &table{rows: make(map[group]map[string][]Result)}
+	res := func(label, test string, cpu float64) Result {
+		return Result{Label: label, Test: test, Proto: "imap", TLS: "implicit", ProxyCPUusPerOp: cpu, Ops: 1}
+	}
+	for _, r := range []Result{
+		res("gateway", "full", 500), res("gofloor", "full", 450), res("haproxy", "full", 600),
+		res("gateway", "seq", 1000), res("gofloor", "seq", 960),
+	} {
+		tb.add(r)
+	}
+	var out strings.Builder
+	tb.writeTargets(&out, "gateway", 150)
+	got := out.String()
+	// The floor is a reference, never the best peer: HAProxy is.
+	assert.Contains(t, got, "| proxy CPU per full handshake incl. backend connect ≤ 0.85× best peer | 500 proxy CPU µs/op | 600 haproxy | 0.83 | ≤ 0.85 | met |")
+	// 500 / 450 = 1.11.
+	assert.Contains(t, got, "| Go floor: proxy CPU per full handshake incl. backend connect ≤ 1.0× Go floor | 500 proxy CPU µs/op | 450 gofloor full imap | 1.11 | ≤ 1.00 | not met: 11% above the limit |")
+	// 1000 / 960 = 1.04.
+	assert.Contains(t, got, "| Go floor: proxy CPU per connection, one client in sequence ≤ 1.05× Go floor | 1000 proxy CPU µs/op | 960 gofloor seq imap | 1.04 | ≤ 1.05 | met |")
+}

@@ -29,6 +29,10 @@ type goal struct {
 	plus   float64 // if set, the limit is reference + plus (in the metric's unit), not factor × reference
 }
 
+// goFloorLabel is the Go floor (compare.sh gofloor, bench/gofloor):
+// tls.Listen and two io.Copy, a reference for the gateway, not a peer.
+const goFloorLabel = "gofloor"
+
 // redisLabel is the gateway as one replica of a fleet, admitting through
 // Redis with its ticket keys from there (compare.sh gateway-redis).
 const redisLabel = "gateway-redis"
@@ -74,6 +78,11 @@ func (t *table) goals(base string) []goal {
 		goal{name: "login-routed: proxy CPU per login session ≤ 0.9× nginx mail", g: imap("login"), m: ms("login", 0), factor: 0.9, ref: "nginx-mail", label: loginLabel},
 		goal{name: "login-routed: login latency p99 ≤ nginx mail", g: imap("login"), m: ms("login", 3), factor: 1, ref: "nginx-mail", label: loginLabel},
 		goal{name: "login-routed: KiB per idle logged-in session ≤ 0.9× HAProxy", g: imap("idle"), m: ms("idle", 0), factor: 0.9, ref: "haproxy", label: loginLabel},
+	)
+	// Issue 19: the layers above crypto/tls cost nothing over the Go floor.
+	gs = append(gs,
+		goal{name: "Go floor: proxy CPU per full handshake incl. backend connect ≤ 1.0× Go floor", g: imap("full"), m: ms("full", 0), factor: 1, ref: goFloorLabel},
+		goal{name: "Go floor: proxy CPU per connection, one client in sequence ≤ 1.05× Go floor", g: imap("seq"), m: ms("seq", 2), factor: 1.05, ref: goFloorLabel},
 	)
 	// Issue 16: one replica of a fleet (gateway-redis) against the same
 	// gateway alone: admission through Redis adds under 1 ms to a
@@ -126,7 +135,7 @@ func (t *table) reference(gl goal, base string, floor float64) (float64, string)
 			// base-… labels are the base itself at another revision
 			// (compare.sh BASE=, gateway-base) or in another
 			// configuration (gateway-login), not a peer.
-			if l == base || strings.HasPrefix(l, base+"-") || l == gl.label || l == gl.except || s.N == 0 {
+			if l == base || strings.HasPrefix(l, base+"-") || l == gl.label || l == gl.except || l == goFloorLabel || s.N == 0 {
 				continue
 			}
 			if math.IsNaN(best) || (gl.m.lowerBetter && s.Median < best) || (!gl.m.lowerBetter && s.Median > best) {

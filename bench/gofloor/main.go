@@ -1,0 +1,74 @@
+// Command gofloor is the benchmark's "Go floor": the least a Go program
+// can do to terminate TLS in front of a mail server, crypto/tls's
+// tls.Listen and two io.Copy per connection, with nothing else (no SNI
+// selection, no mail dialogue, no limits, no logging, no timeouts). The
+// gateway's rows in bench/compare.sh are compared with it to show what the
+// layers above crypto/tls cost (issue 19). Not for production.
+//
+//	gofloor -cert cert.pem -key key.pem -listen 127.0.0.1:22993=127.0.0.1:31143
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"io"
+	"log"
+	"net"
+	"strings"
+)
+
+func main() {
+	certFile := flag.String("cert", "", "PEM certificate chain")
+	keyFile := flag.String("key", "", "PEM private key")
+	var routes []string
+	flag.Func("listen", "LISTEN=BACKEND, repeatable", func(s string) error { routes = append(routes, s); return nil })
+	flag.Parse()
+	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	if len(routes) == 0 {
+		log.Fatal("no -listen")
+	}
+	for _, r := range routes {
+		addr, backend, ok := strings.Cut(r, "=")
+		if !ok {
+			log.Fatalf("-listen %q: want LISTEN=BACKEND", r)
+		}
+		l, err := tls.Listen("tcp", addr, cfg)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					log.Fatal(err)
+				}
+				go relay(c, backend)
+			}
+		}()
+	}
+	select {} // the accept loops run until the process is killed
+}
+
+// relay copies between the client and a new connection to backend until
+// both directions end.
+func relay(c net.Conn, backend string) {
+	defer c.Close()
+	b, err := net.Dial("tcp", backend)
+	if err != nil {
+		return
+	}
+	defer b.Close()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(b, c)
+		b.(*net.TCPConn).CloseWrite()
+		close(done)
+	}()
+	io.Copy(c, b)
+	c.(*tls.Conn).CloseWrite()
+	<-done
+}
