@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/bridge"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 )
 
 // proxyOnce accepts one client on ln, dials backend and joins the two.
@@ -194,11 +194,11 @@ func ExamplePoller() {
 // session with Join. WrapConn under tls.Server lets the bridge read the
 // *tls.Conn without blocking and park the session while it is idle.
 func ExampleWrapConn() {
-	ca, err := testcert.NewCA("example CA")
+	ca, err := mailtest.GenerateCA("example CA")
 	if err != nil {
 		log.Fatal(err)
 	}
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example.com")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example.com")
 	if err != nil {
 		log.Fatal(err)
 	}

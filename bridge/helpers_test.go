@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/mailedge/mailedge/internal/nbconn"
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -33,9 +33,9 @@ func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
 // tlsConfigs returns a server and a client config that trust each other.
 func tlsConfigs(t testing.TB) (srv, cli *tls.Config) {
 	t.Helper()
-	ca, err := testcert.NewCA("bridge test CA")
+	ca, err := mailtest.GenerateCA("bridge test CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example")
 	require.NoError(t, err)
 	srv = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}
 	cli = &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example"}
