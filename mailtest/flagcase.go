@@ -66,6 +66,7 @@ func (c *flagCaseConn) Write(p []byte) (int, error) {
 // flagCaser is the streaming state of the rewrite.
 type flagCaser struct {
 	held        []byte // a cut flag atom from the last call
+	buf         []byte // the last call's output, reused
 	prev        byte   // the last byte passed on
 	midLine     bool   // false at the start of a response line
 	passthrough bool   // TLS started below: pass everything on
@@ -75,13 +76,16 @@ type flagCaser struct {
 }
 
 // rewrite returns the bytes of held+p that can be passed on now, with
-// system flags re-cased; a cut atom at the end stays held.
+// system flags re-cased; a cut atom at the end stays held. The result is
+// valid until the next call.
 func (f *flagCaser) rewrite(p []byte) []byte {
 	if f.passthrough && len(f.held) == 0 {
 		return p
 	}
-	buf := make([]byte, 0, len(f.held)+len(p))
-	buf = append(append(buf, f.held...), p...)
+	// The copy is reused from call to call: the caller is done with the
+	// result before the next call (flagCaseConn's lock).
+	buf := append(append(f.buf[:0], f.held...), p...)
+	f.buf = buf
 	f.held = f.held[:0]
 	for i := 0; i < len(buf); i++ {
 		if f.passthrough {

@@ -60,7 +60,7 @@ type Options struct {
 	// empty, mail.example.com.
 	Hostname string
 	// Logger receives one line per session and per delivery. If nil,
-	// slog.Default().
+	// slog.Default() for New, and nothing is logged for NewSystem.
 	Logger *slog.Logger
 	// AcceptProxy wraps every listener so that connections from loopback
 	// addresses must open with a PROXY protocol v1 or v2 header, whose
