@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailedge/mailedge/internal/testcert"
+	"github.com/mailedge/mailedge/mailtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/nettest"
@@ -89,9 +89,9 @@ func TestNonblockingPlain(t *testing.T) {
 // yields ErrWouldBlock until it is whole, then its plaintext; crypto/tls
 // keeps the connection usable throughout, and close_notify reads as EOF.
 func TestNonblockingTLS(t *testing.T) {
-	ca, err := testcert.NewCA("nbconn CA")
+	ca, err := mailtest.GenerateCA("nbconn CA")
 	require.NoError(t, err)
-	leaf, err := ca.Issue(testcert.Options{}, "mail.example")
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example")
 	require.NoError(t, err)
 	a, b := tcpPair(t)
 	nb := Wrap(a).(*Conn)
