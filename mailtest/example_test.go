@@ -2,11 +2,15 @@ package mailtest_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 
 	"github.com/mailedge/mailedge"
 	"github.com/mailedge/mailedge/backend"
@@ -54,6 +58,50 @@ func ExampleNewHostile() {
 	}
 	fmt.Println("refused as an injection:", errors.Is(err, starttls.ErrInjection))
 	// Output: refused as an injection: true
+}
+
+// A CA for a test: an RSA leaf for a wildcard name, verified by a client
+// that trusts only that CA, and an expired one that the same client
+// refuses.
+func ExampleCA_Issue() {
+	t := newExampleT()
+	defer t.end()
+
+	ca := mailtest.NewCA(t)
+	leaf := ca.MustIssue(t, mailtest.CertOptions{Key: mailtest.RSA}, "*.example.org")
+	_, err := leaf.Cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), DNSName: "imap.example.org"})
+	fmt.Println("wildcard RSA leaf verifies:", err == nil, leaf.Cert.PublicKeyAlgorithm)
+
+	old, _ := ca.Expired(mailtest.ECDSA, "mail.example.com")
+	_, err = old.Cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), DNSName: "mail.example.com"})
+	fmt.Println("expired leaf verifies:", err == nil)
+	// Output:
+	// wildcard RSA leaf verifies: true RSA
+	// expired leaf verifies: false
+}
+
+// The mail system of a test: a message submitted with AUTH over STARTTLS
+// is in the INBOX that IMAP and POP3 read.
+func ExampleNewSystem() {
+	t := newExampleT()
+	defer t.end()
+
+	sys := mailtest.NewSystem(t, mailtest.Options{Users: map[string]string{"ann@example.com": "secret"}})
+	c, err := smtp.DialStartTLS(sys.Addr(mailtest.Submission, mailtest.StartTLS), sys.ClientTLSConfig())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "ann@example.com", "secret")); err != nil {
+		t.Fatalf("auth: %v", err)
+	}
+	err = c.SendMail("ann@example.com", []string{"ann@example.com"}, strings.NewReader("Subject: hi\r\n\r\nhello\r\n"))
+	fmt.Println("sent:", err)
+	msgs, _ := sys.Messages(context.Background(), "ann@example.com")
+	fmt.Println("in the INBOX:", len(msgs))
+	// Output:
+	// sent: <nil>
+	// in the INBOX: 1
 }
 
 // exampleT stands in for a test's *testing.T in these examples: it runs
