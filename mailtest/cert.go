@@ -45,10 +45,10 @@ func (k KeyType) String() string {
 
 // CA is a self-signed certificate authority that issues leaves.
 type CA struct {
-	Cert    *x509.Certificate
-	Key     crypto.Signer
-	CertPEM []byte
-	KeyPEM  []byte
+	Cert    *x509.Certificate // the self-signed CA certificate
+	Key     crypto.Signer     // its ECDSA P-256 key
+	CertPEM []byte            // Cert as PEM, for a client's CA file
+	KeyPEM  []byte            // Key as PKCS #8 PEM
 }
 
 // CertOptions describe a leaf certificate. The zero value is an ECDSA leaf
@@ -123,10 +123,10 @@ func (ca *CA) Pool() *x509.CertPool {
 
 // Leaf is an issued certificate with its key, parsed and as PEM.
 type Leaf struct {
-	TLS     tls.Certificate // Leaf field set; Certificate holds leaf then CA
-	Cert    *x509.Certificate
-	CertPEM []byte // leaf followed by the CA certificate (a full chain)
-	KeyPEM  []byte
+	TLS     tls.Certificate   // Leaf field set; Certificate holds leaf then CA
+	Cert    *x509.Certificate // the parsed leaf
+	CertPEM []byte            // leaf followed by the CA certificate (a full chain)
+	KeyPEM  []byte            // the leaf's key as PKCS #8 PEM
 }
 
 // Issue signs a leaf for names with opt. Names may include wildcards such as
