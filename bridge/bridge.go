@@ -196,12 +196,18 @@ func Join(ctx context.Context, client, server net.Conn, opt Options) (Stats, err
 }
 
 // Start is Join without the wait: it returns at once, and the session runs
-// on goroutines of its own, or on none while it is parked in opt.Poller.
+// on goroutines of its own (with opt.Poller, on the Poller's reused
+// runners), or on none while it is parked in opt.Poller.
 // opt.Hooks.End is called once, on the goroutine that ends the session,
 // with the results Join would return; both conns are closed by then. Start
 // owns both conns as Join does.
 func Start(ctx context.Context, client, server net.Conn, opt Options) {
 	s := newSession(ctx, client, server, &opt)
+	if s.poller != nil {
+		s.poller.goRun(s, &s.dirs[0]) // on its runners' grown stacks
+		s.poller.goRun(s, &s.dirs[1])
+		return
+	}
 	go s.run(&s.dirs[0])
 	go s.run(&s.dirs[1])
 }

@@ -84,11 +84,11 @@ func (s *session) run(d *direction) {
 	s.finishDir(d, err)
 }
 
-// wake is the Poller's call for a parked direction: it carries on on a new
-// goroutine unless the session ended meanwhile.
+// wake is the Poller's call for a parked direction: it carries on on one
+// of the Poller's runners unless the session ended meanwhile.
 func (s *session) wake(d *direction) {
 	if d.state.CompareAndSwap(dirParked, dirRunning) {
-		go s.run(d)
+		s.poller.goRun(s, d)
 	}
 }
 

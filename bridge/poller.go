@@ -17,8 +17,8 @@ var errPollerClosed = errors.New("bridge: poller closed")
 // A Poller holds idle sessions without a goroutine. A direction of a
 // session that has had nothing to read for ParkAfter registers its socket
 // with the Poller and its goroutine exits; when the socket becomes readable
-// (or is closed or reset), the Poller starts a new goroutine that carries
-// on. An idle session parked in both directions then costs only its heap
+// (or is closed or reset), the direction carries on on a goroutine of the
+// Poller's runners (below). An idle session parked in both directions then costs only its heap
 // objects: no goroutine stack, no buffer. Join and Start use a Poller when
 // Options.Poller is set.
 //
@@ -36,11 +36,18 @@ var errPollerClosed = errors.New("bridge: poller closed")
 // Hooks.End), so a slow Hooks.End of one session never delays another's
 // timeout.
 //
+// Start runs the directions of a session with a Poller, and the Poller
+// resumes parked ones, on reused goroutines (runners): a runner whose
+// direction is done waits for the next while at most 16 wait, so that the
+// stack a session's end grows (closing its conns, Hooks.End and what the
+// application does in it) is grown once per runner, not once per session.
+// An idle runner holds its stack and no session.
+//
 // The zero value is ready to use on Linux; elsewhere it parks nothing and
 // sessions keep their goroutines. It starts one goroutine, blocked in
-// epoll_wait, at the first park. Close stops it; sessions parked then are
-// resumed on goroutines of their own and no longer park. A Poller may be
-// shared by any number of sessions.
+// epoll_wait, at the first park. Close stops it and the idle runners;
+// sessions parked then are resumed on goroutines of their own and no
+// longer park. A Poller may be shared by any number of sessions.
 type Poller struct {
 	// ParkAfter is how long a direction waits for bytes on its goroutine
 	// before parking: chatty sessions never park, idle ones soon do. If
@@ -57,6 +64,7 @@ type Poller struct {
 
 	clock   clock   // the timeouts of its sessions
 	watches watches // the contexts of its sessions
+	runners runners // the goroutines its sessions' directions run on
 }
 
 // A session registers with the Poller once, when a direction first parks:
@@ -175,6 +183,7 @@ func (p *Poller) Close() error {
 	p.closed = true
 	started := p.started
 	p.mu.Unlock()
+	p.runners.stop()
 	if !started {
 		return nil
 	}
