@@ -20,7 +20,7 @@ func (s *System) newIMAPServer(cfg *tls.Config) *imapserver.Server {
 	return imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			if c.NetConn().RemoteAddr().Network() != "pipe" {
-				s.log.Info("mailtest: imap session", "client", c.NetConn().RemoteAddr().String())
+				s.log.Debug("mailtest: imap session", "client", c.NetConn().RemoteAddr().String())
 			}
 			return s.mem.NewSession(), nil, nil
 		},

@@ -88,7 +88,7 @@ func (p *pop3Session) isTLS() bool {
 
 // run greets the client and serves commands until QUIT or an error.
 func (p *pop3Session) run() error {
-	p.s.log.Info("mailtest: pop3 session", "client", p.conn.RemoteAddr().String())
+	p.s.log.Debug("mailtest: pop3 session", "client", p.conn.RemoteAddr().String())
 	if err := p.reply("+OK %s POP3 server ready", p.s.hostname()); err != nil {
 		return err
 	}

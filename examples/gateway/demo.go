@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,7 +85,15 @@ func startDemo(ctx context.Context, dir string, fixedPorts, users bool, log *slo
 		return nil, fmt.Errorf("-demo-dir: %w", err)
 	}
 	for i, name := range demoNames {
-		leaf, err := ca.Issue(mailtest.CertOptions{}, name)
+		opt := mailtest.CertOptions{}
+		if i == 0 {
+			// The default certificate (served without SNI) names the
+			// loopback addresses too, so that clients that check the host
+			// name and send no SNI to an address (mbsync, fetchmail,
+			// neomutt) verify 127.0.0.1 with the demo CA.
+			opt.IPs = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+		}
+		leaf, err := ca.Issue(opt, name)
 		if err != nil {
 			return nil, err
 		}
@@ -241,6 +250,11 @@ func (ds *demoSetup) printTable(w io.Writer) {
   swaks --server 127.0.0.1:10587 --tls --tls-ca-path %[1]s --auth PLAIN --auth-user demo@example.com --auth-password demo --from demo@example.com --to demo@example.com
   swaks --server 127.0.0.1:10465 --tls-on-connect --auth PLAIN --auth-user demo@example.com --auth-password demo --from demo@example.com --to demo@example.com
   swaks --server 127.0.0.1:10025 --from someone@example.org --to bob@example.net   # port 25: routed by recipient, to B
+
+  clients that check the host name verify 127.0.0.1 against the demo CA (the default certificate names it):
+  fetchmail -c --ssl --sslcertck --sslcertfile %[1]s -p IMAP -P 10993 -u demo@example.com 127.0.0.1
+  neomutt -F /dev/null -e 'set ssl_ca_certificates_file=%[1]s' -f 'imaps://demo%%40example.com@127.0.0.1:10993/'
+  mbsync (~/.mbsyncrc): IMAPAccount demo / Host 127.0.0.1 / Port 10993 / TLSType IMAPS / CertificateFile %[1]s / User demo@example.com / Pass demo
 
 `, ca)
 }

@@ -145,3 +145,15 @@ func TestSessionLineFields(t *testing.T) {
 	m = sessionLine(t, logs, regexp.MustCompile(`msg=session listener=raw-mx client=`+regexp.QuoteMeta(local)+` outcome=(\S+) .* messages=(\d+) rcpts=(\d+) rcpts_refused=(\d+) refused=(\d+)`))
 	assert.Equal(t, []string{"ok", "0", "1", "1", "0"}, m[1:], "outcome, messages, rcpts, rcpts_refused, refused")
 }
+
+// Clients that check the host name and connect to an address send no SNI
+// (mbsync, fetchmail, neomutt): the demo's default certificate names
+// 127.0.0.1, so they verify it with the demo CA.
+func TestDemoCertificateNamesLoopback(t *testing.T) {
+	d := startDemoGateway(t, io.Discard, true)
+	c, err := tls.Dial("tcp", d.addrs["imaps"], &tls.Config{RootCAs: d.roots, ServerName: "127.0.0.1"})
+	require.NoError(t, err, "verified as 127.0.0.1")
+	defer c.Close()
+	assert.Empty(t, c.ConnectionState().ServerName, "no SNI for an address")
+	assert.Equal(t, "mail.example.com", c.ConnectionState().PeerCertificates[0].Subject.CommonName)
+}
