@@ -261,13 +261,13 @@ func parseLimits(s string) (ratelimit.Limits, error) {
 // readConfigFile returns the flags written in path, one flag per line as on
 // the command line ("-listen imaps=0.0.0.0:993,proto=imap"); '#' starts a
 // comment. Errors name the file and line.
-func readConfigFile(path string) ([]string, error) {
+func readConfigFile(path string) ([]configLine, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var args []string
+	var lines []configLine
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -281,12 +281,19 @@ func readConfigFile(path string) ([]string, error) {
 		if name == "-config" || name == "--config" {
 			return nil, fmt.Errorf("%s:%d: -config cannot be nested", path, n)
 		}
-		args = append(args, name)
+		cl := configLine{where: fmt.Sprintf("%s:%d", path, n), args: []string{name}}
 		if v := strings.TrimSpace(val); v != "" {
-			args = append(args, v)
+			cl.args = append(cl.args, v)
 		}
+		lines = append(lines, cl)
 	}
-	return args, sc.Err()
+	return lines, sc.Err()
+}
+
+// configLine is one flag of a -config file and where it is.
+type configLine struct {
+	where string // file:line
+	args  []string
 }
 
 var _ flag.Value = (*multiFlag)(nil)

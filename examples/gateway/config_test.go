@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -35,4 +36,21 @@ func TestConfigFile(t *testing.T) {
 	require.ErrorContains(t, err, "bad.conf:2")
 	_, err = parseFlags([]string{"-config", filepath.Join(dir, "missing.conf")}, io.Discard)
 	require.ErrorContains(t, err, "missing.conf")
+
+	// A bad value, a bad flag and a bad listener are reported at their line.
+	for line, text := range map[int]string{
+		3: "-grace forever",
+		4: "-no-such-flag",
+		5: "-listen x=127.0.0.1:0,proto=gopher",
+		6: "-backend p=127.0.0.1:1,security=maybe",
+	} {
+		conf := "# a comment\n-listen ok=127.0.0.1:0,proto=imap,pool=p\n"
+		for i := 3; i < line; i++ {
+			conf += "\n"
+		}
+		path := filepath.Join(dir, "lines.conf")
+		require.NoError(t, os.WriteFile(path, []byte(conf+text+"\n"), 0o600))
+		_, err = parseFlags([]string{"-config", path}, io.Discard)
+		assert.ErrorContains(t, err, fmt.Sprintf("lines.conf:%d: ", line), text)
+	}
 }

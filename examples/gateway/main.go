@@ -174,26 +174,43 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	// where says where a -listen or -backend value was written, so that a
+	// bad one in a -config file is reported at its line.
+	where := map[string]string{}
 	if config != "" {
-		more, err := readConfigFile(config)
+		lines, err := readConfigFile(config)
 		if err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
 		}
-		if err := fs.Parse(more); err != nil {
-			return nil, fmt.Errorf("-config %s: %w", config, err)
+		for _, l := range lines {
+			if err := fs.Parse(l.args); err != nil {
+				return nil, fmt.Errorf("%s: %w", l.where, err)
+			}
+			if fs.NArg() > 0 {
+				return nil, fmt.Errorf("%s: unexpected argument %q", l.where, fs.Arg(0))
+			}
+			if len(l.args) == 2 {
+				where[l.args[1]] = l.where
+			}
 		}
+	}
+	at := func(s string, err error) error {
+		if w, ok := where[s]; ok {
+			return fmt.Errorf("%s: %w", w, err)
+		}
+		return err
 	}
 	for _, s := range listens {
 		ls, err := parseListen(s)
 		if err != nil {
-			return nil, err
+			return nil, at(s, err)
 		}
 		o.listens = append(o.listens, ls)
 	}
 	for _, s := range backends {
 		b, err := parseBackend(s)
 		if err != nil {
-			return nil, err
+			return nil, at(s, err)
 		}
 		o.backends = append(o.backends, b)
 	}
