@@ -66,7 +66,10 @@ func (g *gateway) buildACME() error {
 		}
 		g.log.Info(msg, "domain", r.Domain, "serial", r.Certificate.Leaf.SerialNumber.Text(16),
 			"not_after", r.Certificate.Leaf.NotAfter.Format(time.RFC3339), "from_ca", r.FromCA)
-		if err := g.certs.Reload(); err != nil {
+		g.certMu.Lock()
+		err := g.certs.Reload()
+		g.certMu.Unlock()
+		if err != nil {
 			g.log.Error("certificate reload after an acme certificate failed; still serving the previous set", "err", err)
 		} else if g.certs.OnReload != nil {
 			g.certs.OnReload()

@@ -45,15 +45,16 @@ type adminMember struct {
 }
 
 func (g *gateway) adminPools(w http.ResponseWriter, _ *http.Request) {
-	names := make([]string, 0, len(g.pools))
-	for name := range g.pools {
+	pools := g.currentPools()
+	names := make([]string, 0, len(pools))
+	for name := range pools {
 		names = append(names, name)
 	}
 	slices.Sort(names)
 	out := make([]adminPool, 0, len(names))
 	for _, name := range names {
 		p := adminPool{Name: name, Members: []adminMember{}}
-		for _, m := range g.pools[name].Members() {
+		for _, m := range pools[name].Members() {
 			p.Members = append(p.Members, memberJSON(m))
 		}
 		out = append(out, p)
@@ -68,7 +69,7 @@ func (g *gateway) adminPools(w http.ResponseWriter, _ *http.Request) {
 func (g *gateway) adminDrain(draining bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		poolName, name := r.FormValue("pool"), r.FormValue("member")
-		pool, ok := g.pools[poolName]
+		pool, ok := g.currentPools()[poolName]
 		if !ok {
 			http.Error(w, fmt.Sprintf("no pool %q", poolName), http.StatusNotFound)
 			return
@@ -92,6 +93,13 @@ func (g *gateway) adminDrain(draining bool) http.HandlerFunc {
 func memberJSON(m backend.MemberStatus) adminMember {
 	return adminMember{Name: m.Name, Addr: m.Addr, Weight: m.Weight, Up: m.Up, Draining: m.Draining,
 		Sessions: m.Active, Dials: m.Dials, Failures: m.Failures}
+}
+
+// currentPools returns the pools of the running configuration.
+func (g *gateway) currentPools() map[string]*backend.Pool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.pools
 }
 
 // adminOnly answers 403 to clients outside loopback and -admin-from.

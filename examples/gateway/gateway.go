@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +52,19 @@ type gateway struct {
 
 	tracing   *tracing       // -otel-endpoint; nil without
 	adminFrom []netip.Prefix // -admin-from: non-loopback clients of the admin endpoint
+
+	// Reloads (reload.go): the flags to read again, the sockets and their
+	// generations, and what guards the fields a reload swaps (services,
+	// specs, listeners, socks, pools, checkers) for the HTTP handlers.
+	args         []string
+	mu           sync.RWMutex
+	certMu       sync.Mutex         // serialises the Store's reloads and source changes
+	socks        []*switchListener  // by listener, as specs
+	retired      []*service         // earlier generations, whose sessions may still run
+	stopCheckers context.CancelFunc // the current generation's health checkers
+	bgCtx        context.Context    // the background's, set by start
+	sessCtx      context.Context    // the sessions', set by start
+	nextSources  []sni.Source       // buildNext's certificate sources
 
 	proxyFrom      []netip.Prefix // balancers that may send an inbound PROXY header
 	listeners      []net.Listener
@@ -129,19 +141,11 @@ func build(o *options, log *slog.Logger) (_ *gateway, err error) {
 func (g *gateway) buildCerts() error {
 	g.certs = &sni.Store{}
 	g.certs.Strict = g.opts.strictSNI
-	for _, c := range g.opts.certs {
-		parts := strings.Split(c, ",")
-		if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "default") {
-			return fmt.Errorf("-cert %q: want CERTFILE,KEYFILE[,default]", c)
-		}
-		g.certs.Sources = append(g.certs.Sources, sni.Pair{CertFile: parts[0], KeyFile: parts[1], Default: len(parts) == 3})
+	sources, err := certSources(g.opts)
+	if err != nil {
+		return err
 	}
-	for _, d := range g.opts.leDirs {
-		g.certs.Sources = append(g.certs.Sources, sni.LetsEncrypt{Dir: d})
-	}
-	for _, m := range g.opts.sniMaps {
-		g.certs.Sources = append(g.certs.Sources, sni.PostfixMap{Path: m})
-	}
+	g.certs.Sources = sources
 	if err := g.buildACME(); err != nil {
 		return err
 	}
@@ -164,7 +168,9 @@ func (g *gateway) buildCerts() error {
 }
 
 func (g *gateway) buildLimiter() error {
-	lim := &ratelimit.Limiter{MaxSources: g.opts.maxSources}
+	// The store is explicit, so that a reload's Limiter shares it: rate
+	// counters and in-flight counts carry over (-redis replaces it).
+	lim := &ratelimit.Limiter{Store: &ratelimit.MemoryStore{MaxSources: g.opts.maxSources}}
 	var err error
 	if lim.Limits, err = parseLimits(g.opts.limits); err != nil {
 		return err

@@ -42,8 +42,11 @@ func (l watchedListener) Close() error {
 // stoppedListeners lists, one line each, the listeners that are not
 // accepting.
 func (g *gateway) stoppedListeners() []string {
+	g.mu.RLock()
+	services := g.services
+	g.mu.RUnlock()
 	var out []string
-	for _, s := range g.services {
+	for _, s := range services {
 		if !s.accepting.Load() {
 			out = append(out, "listener "+s.name+": not accepting")
 		}

@@ -175,11 +175,12 @@ func (g *gateway) loginServer(ls listenSpec, s *service) *auth.Server {
 // the pool NAME itself if it serves the listener's protocol.
 func (g *gateway) poolsFor(ls listenSpec) func(string) auth.Backend {
 	proto := protocols[ls.Proto]
+	pools, protos := g.pools, g.poolProto // this generation's: a reload makes new ones
 	return func(name string) auth.Backend {
-		if p, ok := g.pools[name+"/"+ls.Pool]; ok {
+		if p, ok := pools[name+"/"+ls.Pool]; ok {
 			return p
 		}
-		if p, ok := g.pools[name]; ok && g.poolProto[name] == proto {
+		if p, ok := pools[name]; ok && protos[name] == proto {
 			return p
 		}
 		return nil

@@ -28,7 +28,9 @@
 // with "*@example.com - pool=a" and "*@example.net - pool=b" in the users
 // file.
 //
-// SIGHUP reloads certificates and the users file; SIGTERM or SIGINT stops accepting, lets
+// SIGHUP reloads the whole configuration (the flags and the -config file
+// read again: listeners, pools, limits, certificates, users; sessions in
+// flight untouched, see reload.go); SIGTERM or SIGINT stops accepting, lets
 // sessions finish for -grace, then exits.
 //
 // -metrics ADDR serves Prometheus /metrics and, for a load balancer or
@@ -247,7 +249,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer ds.close()
-		if o, err = parseFlags(append(ds.args, args...), stderr); err != nil {
+		args = append(ds.args, args...)
+		if o, err = parseFlags(args, stderr); err != nil {
 			fmt.Fprintln(stderr, "gateway: demo:", err)
 			return 1
 		}
@@ -258,6 +261,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gateway:", err)
 		return 1
 	}
+	g.args = args // SIGHUP reads them, and the -config file, again
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,51 +28,28 @@ func (g *gateway) start(ctx context.Context, hup <-chan os.Signal) error {
 		_ = g.rotator.Refresh(rctx)
 		cancel()
 	}
-	for _, ls := range g.specs {
+	for i, ls := range g.specs {
 		l, err := listen("tcp", ls.Addr)
 		if err != nil {
-			for _, prev := range g.listeners {
+			for _, prev := range g.socks {
 				prev.Close()
 			}
 			return fmt.Errorf("-listen %s: %w", ls.Name, err)
 		}
-		if ls.ProxyIn {
-			// Server-speaks-first protocols: from -proxy-from sources the
-			// header is awaited (up to the timeout) before the greeting,
-			// never guessed; anyone else is greeted at once.
-			l = mailedge.ProxyListener(l, g.proxyFrom, 0)
-		}
-		s := g.services[len(g.listeners)]
+		sock := newSwitchListener(l)
+		s := g.services[i]
 		s.accepting.Store(true)
-		g.listeners = append(g.listeners, watchedListener{Listener: l, accepting: &s.accepting})
+		g.socks = append(g.socks, sock)
+		g.listeners = append(g.listeners, g.viewOf(sock, ls, g.proxyFrom, s))
 	}
 	// Sessions do not end with ctx: SIGTERM stops accepting at once but
 	// lets sessions run for the grace period (Proxy.Shutdown in shutdown).
-	sessCtx := context.WithoutCancel(ctx)
+	g.sessCtx = context.WithoutCancel(ctx)
 	// Checkers and the certificate watcher stop with ctx or at shutdown.
 	ctx, g.stopBackground = context.WithCancel(ctx)
-	for i, s := range g.services {
-		g.serving.Add(1)
-		go func() {
-			defer g.serving.Done()
-			if err := s.proxy.Serve(sessCtx, g.listeners[i]); err != nil && !errors.Is(err, mailedge.ErrProxyClosed) {
-				g.log.Error("accept loop ended", "listener", s.name, "err", err)
-			}
-		}()
-	}
-	for _, job := range g.checkers {
-		pool, m := g.pools[job.pool], g.metrics
-		job.c.OnChange = func(st monitor.Status) {
-			pool.SetUp(st.Name, st.Up)
-			m.health(job.pool, st.Name, st)
-			lvl := "up"
-			if !st.Up {
-				lvl = "down"
-			}
-			g.log.Info("backend "+lvl, "pool", job.pool, "member", st.Name, "err", errString(st.Last.Err), "latency", st.Last.Latency)
-		}
-		g.goBackground(func() { job.c.Run(ctx) })
-	}
+	g.bgCtx = ctx
+	g.serveAll()
+	g.startCheckers()
 	g.goBackground(func() { g.reloadLoop(ctx, hup) })
 	g.startACME(ctx) // -acme-domains: renewals until shutdown
 	if g.rotator != nil {
@@ -140,7 +118,18 @@ func (g *gateway) reloadLoop(ctx context.Context, hup <-chan os.Signal) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if err := g.certs.Reload(); err != nil {
+			if g.args != nil {
+				// The whole configuration, certificates, CA bundles and
+				// users file included.
+				if err := g.reload(); err != nil {
+					g.log.Error("reload failed; the running configuration stays", "err", err)
+				}
+				continue
+			}
+			g.certMu.Lock()
+			err := g.certs.Reload()
+			g.certMu.Unlock()
+			if err != nil {
 				g.certs.OnError(err)
 			} else {
 				g.certs.OnReload()
@@ -148,7 +137,10 @@ func (g *gateway) reloadLoop(ctx context.Context, hup <-chan os.Signal) {
 			g.reloadClientCAs(true)
 			g.reloadUsers()
 		case <-tick:
-			if changed, err := g.certs.ReloadIfChanged(); err != nil {
+			g.certMu.Lock()
+			changed, err := g.certs.ReloadIfChanged()
+			g.certMu.Unlock()
+			if err != nil {
 				g.certs.OnError(err)
 			} else if changed {
 				g.certs.OnReload()
@@ -158,8 +150,54 @@ func (g *gateway) reloadLoop(ctx context.Context, hup <-chan os.Signal) {
 	}
 }
 
+// serveAll runs the accept loop of every current service on its
+// listener; each returns when its listener is closed or replaced by a
+// reload, and after its sessions have ended.
+func (g *gateway) serveAll() {
+	g.mu.RLock()
+	services, listeners := g.services, g.listeners
+	g.mu.RUnlock()
+	for i, s := range services {
+		g.serving.Add(1)
+		go func() {
+			defer g.serving.Done()
+			if err := s.proxy.Serve(g.sessCtx, listeners[i]); err != nil && !errors.Is(err, mailedge.ErrProxyClosed) {
+				g.log.Error("accept loop ended", "listener", s.name, "err", err)
+			}
+		}()
+	}
+}
+
+// startCheckers runs the current pools' health checkers, and stops those
+// of the generation before.
+func (g *gateway) startCheckers() {
+	g.mu.Lock()
+	if g.stopCheckers != nil {
+		g.stopCheckers()
+	}
+	ctx, cancel := context.WithCancel(g.bgCtx)
+	g.stopCheckers = cancel
+	jobs, pools := g.checkers, g.pools
+	g.mu.Unlock()
+	for _, job := range jobs {
+		pool, m := pools[job.pool], g.metrics
+		job.c.OnChange = func(st monitor.Status) {
+			pool.SetUp(st.Name, st.Up)
+			m.health(job.pool, st.Name, st)
+			lvl := "up"
+			if !st.Up {
+				lvl = "down"
+			}
+			g.log.Info("backend "+lvl, "pool", job.pool, "member", st.Name, "err", errString(st.Last.Err), "latency", st.Last.Latency)
+		}
+		g.goBackground(func() { job.c.Run(ctx) })
+	}
+}
+
 // addrs lists the bound listener addresses.
 func (g *gateway) addrs() []string {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	var out []string
 	for i, l := range g.listeners {
 		out = append(out, g.specs[i].Name+"="+l.Addr().String())
@@ -175,7 +213,14 @@ func (g *gateway) shutdown(grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var cut sync.WaitGroup
-	for _, s := range g.services {
+	g.mu.RLock()
+	services := append(slices.Clone(g.services), g.retired...)
+	socks := g.socks
+	g.mu.RUnlock()
+	for _, s := range socks {
+		s.Close() // no new connection from here on: the views do not close the sockets
+	}
+	for _, s := range services {
 		cut.Go(func() {
 			if err := s.proxy.Shutdown(ctx); err != nil {
 				g.log.Warn("grace period over; remaining sessions closed", "listener", s.name)
@@ -183,9 +228,6 @@ func (g *gateway) shutdown(grace time.Duration) {
 		})
 	}
 	cut.Wait()
-	for _, l := range g.listeners {
-		l.Close() // those whose Serve never ran, when start failed
-	}
 	g.serving.Wait()
 	g.closeTracing() // every session has ended: its spans are complete
 	if g.stopBackground != nil {
