@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/mailtest"
 )
 
@@ -91,25 +91,10 @@ func TestPolicyCipherSuites(t *testing.T) {
 	}
 }
 
-// needOpenSSL returns the openssl binary, or skips the test without one
-// unless MAILEDGE_INTEGRATION=require, as internal/redistest.Need does.
+// needOpenSSL returns the openssl binary (see testnet.NeedProgram).
 func needOpenSSL(t *testing.T) string {
 	t.Helper()
-	mode := strings.ToLower(os.Getenv("MAILEDGE_INTEGRATION"))
-	switch {
-	case mode == "off" || mode == "0" || mode == "false":
-		t.Skip("MAILEDGE_INTEGRATION=" + mode)
-	case testing.Short() && mode != "require":
-		t.Skip("-short: this test runs openssl s_client")
-	}
-	bin, err := exec.LookPath("openssl")
-	if err != nil {
-		if mode == "require" {
-			t.Fatal("MAILEDGE_INTEGRATION=require but openssl is not installed (Debian: apt-get install openssl)")
-		}
-		t.Skip("openssl not installed (Debian: apt-get install openssl; set MAILEDGE_INTEGRATION=require to make this an error)")
-	}
-	return bin
+	return testnet.NeedProgram(t, "openssl", "Debian: apt-get install openssl")
 }
 
 // sClient runs openssl s_client -tls1_2 with one cipher (OpenSSL's name)

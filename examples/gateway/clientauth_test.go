@@ -264,26 +264,12 @@ func counterValue(t *testing.T, g *gateway, name, listener, reason string) float
 	return 0
 }
 
-// needTool skips without the program, or fails under
-// MAILEDGE_INTEGRATION=require (CI installs it).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("MAILEDGE_INTEGRATION") == "require" {
-			t.Fatalf("MAILEDGE_INTEGRATION=require but %s is not installed", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
 // Real clients with client certificates on a verify=on listener that takes
 // the login: openssl s_client and curl log in with SASL EXTERNAL as the
 // certificate's name, and are refused with an alert without one. A SIGHUP
 // reloads the CA bundle: the old CA's clients are refused after it.
 func TestClientCertRealClients(t *testing.T) {
-	openssl, curl := needTool(t, "openssl"), needTool(t, "curl")
+	openssl, curl := needProgram(t, "openssl"), needProgram(t, "curl")
 	p := newClientCerts(t)
 	demoUser, err := p.trusted.Issue(mailtest.CertOptions{}, "demo@example.com")
 	require.NoError(t, err)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -203,19 +202,11 @@ func TestPassthroughName(t *testing.T) {
 	}
 }
 
-// needProgram returns the path of an external program the test runs; it
-// skips without it, or fails under MAILEDGE_INTEGRATION=require (CI
-// installs it).
+// needProgram returns the path of an external program the test runs
+// (see testnet.NeedProgram; .ci/run installs it).
 func needProgram(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if strings.EqualFold(os.Getenv("MAILEDGE_INTEGRATION"), "require") {
-			t.Fatalf("MAILEDGE_INTEGRATION=require but %s is not installed", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
+	return testnet.NeedProgram(t, name, "Debian: apt-get install "+name)
 }
 
 // sessionsOK reads mailedge_sessions_total{listener, outcome="ok"}.

@@ -9,14 +9,13 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -44,21 +43,7 @@ type Server struct {
 // it, as the integration suite does.
 func Need(t testing.TB) string {
 	t.Helper()
-	mode := strings.ToLower(os.Getenv("MAILEDGE_INTEGRATION"))
-	switch {
-	case mode == "off" || mode == "0" || mode == "false":
-		t.Skip("MAILEDGE_INTEGRATION=" + mode)
-	case testing.Short() && mode != "require":
-		t.Skip("-short: these tests start a redis-server")
-	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if mode == "require" {
-			t.Fatal("MAILEDGE_INTEGRATION=require but redis-server is not installed (Debian: apt-get install redis-server)")
-		}
-		t.Skip("redis-server not installed (Debian: apt-get install redis-server; set MAILEDGE_INTEGRATION=require to make this an error)")
-	}
-	return bin
+	return testnet.NeedProgram(t, "redis-server", "Debian: apt-get install redis-server")
 }
 
 // Start starts a redis-server for the test on a free loopback port and

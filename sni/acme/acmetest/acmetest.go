@@ -34,6 +34,7 @@ import (
 
 	"github.com/libdns/libdns"
 
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/mailtest"
 )
 
@@ -89,21 +90,11 @@ type Pebble struct {
 // failure. MAILEDGE_INTEGRATION=off and -short skip it.
 func Need(t testing.TB) (pebble, challtestsrv string) {
 	t.Helper()
-	mode := strings.ToLower(os.Getenv("MAILEDGE_INTEGRATION"))
-	switch {
-	case mode == "off" || mode == "0" || mode == "false":
-		t.Skip("MAILEDGE_INTEGRATION=" + mode)
-	case testing.Short() && mode != "require":
-		t.Skip("-short: these tests start pebble")
-	}
+	require := testnet.Integration(t, "pebble")
 	pebble, err1 := lookBin("pebble")
 	challtestsrv, err2 := lookBin("pebble-challtestsrv")
 	if err1 != nil || err2 != nil {
-		const how = "go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3 github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@v2.10.3"
-		if mode == "require" {
-			t.Fatal("MAILEDGE_INTEGRATION=require but pebble is not installed (" + how + ")")
-		}
-		t.Skip("pebble not installed (" + how + "; set MAILEDGE_INTEGRATION=require to make this an error)")
+		testnet.Missing(t, require, "pebble", "go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3 github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@v2.10.3")
 	}
 	return pebble, challtestsrv
 }
