@@ -283,6 +283,8 @@ func (g *gateway) apply(n *gateway) error {
 	g.certMu.Unlock()
 	if err != nil {
 		g.certs.OnError(err) // a file changed since the check: the previous set serves
+	} else {
+		g.certs.OnReload() // the log line and the expiry metrics, as for a certificate reload
 	}
 	if g.rotator != nil {
 		for _, s := range n.services {

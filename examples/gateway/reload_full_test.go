@@ -120,6 +120,7 @@ func TestReloadConfiguration(t *testing.T) {
 		"-backend q="+beta+",name=beta,probe=none",
 		"-limits inflight=2")...)
 	sighup("configuration reloaded")
+	assert.Contains(t, logs.String(), `msg="certificates reloaded"`, "the certificates too")
 
 	// The session in flight goes on, on alpha.
 	assert.Contains(t, noop(t, liveR, live, "b"), "b OK")
