@@ -454,6 +454,11 @@ func (p *Proxy) bridgeOptions(ctx context.Context, proto starttls.Protocol, src 
 	if opt.SMTP != nil {
 		in = *opt.SMTP
 	}
+	if in.Timeouts == nil && p.Bridge.IdleTimeout == 0 {
+		// The protocol's own idle times: RFC 5321's per phase (5 minutes
+		// for a command, 10 for the reply to the end of data, ...).
+		in.Timeouts = &bridge.SMTPTimeouts{}
+	}
 	if p.InspectSMTP && p.Limiter != nil {
 		in.Check = p.rateCheck(ctx, src, in.Check)
 	}

@@ -111,8 +111,10 @@ type Proxy struct {
 	InspectSMTP bool
 	// Bridge configures the copy. If its IdleTimeout is zero, the
 	// protocol's own idle time is used: IMAP 31 minutes (RFC 9051
-	// autologout is at least 30), SMTP and POP3 10 minutes (RFC 5321
-	// §4.5.3.2 DATA timeout, RFC 1939).
+	// autologout is at least 30), POP3 10 minutes (RFC 1939), SMTP RFC
+	// 5321 §4.5.3.2's per phase through the inspector's SMTPTimeouts (5
+	// minutes for a command, 2 for the reply to DATA, 3 between data
+	// blocks, 10 for the reply to the end of data).
 	Bridge bridge.Options
 	// HandoverTimeout bounds the handover of a plain session, where the
 	// proxy talks to the backend before the copy (SMTP: the client's EHLO

@@ -286,6 +286,7 @@ func newSession(ctx context.Context, client, server net.Conn, opt *Options) *ses
 		s.done = make(chan struct{}) // only the inspector waits on it
 		s.smtp = newSMTPSession(opt.SMTP, client, server, s.done)
 		s.smtp.bye = &s.bye
+		s.smtp.onPhase = s.rearm
 		s.dirs[0].filter = s.smtp.commands
 		s.dirs[1].filter = s.smtp.replies
 	}

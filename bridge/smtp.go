@@ -79,6 +79,13 @@ type SMTPInspector struct {
 	// client is owed it before any reply of the inspector's own. If false,
 	// the greeting was dealt with before Join.
 	AwaitGreeting bool
+	// Timeouts, if non-nil, give the session an idle timeout per phase of
+	// the dialogue (RFC 5321 §4.5.3.2: 5 minutes for commands, 2 for the
+	// reply to DATA, 3 between data blocks, 10 for the reply to the end of
+	// data) in place of Options.IdleTimeout. A phase that shortens the
+	// timeout takes effect at the session's next timeout check, at most
+	// the longer timeout later. If nil, Options.IdleTimeout applies.
+	Timeouts *SMTPTimeouts
 }
 
 func (ins *SMTPInspector) maxLine() int {

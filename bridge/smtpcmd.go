@@ -27,14 +27,15 @@ const (
 // commandFilter is the client-to-server side of the inspector. It runs on
 // one goroutine only.
 type commandFilter struct {
-	s        *smtpSession
-	max      int
-	mode     cmdMode
-	line     []byte // a line split across reads; nil when none
-	oversize bool   // discarding an oversize line up to its line feed
-	data     uint8  // data scanner state
-	remain   int64  // chunk bytes left in modeChunk and modeSkip
-	out      [][]byte
+	s          *smtpSession
+	max        int
+	mode       cmdMode
+	line       []byte // a line split across reads; nil when none
+	oversize   bool   // discarding an oversize line up to its line feed
+	data       uint8  // data scanner state
+	remain     int64  // chunk bytes left in modeChunk and modeSkip
+	afterChunk int32  // the phase once the chunk is through: the reply to BDAT ... LAST or another
+	out        [][]byte
 }
 
 // write consumes p, forwarding, answering or discarding each part.
@@ -56,6 +57,7 @@ func (f *commandFilter) write(p []byte) error {
 			if !f.s.push(&entry{cmd: SMTPCommand{Verb: "."}, end: true}) {
 				return errSessionDone
 			}
+			f.s.setPhase(phaseDataEnd)
 		case modeChunk, modeSkip:
 			n := int(min(f.remain, int64(len(p))))
 			if f.mode == modeChunk {
@@ -64,6 +66,7 @@ func (f *commandFilter) write(p []byte) error {
 			p = p[n:]
 			if f.remain -= int64(n); f.remain == 0 {
 				f.mode = modeCommand
+				f.s.setPhase(f.afterChunk)
 			}
 		}
 		if err != nil {
@@ -127,6 +130,7 @@ func (f *commandFilter) handleLine(line []byte) error {
 	e := &entry{cmd: cmd, rcpt: cmd.Verb == "RCPT", end: isChunk && last}
 	switch cmd.Verb {
 	case "DATA":
+		f.s.setPhase(phaseDataInit)
 		return f.gated(e, line, 354, modeData)
 	case "AUTH":
 		return f.gated(e, line, 334, modeSASL)
@@ -135,8 +139,15 @@ func (f *commandFilter) handleLine(line []byte) error {
 		return errSessionDone
 	}
 	f.forward(line)
+	f.afterChunk = phaseCommand
+	if last {
+		f.afterChunk = phaseDataEnd
+	}
 	if isChunk && size > 0 {
 		f.mode, f.remain = modeChunk, size
+		f.s.setPhase(phaseDataBlock)
+	} else if isChunk {
+		f.s.setPhase(f.afterChunk)
 	}
 	return nil
 }
@@ -169,6 +180,13 @@ func (f *commandFilter) gated(e *entry, line []byte, want int, next cmdMode) err
 	f.mode = modeCommand
 	if code == want {
 		f.mode, f.data = next, dataLineStart
+	}
+	if next == modeData {
+		phase := phaseCommand // DATA refused
+		if code == want {
+			phase = phaseDataBlock
+		}
+		f.s.setPhase(phase)
 	}
 	return nil
 }

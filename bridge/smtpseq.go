@@ -48,6 +48,8 @@ type smtpSession struct {
 	bye      *goodbye // the session's; nil in tests that build one alone
 
 	nCommands, nMessages, nRecipients, nRefused, nRcptRefused atomic.Int64
+	phase                                                     atomic.Int32 // for SMTPInspector.Timeouts
+	onPhase                                                   func()       // the session's rearm; nil in tests that build one alone
 
 	beforeWait func() // test hook: runs before waiting for a gated reply
 }
@@ -160,6 +162,9 @@ func (s *smtpSession) writeLocals(locals [][]byte) error {
 
 // answered records the server's reply code for a forwarded command.
 func (s *smtpSession) answered(e *entry, code int) {
+	if e.end {
+		s.setPhase(phaseCommand) // the end of data is answered
+	}
 	if code >= 200 && code < 300 {
 		if e.rcpt {
 			s.nRecipients.Add(1)

@@ -63,8 +63,8 @@ func noStop() bool { return false }
 // check is due, or -1 if it has none.
 func (s *session) nextDue() time.Duration {
 	due := time.Duration(-1)
-	if s.idle > 0 {
-		due = time.Duration(s.last.Load()) + s.idle
+	if idle := s.idleNow(); idle > 0 {
+		due = time.Duration(s.last.Load()) + idle
 	}
 	if m := s.opt.MaxDuration; m > 0 && (due < 0 || m < due) {
 		due = m
@@ -78,7 +78,7 @@ func (s *session) expired(now time.Duration) End {
 	if m := s.opt.MaxDuration; m > 0 && now >= m {
 		return EndMaxDuration
 	}
-	if s.idle > 0 && now-time.Duration(s.last.Load()) >= s.idle {
+	if idle := s.idleNow(); idle > 0 && now-time.Duration(s.last.Load()) >= idle {
 		return EndIdle
 	}
 	return 0
