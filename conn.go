@@ -109,7 +109,7 @@ func (c *conn) dialed(be *backend.Conn, err error, start time.Time) {
 	}
 	e := Event{Stage: StageBackend, Err: err}
 	if be != nil {
-		e.Member = be.Member
+		e.Member, e.Identity = be.Member, be.Identity
 	}
 	c.event(e, start)
 }

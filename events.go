@@ -73,6 +73,10 @@ type Event struct {
 	TLS *tls.ConnectionState
 	// Member is the backend member dialled (StageBackend).
 	Member string
+	// Identity is how the client's identity reached that member
+	// (StageBackend): backend.Conn.Identity, such as ["proxy-v2"] or
+	// ["xclient"]. Do not modify it.
+	Identity []string
 	// User is the user logged in, or who tried (StageLogin).
 	User string
 	// Info is the session's SessionInfo at StageEnded; nil before.

@@ -118,6 +118,7 @@ func TestEvents(t *testing.T) {
 	assert.Equal(t, "mail.example.com", tlsEv.TLS.ServerName)
 	assert.Equal(t, "imap", tlsEv.TLS.NegotiatedProtocol)
 	assert.Equal(t, f.addrs.IMAP, evs[3].Member)
+	assert.Empty(t, evs[3].Identity, "no PROXY header, XCLIENT or ID configured")
 	end := evs[5]
 	require.NotNil(t, end.Info)
 	assert.Equal(t, mailedge.OutcomeOK, end.Info.Outcome)

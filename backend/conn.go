@@ -33,6 +33,12 @@ type Conn struct {
 	Upgraded bool
 	// Member names the pool member (its Name, or the Dialer's Addr).
 	Member string
+	// Identity lists how the client's identity reached the backend, in
+	// the order sent: "proxy-v1" or "proxy-v2" (the PROXY header),
+	// "xclient" (accepted by the backend), "id" (IMAP ID answered OK).
+	// Empty when nothing was sent, or a best-effort identity was not
+	// taken (Dialer.IdentityBestEffort).
+	Identity []string
 
 	pending prefixconn.Buffer // read past the greeting; served first by Read
 

@@ -274,6 +274,12 @@ func (d *Dialer) converse(ctx context.Context, raw net.Conn, ci ClientInfo, dead
 		}
 	}
 	c := &Conn{Conn: raw, Member: d.Addr}
+	switch d.Proxy {
+	case ProxyV1:
+		c.Identity = append(c.Identity, "proxy-v1")
+	case ProxyV2:
+		c.Identity = append(c.Identity, "proxy-v2")
+	}
 	if d.Passthrough {
 		return c, nil // the client's TLS and the greeting inside it are the backend's and the client's
 	}
@@ -318,13 +324,18 @@ func (d *Dialer) identify(br *bufio.Reader, c *Conn, ci ClientInfo) error {
 		}
 		if g != nil {
 			c.Greeting = g
+			c.Identity = append(c.Identity, "xclient")
 		}
 	case d.IMAPID:
 		g := c.Greeting
 		if c.Upgraded {
 			g = nil // pre-TLS capabilities are not to be trusted: ask again
 		}
-		return imapID(br, c.Conn, g, ci, d.maxLineLength(), d.IdentityBestEffort)
+		sent, err := imapID(br, c.Conn, g, ci, d.maxLineLength(), d.IdentityBestEffort)
+		if sent {
+			c.Identity = append(c.Identity, "id")
+		}
+		return err
 	}
 	return nil
 }

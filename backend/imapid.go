@@ -72,38 +72,41 @@ func idCommand(fields []string) (string, error) {
 // command before login with BAD and BYE (go-imap does, against
 // cross-protocol attacks). A missing capability, or a NO or BAD answer, is
 // ErrIdentity unless bestEffort.
-func imapID(br *bufio.Reader, w io.Writer, greeting []byte, ci ClientInfo, max int, bestEffort bool) error {
+func imapID(br *bufio.Reader, w io.Writer, greeting []byte, ci ClientInfo, max int, bestEffort bool) (sent bool, err error) {
 	fields := idFields(ci)
 	if len(fields) == 0 {
-		return nil
+		return false, nil
 	}
 	cmd, err := idCommand(fields)
 	if err != nil {
-		return err
+		return false, err
 	}
 	caps, ok := greetingCaps(greeting)
 	if !ok {
 		if caps, err = imapCapability(br, w, max); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if !containsFold(caps, "ID") {
 		if bestEffort {
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("%w: ID capability not advertised", ErrIdentity)
+		return false, fmt.Errorf("%w: ID capability not advertised", ErrIdentity)
 	}
 	if _, err := io.WriteString(w, cmd); err != nil {
-		return err
+		return false, err
 	}
 	status, err := readTagged(br, idTag, max, nil)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if !strings.EqualFold(status, "OK") && !bestEffort {
-		return fmt.Errorf("%w: ID answered %s", ErrIdentity, status)
+	if !strings.EqualFold(status, "OK") {
+		if !bestEffort {
+			return false, fmt.Errorf("%w: ID answered %s", ErrIdentity, status)
+		}
+		return false, nil
 	}
-	return nil
+	return true, nil
 }
 
 // greetingCaps returns the atoms of a [CAPABILITY ...] response code in an

@@ -86,6 +86,11 @@ func TestIMAPIDDial(t *testing.T) {
 			} else {
 				require.NoError(t, err)
 				assert.Equal(t, "* OK [CAPABILITY IMAP4rev1 ID] ready\r\n", string(c.Greeting))
+				if tt.bestEffort {
+					assert.Empty(t, c.Identity, "ID refused, best effort: nothing sent")
+				} else {
+					assert.Equal(t, []string{"id"}, c.Identity)
+				}
 				quit(t, c)
 				require.NoError(t, c.Close())
 			}

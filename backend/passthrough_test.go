@@ -44,6 +44,7 @@ func TestPassthroughDial(t *testing.T) {
 		require.NoError(t, err)
 		assert.Nil(t, c.Greeting, "a passthrough member's greeting is inside the client's TLS")
 		assert.Equal(t, "tenant", c.Member)
+		assert.Equal(t, []string{"proxy-v2"}, c.Identity)
 		assert.Zero(t, c.Buffered())
 		assert.Equal(t, 1, pool.Members()[0].Active)
 

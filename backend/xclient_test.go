@@ -166,6 +166,11 @@ func TestXCLIENTDial(t *testing.T) {
 			} else {
 				require.NoError(t, err)
 				assert.Equal(t, tt.greeting, string(c.Greeting))
+				if tt.advertise {
+					assert.Equal(t, []string{"xclient"}, c.Identity)
+				} else {
+					assert.Empty(t, c.Identity, "best effort: XCLIENT not sent")
+				}
 				quit(t, c) // the fake sees QUIT right after XCLIENT: no extra line
 				require.NoError(t, c.Close())
 				srv.Close()

@@ -24,5 +24,6 @@
 // tls.server_name, tls.resumed, tls.next_protocol, server.address for the
 // member, enduser.id for the user); mail-specific ones are prefixed
 // "mailedge." (mailedge.outcome, mailedge.bytes_in, mailedge.bytes_out,
-// mailedge.passthrough). Passwords are never in an Event.
+// mailedge.passthrough, mailedge.identity: how the client reached the
+// backend). Passwords are never in an Event.
 package oteltrace

@@ -106,6 +106,9 @@ func stageAttrs(e mailedge.Event) []attribute.KeyValue {
 	if e.Member != "" {
 		kv = append(kv, attribute.String("server.address", e.Member))
 	}
+	if len(e.Identity) > 0 {
+		kv = append(kv, attribute.StringSlice("mailedge.identity", e.Identity))
+	}
 	if e.User != "" {
 		kv = append(kv, attribute.String("enduser.id", e.User))
 	}
