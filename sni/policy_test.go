@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -153,24 +152,6 @@ func TestPolicyOpenSSLCBC(t *testing.T) {
 	}
 }
 
-// fakeClock is a settable clock for tls.Config.Time.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // TestPolicyTicketLifetime: sessions resume within TicketLifetime and not
 // after it, with ticket keys set on the config after TLSConfig returned (a
 // second config with the same keys, a replica, resumes the first's
@@ -192,7 +173,8 @@ func TestPolicyTicketLifetime(t *testing.T) {
 	for _, mode := range []ClientAuth{NoClientCert, RequireClientCert} {
 		for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 			t.Run(mode.String()+"/"+tls.VersionName(v), func(t *testing.T) {
-				clock := &fakeClock{now: time.Now()}
+				clock := new(testnet.Clock)
+				clock.Set(time.Now())
 				t0 := clock.Now()
 				policy := Policy{Protocol: ALPNIMAP, ClientAuth: mode, ClientCAs: cas, TicketLifetime: time.Hour}
 				var clientCert *tls.Certificate

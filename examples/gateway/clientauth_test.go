@@ -226,7 +226,7 @@ func TestClientCertModes(t *testing.T) {
 
 	// Every session has its line; the verified and unverified identities
 	// are in them.
-	waitFor(t, 10*time.Second, "the session lines", func() bool {
+	testnet.WaitFor(t, 10*time.Second, "the session lines", func() bool {
 		return strings.Count(logs.String(), "msg=session") >= len(cases)
 	})
 	out := logs.String()
@@ -320,7 +320,7 @@ func TestClientCertRealClients(t *testing.T) {
 	assert.Error(t, err, out)
 	assert.NotContains(t, out, "INBOX")
 
-	waitFor(t, 10*time.Second, "the session lines", func() bool {
+	testnet.WaitFor(t, 10*time.Second, "the session lines", func() bool {
 		return strings.Count(logs.String(), "listener=mtls") >= 4
 	})
 	assert.Contains(t, logs.String(), `user=demo@example.com bytes_in=`)
@@ -334,7 +334,7 @@ func TestClientCertRealClients(t *testing.T) {
 	require.NoError(t, os.WriteFile(tmp, next.CertPEM, 0o600))
 	require.NoError(t, os.Rename(tmp, p.caFile))
 	d.hup <- syscall.SIGHUP
-	waitFor(t, 10*time.Second, "the CA reload", func() bool { return strings.Contains(logs.String(), "client CAs reloaded") })
+	testnet.WaitFor(t, 10*time.Second, "the CA reload", func() bool { return strings.Contains(logs.String(), "client CAs reloaded") })
 	out, _ = sclient(true)
 	assert.Contains(t, out, "alert", "the old CA's certificate after the reload")
 	assert.NotContains(t, out, "A1 OK")

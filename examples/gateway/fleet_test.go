@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailedge/mailedge/internal/redistest"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/sni/ticketkeys"
 )
@@ -30,18 +31,6 @@ type redisServer = redistest.Server
 
 // startRedis starts one for the test, or skips (see redistest.Need).
 func startRedis(t testing.TB) *redisServer { return redistest.Start(t) }
-
-// waitFor polls cond until it holds or within passes.
-func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // replica is one gateway of a simulated fleet.
 type replica struct {
@@ -183,7 +172,7 @@ func (f *fleet) spread(t *testing.T, n int) int {
 // up waits until every replica's Store reaches Redis.
 func (f *fleet) up(t *testing.T) {
 	t.Helper()
-	waitFor(t, 15*time.Second, "every replica reaches Redis", func() bool {
+	testnet.WaitFor(t, 15*time.Second, "every replica reaches Redis", func() bool {
 		for _, r := range f.replicas {
 			if !r.g.store.Stats().Up {
 				return false
@@ -320,7 +309,7 @@ func TestFleetInFlight(t *testing.T) {
 	}
 	// The slots are freed as each replica's session ends.
 	for i, r := range f.replicas {
-		waitFor(t, 10*time.Second, fmt.Sprintf("replica %d admits again", i), func() bool {
+		testnet.WaitFor(t, 10*time.Second, fmt.Sprintf("replica %d admits again", i), func() bool {
 			line, c := greet(t, r.addrs["smtp"])
 			defer c.Close()
 			return strings.HasPrefix(line, "220 ")
@@ -413,14 +402,14 @@ func TestFleetResumption(t *testing.T) {
 		}
 		// Polls until one of them rotates (Rotate 2s): the new key is
 		// pushed, and only decrypts for its Lead (a quarter of Rotate).
-		waitFor(t, 15*time.Second, "a rotation", func() bool {
+		testnet.WaitFor(t, 15*time.Second, "a rotation", func() bool {
 			refreshAll()
 			return f.replicas[0].g.rotator.Status().Keys >= 2
 		})
 		refreshAll()
 		during := f.resume(t, cfg, 1+m, m)
 		// Once the Lead is over, every replica encrypts with the new key.
-		waitFor(t, 15*time.Second, "the new key encrypting everywhere", func() bool {
+		testnet.WaitFor(t, 15*time.Second, "the new key encrypting everywhere", func() bool {
 			refreshAll()
 			for _, r := range f.replicas {
 				if st := r.g.rotator.Status(); st.Fingerprint == fp0 || st.Keys < 2 {

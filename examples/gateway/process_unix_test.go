@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -133,7 +134,7 @@ func processFleet(t *testing.T, args ...string) (procs []*process, client *tls.C
 		procs = append(procs, startProcess(t, fmt.Sprintf("gw-%d", i), append(all, args...)...))
 	}
 	for _, p := range procs {
-		waitFor(t, 15*time.Second, p.name+" ready and reaching Redis", func() bool {
+		testnet.WaitFor(t, 15*time.Second, p.name+" ready and reaching Redis", func() bool {
 			code, _ := p.get(t, "/readyz")
 			_, m := p.get(t, "/metrics")
 			return code == http.StatusOK && strings.Contains(m, "\nmailedge_redis_up 1\n")
@@ -234,7 +235,7 @@ func TestFleetProcessKilled(t *testing.T) {
 	}
 
 	// The lease expires within its TTL, with nothing written by gw-0.
-	waitFor(t, 10*time.Second, "gw-0's lease expired", func() bool {
+	testnet.WaitFor(t, 10*time.Second, "gw-0's lease expired", func() bool {
 		n, err := rc.Exists(ctx, lease).Result()
 		return err == nil && n == 0
 	})

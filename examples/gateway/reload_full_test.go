@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/mailtest"
 )
 
@@ -105,7 +106,7 @@ func TestReloadConfiguration(t *testing.T) {
 		t.Helper()
 		before := strings.Count(logs.String(), want)
 		hup <- syscall.SIGHUP
-		waitFor(t, 10*time.Second, want, func() bool { return strings.Count(logs.String(), want) > before })
+		testnet.WaitFor(t, 10*time.Second, want, func() bool { return strings.Count(logs.String(), want) > before })
 	}
 
 	// A live session on the kept listener, on alpha.
@@ -139,7 +140,7 @@ func TestReloadConfiguration(t *testing.T) {
 			t.Log(logs.String())
 		}
 	}()
-	waitFor(t, 10*time.Second, "the sessions' lines", func() bool {
+	testnet.WaitFor(t, 10*time.Second, "the sessions' lines", func() bool {
 		return regexp.MustCompile(`listener=keep .*backend=beta`).MatchString(logs.String()) &&
 			regexp.MustCompile(`listener=keep .*backend=alpha`).MatchString(logs.String())
 	})
@@ -149,7 +150,7 @@ func TestReloadConfiguration(t *testing.T) {
 	assert.Contains(t, noop(t, ar, ac, "x"), "x OK")
 	_, err = net.DialTimeout("tcp", gone, time.Second)
 	assert.Error(t, err, "the removed listener is closed")
-	waitFor(t, 10*time.Second, "the removed listener's session cut after -grace", func() bool {
+	testnet.WaitFor(t, 10*time.Second, "the removed listener's session cut after -grace", func() bool {
 		return strings.Contains(logs.String(), "sessions of a removed listener closed")
 	})
 

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -197,24 +196,6 @@ func TestTLSPolicyFlagsEffect(t *testing.T) {
 	}
 }
 
-// settableClock is a clock for the listeners' tls.Config.Time.
-type settableClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *settableClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *settableClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // TestTicketLifetimeFlag: with -ticket-lifetime 1h a session resumes at
 // 30 minutes and not at 2 hours; without it, it resumes at 2 hours; with
 // off, never.
@@ -230,7 +211,8 @@ func TestTicketLifetimeFlag(t *testing.T) {
 	} {
 		for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 			t.Run(tt.name+"/"+tls.VersionName(v), func(t *testing.T) {
-				clock := &settableClock{now: time.Now()}
+				clock := new(testnet.Clock)
+				clock.Set(time.Now())
 				t0 := clock.Now()
 				addrs, roots := startTLSGateway(t, func(g *gateway) {
 					for _, s := range g.services {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -124,10 +125,10 @@ func TestRedisKilled(t *testing.T) {
 	// Redis comes back, empty: each replica renews its lease and rewrites
 	// its counts (b's one connection; a has none left).
 	srv.Start()
-	waitFor(t, 10*time.Second, "both replicas use Redis again", func() bool {
+	testnet.WaitFor(t, 10*time.Second, "both replicas use Redis again", func() bool {
 		return a.Stats().Up && b.Stats().Up
 	})
-	waitFor(t, 10*time.Second, "b's connection counts again", func() bool {
+	testnet.WaitFor(t, 10*time.Second, "b's connection counts again", func() bool {
 		c, err := a.Record(ctx, ratelimit.Request{Key: src, Event: ratelimit.Refused, Now: time.Now(), Unit: time.Minute})
 		return err == nil && c.InFlight == 1
 	})
@@ -171,9 +172,9 @@ func TestRedisHangs(t *testing.T) {
 	rec(t, s, ratelimit.Disconnect) // the fallback's connection
 	srv.Cont()
 	resumed := time.Now()
-	waitFor(t, 10*time.Second, "the Store uses Redis again", func() bool { return s.Stats().Up })
+	testnet.WaitFor(t, 10*time.Second, "the Store uses Redis again", func() bool { return s.Stats().Up })
 	t.Logf("up again %v after SIGCONT", time.Since(resumed))
-	waitFor(t, 10*time.Second, "the other replica sees exactly s's one connection", func() bool {
+	testnet.WaitFor(t, 10*time.Second, "the other replica sees exactly s's one connection", func() bool {
 		return inFlight(t, other) == 1
 	})
 	assert.Equal(t, []string{"down", "up"}, h.states())

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailedge/mailedge/internal/leaktest"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/ratelimit"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -134,7 +135,7 @@ func TestLeaseExpires(t *testing.T) {
 
 	abandon(a)
 	start := time.Now()
-	waitFor(t, 5*time.Second, "a's connections stop counting", func() bool { return inFlight(t, b) == 1 })
+	testnet.WaitFor(t, 5*time.Second, "a's connections stop counting", func() bool { return inFlight(t, b) == 1 })
 	assert.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond, "not before the lease could expire")
 	// The dead replica's field is gone from the hash.
 	n, err := client.HLen(ctx, "ttl:s:192.0.2.1/32").Result()
@@ -184,7 +185,7 @@ func TestKilledReplica(t *testing.T) {
 
 	require.NoError(t, cmd.Process.Kill())
 	killed := time.Now()
-	waitFor(t, 10*time.Second, "the killed replica's connections stop counting", func() bool { return inFlight(t, b) == 1 })
+	testnet.WaitFor(t, 10*time.Second, "the killed replica's connections stop counting", func() bool { return inFlight(t, b) == 1 })
 	t.Logf("counts gone %v after SIGKILL (LeaseTTL 1s)", time.Since(killed).Round(10*time.Millisecond))
 }
 
