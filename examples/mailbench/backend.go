@@ -31,7 +31,7 @@ var backendNames = []string{"imap", "smtp", "pop3", "imaps", "auth"}
 const backendHandshakeTimeout = 10 * time.Second
 
 // backendServer is the purpose-built plain-text backend every proxy under
-// test forwards to: an IMAP-like server (LOGIN, NOOP, CAPABILITY, LOGOUT
+// test forwards to: an IMAP-like server (LOGIN, NOOP, CAPABILITY, IDLE, LOGOUT
 // and XFETCH n, which streams n bytes), an SMTP sink (AUTH PLAIN, DATA)
 // and a POP3 responder, all accepting any user. Auth is an nginx mail
 // auth_http responder pointing at the IMAP, SMTP or POP3 port. Imaps is
@@ -263,6 +263,21 @@ func (b *backendServer) imap(c net.Conn) {
 			if err := b.xfetch(w, tag, f[2:]); err != nil {
 				return
 			}
+		case "IDLE":
+			// RFC 2177: the client waits for updates until it says DONE.
+			w.WriteString("+ idling\r\n")
+			if w.Flush() != nil {
+				return
+			}
+			line, err := r.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			if !strings.EqualFold(strings.TrimRight(string(line), "\r\n"), "DONE") {
+				w.WriteString(tag + " BAD expected DONE\r\n")
+				continue
+			}
+			w.WriteString(tag + " OK IDLE terminated\r\n")
 		default:
 			w.WriteString(tag + " BAD unknown command\r\n")
 		}

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -25,6 +28,51 @@ type target struct {
 	User    string
 	Pass    string
 	Timeout time.Duration // per operation
+	Seen    *tlsSeen      // records each handshake's parameters; may be nil
+}
+
+// tlsSeen collects what the handshakes of one test negotiated, so that a
+// row says which key exchange and version the proxy chose for the client
+// (a peer without ML-KEM answers an ML-KEM client with X25519). The zero
+// value is ready; a nil *tlsSeen records nothing.
+type tlsSeen struct {
+	mu       sync.Mutex
+	kex      map[string]int
+	versions map[string]int
+}
+
+func (t *tlsSeen) add(cs tls.ConnectionState) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.kex == nil {
+		t.kex, t.versions = make(map[string]int), make(map[string]int)
+	}
+	t.kex[cs.CurveID.String()]++
+	t.versions[tls.VersionName(cs.Version)]++
+}
+
+func (t *tlsSeen) reset() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.kex, t.versions = nil, nil
+	t.mu.Unlock()
+}
+
+// names returns the key exchanges and versions seen, each sorted and
+// joined with "+" ("X25519MLKEM768", "TLS 1.3"; "" when none).
+func (t *tlsSeen) names() (kex, version string) {
+	if t == nil {
+		return "", ""
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	join := func(m map[string]int) string { return strings.Join(slices.Sorted(maps.Keys(m)), "+") }
+	return join(t.kex), join(t.versions)
 }
 
 // session is one client connection, after the greeting (and, for
@@ -83,6 +131,7 @@ func (s *session) upgrade(ctx context.Context, cfg *tls.Config) error {
 	if err := s.tc.HandshakeContext(ctx); err != nil {
 		return err
 	}
+	s.t.Seen.add(s.tc.ConnectionState())
 	s.nc = s.tc
 	s.r = bufio.NewReaderSize(s.tc, 16<<10)
 	return nil
@@ -317,6 +366,25 @@ func (s *session) download(n int64) (int64, error) {
 		return got, err
 	}
 	return got, s.imapTagged(tag)
+}
+
+// idle starts an RFC 2177 IDLE and returns once the server accepted it
+// ("+ idling"); the session then waits, as an IMAP client does between
+// fetches, until it is closed.
+func (s *session) idle() error {
+	if s.t.Proto != "imap" {
+		return fmt.Errorf("IDLE is an IMAP command, not %s", s.t.Proto)
+	}
+	s.deadline()
+	s.tag++
+	if err := s.send("a%d IDLE", s.tag); err != nil {
+		return err
+	}
+	l, err := s.readLine()
+	if err == nil && !strings.HasPrefix(l, "+") {
+		err = fmt.Errorf("%w: IDLE answered %q", errReply, l)
+	}
+	return err
 }
 
 // upload sends body as one message with SMTP DATA and returns the body

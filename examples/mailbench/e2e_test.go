@@ -46,8 +46,11 @@ func newGatewayFixture(t *testing.T) *gatewayFixture {
 	dir := t.TempDir()
 	caFile, err := ca.WriteCA(dir, "ca")
 	require.NoError(t, err)
+	rsaLeaf, err := ca.Issue(mailtest.CertOptions{Key: mailtest.RSA}, "rsa.example.com")
+	require.NoError(t, err)
 	var res sni.Resolver
 	require.NoError(t, res.AddDefault(&leaf.TLS))
+	require.NoError(t, res.Add(&rsaLeaf.TLS))
 	f := &gatewayFixture{caFile: caFile, addrs: make(map[string]string)}
 	protos := map[string]starttls.Protocol{"imap": starttls.IMAP, "smtp": starttls.SMTP, "pop3": starttls.POP3}
 	for name, proto := range protos {
@@ -137,6 +140,92 @@ func TestEndToEnd(t *testing.T) {
 	assert.Contains(t, sum.String(), "| first imap | proxy CPU µs/op |")
 	assert.Regexp(t, `\| STARTTLS dialogue \+ handshake ≤ 1\.15× implicit TLS handshake, same first command \(imap, proxy CPU\) \| [0-9.]+ proxy CPU µs/op \| [0-9.]+ gateway first imap \|`, sum.String())
 	assert.Contains(t, sum.String(), "| STARTTLS with its first command ≤ 1.15× implicit TLS without one (imap, proxy CPU) |")
+}
+
+// TestClientKinds runs the clients people really use (-client) and the
+// scaled tests (name@N) through the gateway's Proxy, which offers
+// X25519MLKEM768 and TLS 1.2 by default and picks the RSA certificate by
+// name.
+func TestClientKinds(t *testing.T) {
+	leaktest.Check(t)
+	f := newGatewayFixture(t)
+	addr := f.addrs["imap/implicit"]
+	dir := t.TempDir()
+	load := func(t *testing.T, out string, args ...string) (int, []Result, string) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"-addr", addr, "-ca", f.caFile, "-d", "150ms", "-c", "2", "-n", "4",
+			"-hold", "50ms", "-size", "65536", "-pid", strconv.Itoa(os.Getpid()), "-json", out, "-label", "gateway"}, args...), &stdout, &stderr)
+		var rs []Result
+		if b, err := os.ReadFile(out); err == nil {
+			require.NoError(t, json.Unmarshal(b, &rs))
+		}
+		return code, rs, stdout.String() + stderr.String()
+	}
+	mlkem, tls12 := filepath.Join(dir, "mlkem.json"), filepath.Join(dir, "tls12.json")
+	code, rs, out := load(t, mlkem, "-client", "mlkem", "-tests", "full,idlefetch@3,rtt@3,full@3")
+	require.Equal(t, 0, code, out)
+	require.Len(t, rs, 4)
+	for _, r := range rs {
+		assert.Zero(t, r.Errors, "%s: %s", r.Test, r.FirstError)
+		assert.Equal(t, "mlkem", r.Client)
+		assert.Equal(t, "X25519MLKEM768", r.KeyExchange, r.Test)
+		assert.Equal(t, "TLS 1.3", r.Version, r.Test)
+	}
+	assert.Equal(t, 3, rs[1].Sessions, "idlefetch@3 holds three sessions")
+	assert.Equal(t, int64(3), rs[1].Ops, "each fetched and went into IDLE")
+	assert.Positive(t, rs[1].RSSAfterKiB)
+	assert.Equal(t, 3, rs[2].Concurrency, "rtt@3 runs three closed loops")
+	assert.Equal(t, 3, rs[3].Concurrency)
+
+	code, rs, out = load(t, tls12, "-client", "tls12", "-tests", "full,resumed")
+	require.Equal(t, 0, code, out)
+	require.Len(t, rs, 2)
+	for _, r := range rs {
+		assert.Zero(t, r.Errors, "%s: %s", r.Test, r.FirstError)
+		assert.Equal(t, "TLS 1.2", r.Version, r.Test)
+		assert.Equal(t, "X25519", r.KeyExchange, r.Test)
+	}
+	assert.Equal(t, rs[1].Ops, rs[1].Resumed, "TLS 1.2 tickets resume")
+
+	code, rs, out = load(t, filepath.Join(dir, "rsa.json"), "-client", "rsa", "-sni", "rsa.example.com", "-tests", "full")
+	require.Equal(t, 0, code, out)
+	assert.Zero(t, rs[0].Errors, rs[0].FirstError)
+	code, _, out = load(t, filepath.Join(dir, "ecdsa.json"), "-client", "rsa", "-tests", "full")
+	assert.Equal(t, 1, code, "an ECDSA certificate is an error for the RSA client")
+	assert.Contains(t, out, "not RSA")
+
+	var sum bytes.Buffer
+	require.Equal(t, 0, run(context.Background(), []string{"summarize", mlkem, tls12}, &sum, os.Stderr))
+	assert.Contains(t, sum.String(), "| full imap mlkem | proxy CPU µs/op |")
+	assert.Contains(t, sum.String(), "| idlefetch imap mlkem (3 sessions) | KiB/session |")
+	assert.Contains(t, sum.String(), "| rtt imap mlkem (3 clients) | ops/s |")
+	assert.Contains(t, sum.String(), "- full imap tls12: gateway: TLS 1.2 X25519")
+	assert.Contains(t, sum.String(), "- full imap mlkem: gateway: TLS 1.3 X25519MLKEM768")
+}
+
+func TestSplitTest(t *testing.T) {
+	for _, tt := range []struct {
+		in, test string
+		n        int
+		err      string
+	}{
+		{"full", "full", 0, ""},
+		{"full@64", "full", 64, ""},
+		{"idlefetch@1000", "idlefetch", 1000, ""},
+		{"full@0", "", 0, "positive"},
+		{"full@x", "", 0, "positive"},
+		{"bulk1@4", "", 0, "takes no scale"},
+	} {
+		test, n, err := splitTest(tt.in)
+		if tt.err != "" {
+			assert.ErrorContains(t, err, tt.err, tt.in)
+			continue
+		}
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.test, test)
+		assert.Equal(t, tt.n, n)
+	}
 }
 
 func TestBackendLiteralLogin(t *testing.T) {
@@ -234,8 +323,11 @@ func TestPassthroughEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	caFile, err := ca.WriteCA(dir, "ca")
 	require.NoError(t, err)
+	rsaLeaf, err := ca.Issue(mailtest.CertOptions{Key: mailtest.RSA}, "rsa.example.com")
+	require.NoError(t, err)
 	var res sni.Resolver
 	require.NoError(t, res.AddDefault(&leaf.TLS))
+	require.NoError(t, res.Add(&rsaLeaf.TLS))
 	p := &mailedge.Proxy{
 		Server:   &starttls.Server{Protocol: starttls.IMAP, TLSConfig: res.TLSConfig(sni.Policy{}), Hostname: "mail.example.com"},
 		Implicit: true,

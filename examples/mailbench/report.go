@@ -16,6 +16,9 @@ type Result struct {
 	Test        string  `json:"test"`
 	Proto       string  `json:"proto"`
 	TLS         string  `json:"tls"`
+	Client      string  `json:"client,omitempty"`       // -client, "" for the default (x25519)
+	KeyExchange string  `json:"key_exchange,omitempty"` // what the handshakes negotiated, "+"-joined when they differed
+	Version     string  `json:"tls_version,omitempty"`
 	Concurrency int     `json:"concurrency"`
 	Duration    float64 `json:"duration_s"`
 	Ops         int64   `json:"ops"`

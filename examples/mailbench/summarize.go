@@ -11,16 +11,29 @@ import (
 	"strings"
 )
 
-// group identifies one test setting across labels and repetitions.
-type group struct{ Test, Proto, TLS string }
+// group identifies one test setting across labels and repetitions: the
+// test (with its scale, "full@64"), the protocol, the TLS mode and the
+// kind of client ("" for the default).
+type group struct{ Test, Proto, TLS, Client string }
 
 func (g group) String() string {
-	s := g.Test + " " + g.Proto
+	test, n, _ := splitTest(g.Test)
+	s := test + " " + g.Proto
 	switch g.TLS {
 	case "starttls":
 		s += " STARTTLS"
 	case "passthrough":
 		s += " passthrough"
+	}
+	if g.Client != "" {
+		s += " " + g.Client
+	}
+	switch {
+	case n == 0:
+	case test == "idle" || test == "idlefetch":
+		s += fmt.Sprintf(" (%d sessions)", n)
+	default:
+		s += fmt.Sprintf(" (%d clients)", n)
 	}
 	return s
 }
@@ -32,8 +45,10 @@ type metric struct {
 	lowerBetter bool
 }
 
-// metricsFor lists what the summary shows for each kind of test.
+// metricsFor lists what the summary shows for each kind of test (its
+// scale, "@N", aside).
 func metricsFor(test string) []metric {
+	test, _, _ = splitTest(test)
 	cpuOp := metric{"proxy CPU µs/op", func(r Result) float64 { return pos(r.ProxyCPUusPerOp) }, true}
 	rate := metric{"ops/s", func(r Result) float64 { return r.Rate }, false}
 	p50 := metric{"p50 µs", func(r Result) float64 { return r.P50us }, true}
@@ -46,13 +61,13 @@ func metricsFor(test string) []metric {
 	case "resumed":
 		return []metric{cpuOp, rate, {"% resumed", func(r Result) float64 { return pct(r.Resumed, r.Ops) }, false}}
 	case "rtt":
-		return []metric{p50, p99}
+		return []metric{p50, p99, rate}
 	case "seq":
 		return []metric{p50, p99, cpuOp}
 	case "bulk1", "bulk16":
 		return []metric{{"MB/s", func(r Result) float64 { return r.MBps }, false},
 			{"proxy CPU s/GB", func(r Result) float64 { return pos(r.ProxyCPUsPerGB) }, true}}
-	case "idle":
+	case "idle", "idlefetch":
 		return []metric{{"KiB/session", func(r Result) float64 { return r.KiBPerSession }, true},
 			{"idle CPU %", func(r Result) float64 { return r.IdleCPUPercent }, true}}
 	}
@@ -100,7 +115,7 @@ func loadResults(paths []string) (*table, error) {
 }
 
 func (t *table) add(r Result) {
-	g := group{r.Test, r.Proto, r.TLS}
+	g := group{r.Test, r.Proto, r.TLS, r.Client}
 	if t.rows[g] == nil {
 		t.rows[g] = make(map[string][]Result)
 		t.groups = append(t.groups, g)
@@ -162,6 +177,40 @@ func (t *table) writeMarkdown(w io.Writer, base string) {
 		}
 	}
 	t.writeErrors(w)
+	t.writeNegotiated(w)
+}
+
+// writeNegotiated lists, for the rows of a client kind other than the
+// default, what each label's handshakes negotiated: a peer without
+// ML-KEM answers an ML-KEM client with X25519, which changes what its row
+// measures.
+func (t *table) writeNegotiated(w io.Writer) {
+	header := false
+	for _, g := range t.groups {
+		if g.Client == "" {
+			continue
+		}
+		var parts []string
+		for _, l := range t.labels {
+			var seen []string
+			for _, r := range t.rows[g][l] {
+				if v := strings.TrimSpace(r.Version + " " + r.KeyExchange); v != "" && !slices.Contains(seen, v) {
+					seen = append(seen, v)
+				}
+			}
+			if len(seen) > 0 {
+				parts = append(parts, l+": "+strings.Join(seen, ", "))
+			}
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nNegotiated (clients other than X25519-only):")
+			header = true
+		}
+		fmt.Fprintf(w, "- %s: %s\n", g, strings.Join(parts, "; "))
+	}
 }
 
 // pairs lists the extra ratio columns: for each goal measured on a label

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -11,53 +14,96 @@ import (
 
 // bench holds everything the tests share.
 type bench struct {
-	t     target
-	base  *tls.Config
-	proc  *procWatcher
-	c     int
-	d     time.Duration
-	idleN int
-	hold  time.Duration
-	chunk int64
-	body  []byte // SMTP upload message: -size rounded down to whole lines
+	t      target
+	client string // the client kind (-client), "" for the default
+	base   *tls.Config
+	proc   *procWatcher
+	c      int
+	d      time.Duration
+	idleN  int
+	hold   time.Duration
+	chunk  int64
+	body   []byte // SMTP upload message: -size rounded down to whole lines
 }
 
 // testNames are the tests -tests accepts, in the order "all" runs them.
 // idle comes first so that it sees the proxy before the other tests have
 // grown its heap.
-var testNames = []string{"idle", "full", "resumed", "login", "rtt", "seq", "bulk1", "bulk16", "first"}
+var testNames = []string{"idle", "idlefetch", "full", "resumed", "login", "rtt", "seq", "bulk1", "bulk16", "first"}
+
+// scalable are the tests that take a scale, "name@N": N clients for the
+// timed tests (full@64: 64 clients connecting at once; rtt@16: 16 logged-in
+// sessions each in a closed loop of round trips), N sessions for idle and
+// idlefetch. The scale is part of the test's name in the results, so each
+// scale is a row of its own.
+var scalable = []string{"idle", "idlefetch", "full", "first", "resumed", "login", "rtt"}
+
+// splitTest splits a test name into the test and its scale (0 without
+// one).
+func splitTest(name string) (test string, n int, err error) {
+	test, scale, ok := strings.Cut(name, "@")
+	if !ok {
+		return test, 0, nil
+	}
+	n, err = strconv.Atoi(scale)
+	switch {
+	case err != nil || n < 1:
+		return test, 0, fmt.Errorf("test %q: the scale after @ must be a positive number", name)
+	case !slices.Contains(scalable, test):
+		return test, 0, fmt.Errorf("test %q: %s takes no scale (these do: %s)", name, test, strings.Join(scalable, ", "))
+	}
+	return test, n, nil
+}
 
 // tlsConfig returns a per-worker copy of the base config.
 func (b *bench) tlsConfig() *tls.Config { return b.base.Clone() }
 
-// runTest runs one named test and returns its result.
+// runTest runs one named test and returns its result, with what its
+// handshakes negotiated.
 func (b *bench) runTest(ctx context.Context, name string) (Result, error) {
-	r := Result{Test: name, Proto: b.t.Proto, TLS: b.t.TLS, Concurrency: b.c}
+	b.t.Seen.reset()
+	r, err := b.runOne(ctx, name)
+	r.KeyExchange, r.Version = b.t.Seen.names()
+	return r, err
+}
+
+func (b *bench) runOne(ctx context.Context, name string) (Result, error) {
+	r := Result{Test: name, Proto: b.t.Proto, TLS: b.t.TLS, Client: b.client, Concurrency: b.c}
+	test, n, err := splitTest(name)
+	if err != nil {
+		return r, err
+	}
+	if n > 0 {
+		r.Concurrency = n
+	}
 	var m measured
-	switch name {
+	switch test {
 	case "full":
-		m = b.run(ctx, job{op: b.connectOp}, b.c, b.d)
+		m = b.run(ctx, job{op: b.connectOp}, r.Concurrency, b.d)
 	case "first":
-		m = b.run(ctx, job{op: b.firstOp}, b.c, b.d)
+		m = b.run(ctx, job{op: b.firstOp}, r.Concurrency, b.d)
 	case "resumed":
-		m = b.run(ctx, job{setup: b.warmCache, op: b.connectOp}, b.c, b.d)
+		m = b.run(ctx, job{setup: b.warmCache, op: b.connectOp}, r.Concurrency, b.d)
 		r.Resumed = m.resumed
 	case "login":
-		m = b.run(ctx, job{op: b.loginOp}, b.c, b.d)
+		m = b.run(ctx, job{op: b.loginOp}, r.Concurrency, b.d)
 	case "seq":
 		r.Concurrency = 1
 		m = b.run(ctx, job{op: b.connectOp}, 1, b.d)
 	case "rtt":
-		r.Concurrency = 1
-		m = b.run(ctx, job{setup: b.loginSetup, holds: true, op: func(_ context.Context, w *worker) (int64, error) { return 0, w.s.noop() }}, 1, b.d)
+		r.Concurrency = max(n, 1)
+		m = b.run(ctx, job{setup: b.loginSetup, holds: true, op: func(_ context.Context, w *worker) (int64, error) { return 0, w.s.noop() }}, r.Concurrency, b.d)
 	case "bulk1", "bulk16":
 		r.Concurrency = 1
-		if name == "bulk16" {
+		if test == "bulk16" {
 			r.Concurrency = 16
 		}
 		m = b.run(ctx, job{setup: b.loginSetup, holds: true, op: b.bulkOp}, r.Concurrency, b.d)
-	case "idle":
-		return b.idle(ctx, r)
+	case "idle", "idlefetch":
+		r.Concurrency = b.c
+		r.Sessions = cmp.Or(n, b.idleN)
+		r, err = b.idle(ctx, r, test == "idlefetch")
+		return r, err
 	default:
 		return r, fmt.Errorf("unknown test %q (want %s)", name, strings.Join(testNames, ", "))
 	}
@@ -140,15 +186,20 @@ func (b *bench) bulkOp(_ context.Context, w *worker) (int64, error) {
 	return w.s.download(b.chunk)
 }
 
-// idle opens idleN logged-in sessions, lets the proxy settle, reads its
-// RSS and CPU, holds the sessions for hold, reads again and closes them.
-func (b *bench) idle(ctx context.Context, r Result) (Result, error) {
-	r.Sessions = b.idleN
+// idle opens r.Sessions logged-in sessions, lets the proxy settle, reads
+// its RSS and CPU, holds the sessions for hold, reads again and closes
+// them. With fetch (IMAP) each session first downloads -size bytes and
+// then sits in IDLE, as a mail client idles after syncing a mailbox: the
+// proxy's memory after traffic, not only after the login.
+func (b *bench) idle(ctx context.Context, r Result, fetch bool) (Result, error) {
+	if fetch && b.t.Proto != "imap" {
+		return r, fmt.Errorf("idlefetch: IDLE is IMAP's, not %s", b.t.Proto)
+	}
 	before, err := b.proc.sample()
 	if err != nil {
 		return r, fmt.Errorf("idle: %w", err)
 	}
-	sessions := make([]*session, b.idleN)
+	sessions := make([]*session, r.Sessions)
 	var errs errCount
 	var next sync.Mutex
 	i := 0
@@ -160,12 +211,19 @@ func (b *bench) idle(ctx context.Context, r Result) (Result, error) {
 			k := i
 			i++
 			next.Unlock()
-			if k >= b.idleN || ctx.Err() != nil {
+			if k >= r.Sessions || ctx.Err() != nil {
 				return
 			}
 			s, err := b.t.open(ctx, cfg)
 			if err == nil {
-				if err = s.login(); err != nil {
+				err = s.login()
+				if err == nil && fetch {
+					_, err = s.download(b.chunk)
+					if err == nil {
+						err = s.idle()
+					}
+				}
+				if err != nil {
 					s.close()
 				}
 			}
@@ -186,7 +244,7 @@ func (b *bench) idle(ctx context.Context, r Result) (Result, error) {
 		}
 	}()
 	r.Errors, r.FirstError = errs.n.Load(), errs.msg
-	r.Ops = int64(b.idleN) - r.Errors
+	r.Ops = int64(r.Sessions) - r.Errors
 	settle := min(time.Second, b.hold)
 	sleepCtx(ctx, settle)
 	mid, err := b.proc.sample()
