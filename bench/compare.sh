@@ -26,10 +26,26 @@
 # -tls passthrough verifies the tenant's certificate, so a connection the
 # proxy terminated instead fails; its rows are "full imap passthrough".
 #
+# The clients people really use (issue 19), on gateway, gofloor, haproxy
+# and nginx-stream: mailbench -client mlkem (Go's default groups, the
+# X25519MLKEM768 hybrid first; OpenSSL 3.0's HAProxy and nginx answer it
+# with X25519), -client tls12 (the peers allow TLS 1.2 with ECDHE-AES-GCM
+# for it; TLS 1.3 clients are unaffected) and -client rsa (an RSA-2048
+# certificate for rsa.example.com, on a port of each proxy's own, RSAP,
+# since nginx 1.22's stream module cannot pick a certificate by name). And
+# how cost grows: full@64 next to seq (1 client) and full (CONC), rtt@16
+# (16 sessions in closed-loop NOOP), idle at 1000, IDLE and IDLEMAX (the
+# most the descriptor limit allows: each session holds two of the proxy's
+# descriptors) sessions, and idlefetch@1000 (each session downloads 1 MiB,
+# then sits in IDLE). Each memory test runs on a freshly started proxy, so
+# that no earlier test's heap hides its sessions.
+#
 # Knobs (environment): REPS, DUR (per timed test), IDLE (sessions held),
 # HOLD (how long idle sessions are held while the proxy's CPU is read),
+# IDLEMAX (the largest idle test),
 # CONC (concurrency), OUT (results folder), TARGETS (subset, space-separated),
-# BASE (a git revision: adds the target gateway-base, the gateway built at
+# PORT_SHIFT (subtracted from every port, so that two runs can share the
+# machine for a functional check; never for numbers), BASE (a git revision: adds the target gateway-base, the gateway built at
 # that revision, on implicit TLS only, for an A/B of a change in one run).
 # The runs are interleaved (A B C ... A B C ...), each proxy freshly started
 # for its run, and the summary gives medians, min–max and gateway/peer
@@ -38,9 +54,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -n "${QUICK:-}" ]]; then
-	: "${REPS:=3}" "${DUR:=500ms}" "${IDLE:=300}" "${HOLD:=1s}"
+	: "${REPS:=3}" "${DUR:=500ms}" "${IDLE:=300}" "${HOLD:=1s}" "${IDLEMAX:=600}"
 else
-	: "${REPS:=3}" "${DUR:=3s}" "${IDLE:=5000}" "${HOLD:=2s}"
+	: "${REPS:=3}" "${DUR:=3s}" "${IDLE:=5000}" "${HOLD:=2s}" "${IDLEMAX:=$((($(ulimit -Hn) - 200) / 2))}"
 fi
 : "${CONC:=8}" "${TARGETS:=gateway gateway-login gateway-redis gofloor haproxy nginx-stream nginx-mail stunnel}"
 OUT=${OUT:-$(mktemp -d /tmp/mailedge-bench.XXXXXX)}
@@ -51,13 +67,19 @@ mkdir -p "$DIR"
 # Ports: backend 31xxx; each proxy its own block, all below the kernel's
 # ephemeral range (32768 and up here), so no load client's socket can hold
 # a port a proxy is about to listen on.
-BACKEND_IMAP=127.0.0.1:31143 BACKEND_SMTP=127.0.0.1:31025 BACKEND_POP3=127.0.0.1:31110 BACKEND_AUTH=127.0.0.1:31180 REDIS_PORT=31379
-BACKEND_IMAPS=127.0.0.1:31993 TENANT=mail.tenant.example
+S=${PORT_SHIFT:-0}
+BACKEND_IMAP=127.0.0.1:$((31143 - S)) BACKEND_SMTP=127.0.0.1:$((31025 - S)) BACKEND_POP3=127.0.0.1:$((31110 - S))
+BACKEND_AUTH=127.0.0.1:$((31180 - S)) REDIS_PORT=$((31379 - S)) BACKEND_IMAPS=127.0.0.1:$((31993 - S)) TENANT=mail.tenant.example
 declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993 [gateway-base]=25993 [gateway-login]=24993 [gateway-redis]=23993 [gofloor]=22993)
 declare -A SMTPS=([gateway]=30465 [haproxy]=29465 [nginx-stream]=28465 [stunnel]=26465 [gateway-base]=25465 [gofloor]=22465)
 declare -A PASS=([gateway]=30992 [haproxy]=29992 [nginx-stream]=28992)
+declare -A RSAP=([gateway]=30994 [haproxy]=29994 [nginx-stream]=28994 [gofloor]=22994)
+for k in "${!IMAPS[@]}"; do IMAPS[$k]=$((IMAPS[$k] - S)); done
+for k in "${!SMTPS[@]}"; do SMTPS[$k]=$((SMTPS[$k] - S)); done
+for k in "${!PASS[@]}"; do PASS[$k]=$((PASS[$k] - S)); done
+for k in "${!RSAP[@]}"; do RSAP[$k]=$((RSAP[$k] - S)); done
 if [[ -n ${BASE:-} ]]; then TARGETS="$TARGETS gateway-base"; fi
-GW_IMAP=30143 GW_SUBMISSION=30587 GW_POP3=30110 GW_POP3S=30995
+GW_IMAP=$((30143 - S)) GW_SUBMISSION=$((30587 - S)) GW_POP3=$((30110 - S)) GW_POP3S=$((30995 - S))
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -95,6 +117,10 @@ make_cert() {
 		-keyout "$DIR/key.pem" -out "$DIR/cert.pem" -subj /CN=mail.example.com \
 		-addext subjectAltName=DNS:mail.example.com 2>/dev/null
 	cat "$DIR/cert.pem" "$DIR/key.pem" >"$DIR/combined.pem"
+	# The RSA-2048 certificate of the -client rsa rows.
+	openssl req -x509 -newkey rsa:2048 -nodes -days 30 -keyout "$DIR/rsa-key.pem" -out "$DIR/rsa-cert.pem" \
+		-subj /CN=rsa.example.com -addext subjectAltName=DNS:rsa.example.com 2>/dev/null
+	cat "$DIR/rsa-cert.pem" "$DIR/rsa-key.pem" >"$DIR/rsa-combined.pem"
 	# The tenant's own certificate, which only the tenant backend holds.
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
 		-keyout "$DIR/tenant-key.pem" -out "$DIR/tenant-cert.pem" -subj "/CN=$TENANT" \
@@ -104,7 +130,7 @@ make_cert() {
 # render TEMPLATE NAME: fills in the placeholders for proxy NAME.
 render() {
 	sed -e "s|@DIR@|$DIR|g" -e "s|@PORT_IMAPS@|${IMAPS[$2]}|g" -e "s|@PORT_SMTPS@|${SMTPS[$2]:-0}|g" \
-		-e "s|@PORT_PASS@|${PASS[$2]:-0}|g" -e "s|@BACKEND_IMAPS@|$BACKEND_IMAPS|g" -e "s|@TENANT@|$TENANT|g" \
+		-e "s|@PORT_PASS@|${PASS[$2]:-0}|g" -e "s|@PORT_RSA@|${RSAP[$2]:-0}|g" -e "s|@BACKEND_IMAPS@|$BACKEND_IMAPS|g" -e "s|@TENANT@|$TENANT|g" \
 		-e "s|@BACKEND_IMAP@|$BACKEND_IMAP|g" -e "s|@BACKEND_SMTP@|$BACKEND_SMTP|g" \
 		-e "s|@BACKEND_AUTH@|$BACKEND_AUTH|g" "$ROOT/bench/$1" >"$DIR/${1%.in}"
 }
@@ -124,8 +150,9 @@ PROXY_PID=
 start() {
 	case $1 in
 	gateway)
-		"$DIR/gateway" -cert "$DIR/cert.pem,$DIR/key.pem,default" -log-level error -watch 0 \
+		"$DIR/gateway" -cert "$DIR/cert.pem,$DIR/key.pem,default" -cert "$DIR/rsa-cert.pem,$DIR/rsa-key.pem" -log-level error -watch 0 \
 			-listen "imaps=127.0.0.1:${IMAPS[gateway]},proto=imap,tls=implicit,pool=imap" \
+			-listen "rsa=127.0.0.1:${RSAP[gateway]},proto=imap,tls=implicit,pool=imap" \
 			-listen "imap=127.0.0.1:$GW_IMAP,proto=imap,tls=starttls,pool=imap" \
 			-listen "smtps=127.0.0.1:${SMTPS[gateway]},proto=smtp,tls=implicit,pool=smtp" \
 			-listen "submission=127.0.0.1:$GW_SUBMISSION,proto=smtp,tls=starttls,pool=smtp" \
@@ -159,8 +186,9 @@ start() {
 			-limits "connrate=1000000000,inflight=1000000,unit=60s" >"$DIR/gateway-redis.log" 2>&1 &
 		;;
 	gofloor)
-		"$DIR/gofloor" -cert "$DIR/cert.pem" -key "$DIR/key.pem" \
+		"$DIR/gofloor" -cert "$DIR/cert.pem" -key "$DIR/key.pem" -cert "$DIR/rsa-cert.pem" -key "$DIR/rsa-key.pem" \
 			-listen "127.0.0.1:${IMAPS[$1]}=$BACKEND_IMAP" -listen "127.0.0.1:${SMTPS[$1]}=$BACKEND_SMTP" \
+			-listen "127.0.0.1:${RSAP[$1]}=$BACKEND_IMAP" \
 			>"$DIR/gofloor.log" 2>&1 &
 		;;
 	haproxy) haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 & ;;
@@ -171,6 +199,7 @@ start() {
 	PROXY_PID=$!
 	wait_port "${IMAPS[$1]}"
 	if [[ -n ${PASS[$1]:-} ]]; then wait_port "${PASS[$1]}"; fi
+	if [[ -n ${RSAP[$1]:-} ]]; then wait_port "${RSAP[$1]}"; fi
 	PIDS=$PROXY_PID
 	if [[ $1 == nginx-* ]]; then
 		sleep 0.3 # let the workers start
@@ -201,9 +230,10 @@ trap cleanup EXIT
 bench() {
 	local name=$1 rep=$2 common
 	start "$name"
+	set_common() { common=(-insecure -sni mail.example.com -pid "$PIDS" -label "$name" -rep "$rep" -d "$DUR" -c "$CONC" -n "$IDLE" -hold "$HOLD"); }
 	printf '%s %s rep %s: %s\n' "$(date +%T)" "$name" "$rep" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg.log"
 	log "$name rep $rep (pids $PIDS, load $(cut -d' ' -f1 /proc/loadavg))"
-	common=(-insecure -sni mail.example.com -pid "$PIDS" -label "$name" -rep "$rep" -d "$DUR" -c "$CONC" -n "$IDLE" -hold "$HOLD")
+	set_common
 	"$MB" "${common[@]}" -addr "127.0.0.1:${IMAPS[$name]}" -proto imap -tests idle,full,resumed,login,rtt,seq,bulk1,bulk16 \
 		-json "$OUT/$name-$rep-imaps.json" >>"$OUT/$name.txt" || log "$name imaps: errors (see $OUT/$name.txt)"
 	if [[ -n ${SMTPS[$name]:-} ]]; then
@@ -216,6 +246,26 @@ bench() {
 		"$MB" -ca "$DIR/tenant-cert.pem" -sni "$TENANT" -tls passthrough -pid "$PIDS" -label "$name" -rep "$rep" -d "$DUR" -c "$CONC" \
 			-addr "127.0.0.1:${PASS[$name]}" -proto imap -tests full \
 			-json "$OUT/$name-$rep-passthrough.json" >>"$OUT/$name.txt" || log "$name passthrough: errors (see $OUT/$name.txt)"
+	fi
+	if [[ -n ${RSAP[$name]:-} ]]; then
+		# Issue 19: the clients people really use, and how cost grows.
+		local imaps=(-addr "127.0.0.1:${IMAPS[$name]}" -proto imap)
+		"$MB" "${common[@]}" "${imaps[@]}" -tests full@64,rtt@16 -json "$OUT/$name-$rep-scale.json" >>"$OUT/$name.txt" || log "$name scale: errors"
+		"$MB" "${common[@]}" "${imaps[@]}" -client mlkem -tests full,resumed -json "$OUT/$name-$rep-mlkem.json" >>"$OUT/$name.txt" || log "$name mlkem: errors"
+		"$MB" "${common[@]}" "${imaps[@]}" -client tls12 -tests full,resumed -json "$OUT/$name-$rep-tls12.json" >>"$OUT/$name.txt" || log "$name tls12: errors"
+		"$MB" "${common[@]}" -addr "127.0.0.1:${RSAP[$name]}" -proto imap -sni rsa.example.com -client rsa -tests full \
+			-json "$OUT/$name-$rep-rsa.json" >>"$OUT/$name.txt" || log "$name rsa: errors"
+		# Memory, each on a fresh proxy: sessions held at three scales,
+		# after a 1 MiB download, and with ML-KEM clients.
+		local m spec
+		for m in idle@1000 "idle@$IDLEMAX" idlefetch@1000 mlkem:idle mlkem:idlefetch@1000; do
+			spec=(-tests "${m#*:}")
+			[[ $m == *:* ]] && spec+=(-client "${m%%:*}")
+			stop
+			start "$name"
+			set_common
+			"$MB" "${common[@]}" "${imaps[@]}" "${spec[@]}" -json "$OUT/$name-$rep-mem-${m/:/-}.json" >>"$OUT/$name.txt" || log "$name $m: errors"
+		done
 	fi
 	if [[ $name == gateway ]]; then
 		"$MB" "${common[@]}" -addr "127.0.0.1:$GW_POP3S" -proto pop3 -tests full -json "$OUT/$name-$rep-pop3s.json" >>"$OUT/$name.txt" || log "gateway pop3s: errors"
@@ -241,7 +291,7 @@ machine() {
 	echo "- $(cd "$ROOT" && go version); gateway at $(cd "$ROOT" && git rev-parse --short HEAD)${BASE:+, gateway-base at $(cd "$ROOT" && git rev-parse --short "$BASE")}"
 	echo "- $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(stunnel4 -version 2>&1 | grep -m1 '^stunnel'); $(openssl version)"
 	if [[ " $TARGETS " == *" gateway-redis "* ]]; then echo "- $(redis-server --version | cut -d' ' -f1-3)"; fi
-	echo "- settings: REPS=$REPS DUR=$DUR IDLE=$IDLE HOLD=$HOLD CONC=$CONC; started $(date -u +%FT%TZ)"
+	echo "- settings: REPS=$REPS DUR=$DUR IDLE=$IDLE IDLEMAX=$IDLEMAX HOLD=$HOLD CONC=$CONC; descriptors: $(ulimit -Hn); started $(date -u +%FT%TZ)"
 }
 
 main() {

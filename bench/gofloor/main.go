@@ -6,6 +6,10 @@
 // layers above crypto/tls cost (issue 19). Not for production.
 //
 //	gofloor -cert cert.pem -key key.pem -listen 127.0.0.1:22993=127.0.0.1:31143
+//
+// -cert and -key may be repeated in pairs (an ECDSA and an RSA
+// certificate): crypto/tls then picks the first whose names match the
+// client's SNI, as it does for any tls.Config with several certificates.
 package main
 
 import (
@@ -18,16 +22,22 @@ import (
 )
 
 func main() {
-	certFile := flag.String("cert", "", "PEM certificate chain")
-	keyFile := flag.String("key", "", "PEM private key")
-	var routes []string
+	var certFiles, keyFiles, routes []string
+	flag.Func("cert", "PEM certificate chain, repeatable (paired with -key in order)", func(s string) error { certFiles = append(certFiles, s); return nil })
+	flag.Func("key", "PEM private key, repeatable", func(s string) error { keyFiles = append(keyFiles, s); return nil })
 	flag.Func("listen", "LISTEN=BACKEND, repeatable", func(s string) error { routes = append(routes, s); return nil })
 	flag.Parse()
-	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-	if err != nil {
-		log.Fatal(err)
+	if len(certFiles) == 0 || len(certFiles) != len(keyFiles) {
+		log.Fatal("want -cert and -key in pairs")
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	cfg := &tls.Config{}
+	for i := range certFiles {
+		cert, err := tls.LoadX509KeyPair(certFiles[i], keyFiles[i])
+		if err != nil {
+			log.Fatal(err)
+		}
+		cfg.Certificates = append(cfg.Certificates, cert)
+	}
 	if len(routes) == 0 {
 		log.Fatal("no -listen")
 	}

@@ -106,7 +106,7 @@ func parseLoadFlags(args []string, stderr io.Writer) (*loadFlags, error) {
 	fs.Int64Var(&f.chunk, "size", 1<<20, "bytes per bulk operation (one XFETCH or one message)")
 	fs.StringVar(&f.ca, "ca", "", "PEM file of the CA that signed the endpoint's certificate")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not verify the certificate (saves client CPU)")
-	fs.StringVar(&f.client, "client", "x25519", "the client: x25519 (TLS 1.3, X25519 only: every endpoint negotiates the same), mlkem (TLS 1.3 with Go's default groups, the X25519MLKEM768 hybrid first, as browsers and recent mail clients offer), tls12 (TLS 1.2, ECDHE X25519, AES-128-GCM), or rsa (as x25519, and the server's certificate must be RSA)")
+	fs.StringVar(&f.client, "client", "x25519", "the client: x25519 (TLS 1.3, X25519 only: every endpoint negotiates the same), mlkem (TLS 1.3 with Go's default groups, the X25519MLKEM768 hybrid first, as browsers and recent mail clients offer), tls12 (TLS 1.2, ECDHE with X25519 (P-256 offered too), AES-128-GCM), or rsa (as x25519, and the server's certificate must be RSA)")
 	fs.StringVar(&f.sni, "sni", "mail.example.com", "TLS server name to send and verify")
 	fs.StringVar(&f.pid, "pid", "", "proxy process id(s), comma-separated, for CPU and RSS from /proc")
 	fs.StringVar(&f.user, "user", "bench@example.com", "login name")
@@ -159,7 +159,12 @@ func (f *loadFlags) tlsBase() (*tls.Config, error) {
 	case "mlkem":
 		cfg.CurvePreferences = nil
 	case "tls12":
+		// P-256 too, as TLS 1.2 clients offer it: before TLS 1.3 the
+		// groups also name the curves an ECDSA certificate may use
+		// (RFC 8422 §5.1.1), and OpenSSL refuses a P-256 certificate to
+		// a client that offers X25519 alone.
 		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
 		cfg.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
 	case "rsa":
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
