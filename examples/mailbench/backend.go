@@ -31,8 +31,8 @@ var backendNames = []string{"imap", "smtp", "pop3", "imaps", "auth"}
 const backendHandshakeTimeout = 10 * time.Second
 
 // backendServer is the purpose-built plain-text backend every proxy under
-// test forwards to: an IMAP-like server (LOGIN, NOOP, CAPABILITY, IDLE, LOGOUT
-// and XFETCH n, which streams n bytes), an SMTP sink (AUTH PLAIN, DATA)
+// test forwards to: an IMAP-like server (LOGIN, NOOP, CAPABILITY, APPEND, IDLE,
+// LOGOUT and XFETCH n, which streams n bytes), an SMTP sink (AUTH PLAIN, DATA)
 // and a POP3 responder, all accepting any user. Auth is an nginx mail
 // auth_http responder pointing at the IMAP, SMTP or POP3 port. Imaps is
 // the IMAP-like server behind implicit TLS (RFC 8314) with the backend's
@@ -253,7 +253,7 @@ func (b *backendServer) imap(c net.Conn) {
 		switch verb {
 		case "CAPABILITY":
 			w.WriteString("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + " OK CAPABILITY done\r\n")
-		case "LOGIN", "AUTHENTICATE", "NOOP", "SELECT", "ID":
+		case "LOGIN", "AUTHENTICATE", "NOOP", "SELECT", "ID", "APPEND":
 			w.WriteString(tag + " OK " + verb + " done\r\n")
 		case "LOGOUT":
 			w.WriteString("* BYE bye\r\n" + tag + " OK LOGOUT done\r\n")

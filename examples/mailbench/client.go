@@ -368,6 +368,32 @@ func (s *session) download(n int64) (int64, error) {
 	return got, s.imapTagged(tag)
 }
 
+// appendMessage uploads body as one message with IMAP APPEND and a
+// synchronising literal, and returns the bytes sent.
+func (s *session) appendMessage(body []byte) (int64, error) {
+	s.deadline()
+	s.tag++
+	tag := "a" + strconv.Itoa(s.tag)
+	if err := s.send("%s APPEND INBOX {%d}", tag, len(body)); err != nil {
+		return 0, err
+	}
+	l, err := s.readLine()
+	if err != nil {
+		return 0, err
+	}
+	if !strings.HasPrefix(l, "+") {
+		return 0, fmt.Errorf("%w: APPEND answered %q", errReply, l)
+	}
+	n, err := s.nc.Write(body)
+	if err == nil {
+		_, err = s.nc.Write([]byte("\r\n"))
+	}
+	if err != nil {
+		return int64(n), err
+	}
+	return int64(n), s.imapTagged(tag)
+}
+
 // idle starts an RFC 2177 IDLE and returns once the server accepted it
 // ("+ idling"); the session then waits, as an IMAP client does between
 // fetches, until it is closed.

@@ -163,9 +163,9 @@ func TestClientKinds(t *testing.T) {
 		return code, rs, stdout.String() + stderr.String()
 	}
 	mlkem, tls12 := filepath.Join(dir, "mlkem.json"), filepath.Join(dir, "tls12.json")
-	code, rs, out := load(t, mlkem, "-client", "mlkem", "-tests", "full,idlefetch@3,rtt@3,full@3")
+	code, rs, out := load(t, mlkem, "-client", "mlkem", "-tests", "full,idlefetch@3,rtt@3,full@3,idleappend@2")
 	require.Equal(t, 0, code, out)
-	require.Len(t, rs, 4)
+	require.Len(t, rs, 5)
 	for _, r := range rs {
 		assert.Zero(t, r.Errors, "%s: %s", r.Test, r.FirstError)
 		assert.Equal(t, "mlkem", r.Client)
@@ -177,6 +177,7 @@ func TestClientKinds(t *testing.T) {
 	assert.Positive(t, rs[1].RSSAfterKiB)
 	assert.Equal(t, 3, rs[2].Concurrency, "rtt@3 runs three closed loops")
 	assert.Equal(t, 3, rs[3].Concurrency)
+	assert.Equal(t, int64(2), rs[4].Ops, "each appended and went into IDLE")
 
 	code, rs, out = load(t, tls12, "-client", "tls12", "-tests", "full,resumed")
 	require.Equal(t, 0, code, out)

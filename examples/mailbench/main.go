@@ -12,6 +12,7 @@
 //	bulk16   16 streams of the same
 //	idle     -n logged-in sessions held: the proxy's RSS per session and CPU
 //	idlefetch the same, each session first downloading -size bytes, then in IMAP IDLE
+//	idleappend the same, each session first uploading -size bytes (APPEND), then in IDLE
 //
 // A test name may carry a scale: full@64 is the full test with 64 clients,
 // rtt@16 16 sessions each in a closed loop of round trips, idle@9000 9000

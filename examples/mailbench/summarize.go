@@ -30,7 +30,7 @@ func (g group) String() string {
 	}
 	switch {
 	case n == 0:
-	case test == "idle" || test == "idlefetch":
+	case strings.HasPrefix(test, "idle"):
 		s += fmt.Sprintf(" (%d sessions)", n)
 	default:
 		s += fmt.Sprintf(" (%d clients)", n)
@@ -67,7 +67,7 @@ func metricsFor(test string) []metric {
 	case "bulk1", "bulk16":
 		return []metric{{"MB/s", func(r Result) float64 { return r.MBps }, false},
 			{"proxy CPU s/GB", func(r Result) float64 { return pos(r.ProxyCPUsPerGB) }, true}}
-	case "idle", "idlefetch":
+	case "idle", "idlefetch", "idleappend":
 		return []metric{{"KiB/session", func(r Result) float64 { return r.KiBPerSession }, true},
 			{"idle CPU %", func(r Result) float64 { return r.IdleCPUPercent }, true}}
 	}

@@ -29,14 +29,14 @@ type bench struct {
 // testNames are the tests -tests accepts, in the order "all" runs them.
 // idle comes first so that it sees the proxy before the other tests have
 // grown its heap.
-var testNames = []string{"idle", "idlefetch", "full", "resumed", "login", "rtt", "seq", "bulk1", "bulk16", "first"}
+var testNames = []string{"idle", "idlefetch", "idleappend", "full", "resumed", "login", "rtt", "seq", "bulk1", "bulk16", "first"}
 
 // scalable are the tests that take a scale, "name@N": N clients for the
 // timed tests (full@64: 64 clients connecting at once; rtt@16: 16 logged-in
 // sessions each in a closed loop of round trips), N sessions for idle and
 // idlefetch. The scale is part of the test's name in the results, so each
 // scale is a row of its own.
-var scalable = []string{"idle", "idlefetch", "full", "first", "resumed", "login", "rtt"}
+var scalable = []string{"idle", "idlefetch", "idleappend", "full", "first", "resumed", "login", "rtt"}
 
 // splitTest splits a test name into the test and its scale (0 without
 // one).
@@ -99,11 +99,10 @@ func (b *bench) runOne(ctx context.Context, name string) (Result, error) {
 			r.Concurrency = 16
 		}
 		m = b.run(ctx, job{setup: b.loginSetup, holds: true, op: b.bulkOp}, r.Concurrency, b.d)
-	case "idle", "idlefetch":
+	case "idle", "idlefetch", "idleappend":
 		r.Concurrency = b.c
 		r.Sessions = cmp.Or(n, b.idleN)
-		r, err = b.idle(ctx, r, test == "idlefetch")
-		return r, err
+		return b.idle(ctx, r, strings.TrimPrefix(test, "idle"))
 	default:
 		return r, fmt.Errorf("unknown test %q (want %s)", name, strings.Join(testNames, ", "))
 	}
@@ -188,12 +187,15 @@ func (b *bench) bulkOp(_ context.Context, w *worker) (int64, error) {
 
 // idle opens r.Sessions logged-in sessions, lets the proxy settle, reads
 // its RSS and CPU, holds the sessions for hold, reads again and closes
-// them. With fetch (IMAP) each session first downloads -size bytes and
-// then sits in IDLE, as a mail client idles after syncing a mailbox: the
-// proxy's memory after traffic, not only after the login.
-func (b *bench) idle(ctx context.Context, r Result, fetch bool) (Result, error) {
-	if fetch && b.t.Proto != "imap" {
-		return r, fmt.Errorf("idlefetch: IDLE is IMAP's, not %s", b.t.Proto)
+// them. With traffic "fetch" (IMAP) each session first downloads -size
+// bytes and then sits in IDLE, as a mail client idles after syncing a
+// mailbox: the proxy's memory after traffic, not only after the login;
+// with "append" it uploads a message of -size bytes (APPEND) instead,
+// which is the direction whose records crypto/tls reads into a buffer it
+// keeps for the connection's life.
+func (b *bench) idle(ctx context.Context, r Result, traffic string) (Result, error) {
+	if traffic != "" && b.t.Proto != "imap" {
+		return r, fmt.Errorf("idle%s: IDLE is IMAP's, not %s", traffic, b.t.Proto)
 	}
 	before, err := b.proc.sample()
 	if err != nil {
@@ -217,11 +219,15 @@ func (b *bench) idle(ctx context.Context, r Result, fetch bool) (Result, error) 
 			s, err := b.t.open(ctx, cfg)
 			if err == nil {
 				err = s.login()
-				if err == nil && fetch {
+				switch {
+				case err != nil:
+				case traffic == "fetch":
 					_, err = s.download(b.chunk)
-					if err == nil {
-						err = s.idle()
-					}
+				case traffic == "append":
+					_, err = s.appendMessage(b.body)
+				}
+				if err == nil && traffic != "" {
+					err = s.idle()
 				}
 				if err != nil {
 					s.close()
