@@ -60,7 +60,7 @@ type gateway struct {
 	mu           sync.RWMutex
 	certMu       sync.Mutex         // serialises the Store's reloads and source changes
 	socks        []*switchListener  // by listener, as specs
-	retired      []*service         // earlier generations, whose sessions may still run
+	retired      []*service         // earlier generations whose sessions still run (forget drops one when its Serve returns)
 	stopCheckers context.CancelFunc // the current generation's health checkers
 	bgCtx        context.Context    // the background's, set by start
 	sessCtx      context.Context    // the sessions', set by start

@@ -153,6 +153,13 @@ func TestReloadConfiguration(t *testing.T) {
 	testnet.WaitFor(t, 10*time.Second, "the removed listener's session cut after -grace", func() bool {
 		return strings.Contains(logs.String(), "sessions of a removed listener closed")
 	})
+	// Every session of the first generation has ended: the gateway keeps
+	// nothing of it.
+	testnet.WaitFor(t, 10*time.Second, "the first generation forgotten", func() bool {
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		return len(g.retired) == 0
+	})
 
 	// A bad file: the running configuration stays, and the log says where.
 	write(append(common, "-listen keep="+keep+",proto=imap,tls=starttls,mode=allow,pool=q", "-grace soon")...)

@@ -164,8 +164,19 @@ func (g *gateway) serveAll() {
 			if err := s.proxy.Serve(g.sessCtx, listeners[i]); err != nil && !errors.Is(err, mailedge.ErrProxyClosed) {
 				g.log.Error("accept loop ended", "listener", s.name, "err", err)
 			}
+			g.forget(s)
 		}()
 	}
+}
+
+// forget drops a service of an earlier generation whose Serve has
+// returned: its view was closed by a reload and its last session has
+// ended, so shutdown has nothing left to wait for, and what it held (its
+// Proxy, poller, pools) can go. A current service stays.
+func (g *gateway) forget(s *service) {
+	g.mu.Lock()
+	g.retired = slices.DeleteFunc(g.retired, func(r *service) bool { return r == s })
+	g.mu.Unlock()
 }
 
 // startCheckers runs the current pools' health checkers, and stops those
