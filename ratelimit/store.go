@@ -110,6 +110,9 @@ type Counts struct {
 // A Store may forget a source or a user with nothing in flight, but never
 // a source with InFlight > 0 (a user name never has anything in flight).
 // When it cannot track a new source or user it returns ErrFull.
+//
+// Package ratelimit/storetest checks an implementation against these
+// rules: storetest.Run plays the Limiter's window scenarios through it.
 type Store interface {
 	Record(ctx context.Context, r Request) (Counts, error)
 }
