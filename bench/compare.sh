@@ -37,8 +37,9 @@
 # (16 sessions in closed-loop NOOP), idle at 1000, IDLE and IDLEMAX (the
 # most the descriptor limit allows: each session holds two of the proxy's
 # descriptors) sessions, idlefetch (IDLE sessions, each downloading 1 MiB,
-# then sitting in IDLE) and idleappend (each uploading 1 MiB with APPEND,
-# the direction whose records crypto/tls buffers, then in IDLE). Each memory test runs on a freshly started proxy, so
+# then sitting in IDLE; with ML-KEM clients, 1000 of them) and
+# idleappend@1000 (each uploading 1 MiB with APPEND, the direction whose
+# records crypto/tls buffers, then in IDLE). Each memory test runs on a freshly started proxy, so
 # that no earlier test's heap hides its sessions.
 #
 # Knobs (environment): REPS, DUR (per timed test), IDLE (sessions held),
@@ -259,7 +260,7 @@ bench() {
 		# Memory, each on a fresh proxy: sessions held at three scales,
 		# after a 1 MiB download, and with ML-KEM clients.
 		local m spec
-		for m in idle@1000 "idle@$IDLEMAX" idlefetch idleappend mlkem:idle mlkem:idlefetch; do
+		for m in idle@1000 "idle@$IDLEMAX" idlefetch idleappend@1000 mlkem:idle mlkem:idlefetch@1000; do
 			spec=(-tests "${m#*:}")
 			[[ $m == *:* ]] && spec+=(-client "${m%%:*}")
 			stop
