@@ -347,9 +347,12 @@ func (s *session) finish() {
 	}
 }
 
-// touch records activity now; one atomic store, no deadline change.
-func (s *session) touch() {
-	s.last.Store(int64(time.Since(s.start)))
+// touch records activity now, and returns now (since the start); one
+// atomic store, no deadline change.
+func (s *session) touch() time.Duration {
+	now := time.Since(s.start)
+	s.last.Store(int64(now))
+	return now
 }
 
 // abort ends the session for reason: the first reason wins, and both conns

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/mailedge/mailedge/internal/nbconn"
 )
@@ -65,11 +66,16 @@ type direction struct {
 	rc      syscall.RawConn // raw conn of the socket waited on; it never changes
 	added   bool            // the socket is in the Poller's epoll set
 
-	// readSocket's callback and its results.
-	readFn func(fd uintptr) bool
-	rbuf   *[]byte // the pooled buffer of a read that found bytes
-	rn     int
-	rerr   error
+	// copyReady's callbacks, their results, and its state.
+	step       func() bool           // under a *tls.Conn: nbconn.ReadReady's
+	stepFD     func(fd uintptr) bool // on a plain socket: RawConn.Read's
+	rbuf       *[]byte               // the pooled buffer of a read that found bytes
+	rn         int
+	rerr       error         // how the read ended: nil, io.EOF, or the error
+	last       time.Duration // since the session's start, when d last forwarded bytes
+	lingering  bool          // copyReady's read deadline is set and has not passed
+	deadlined  bool          // copyReady set the socket's read deadline: splice clears it
+	spliceable bool          // d's conns could splice, if d had no filter and were bulky
 }
 
 // run moves bytes for d until its source ends or fails, then finishes d;
@@ -121,10 +127,10 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 				return err, false
 			}
 		}
-		splice := nb == nil && d.filter == nil && d.isBulky() && canSplice(sock, ioConn(d.dst))
-		if nb == nil && !splice {
-			switch err := s.readSocket(d, sock); {
-			case err == nil:
+		d.spliceable = nb == nil && canSplice(sock, ioConn(d.dst))
+		if !d.spliceable || d.filter != nil || !d.isBulky() {
+			switch err := s.copyReady(d, sock, nb); {
+			case err == nil: // bulky: splice it
 			case err == errPark:
 				if s.park(d) {
 					return nil, true
@@ -134,14 +140,13 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			}
 			continue
 		}
-		if nb != nil {
-			// Read the records there are without waiting, then wait below
-			// with no buffer held.
-			if eof, err := s.drain(d, src, nb); eof || err != nil {
+		if d.deadlined { // copyReady's, which splice's reads must not meet
+			if err := sock.SetReadDeadline(time.Time{}); err != nil {
 				return err, false
 			}
+			d.lingering, d.deadlined = false, false
 		}
-		avail, err := s.await(d, sock, splice)
+		avail, err := s.await(d, sock)
 		switch {
 		case err == errPark:
 			if s.park(d) {
@@ -150,8 +155,6 @@ func (s *session) pump(d *direction) (err error, parked bool) {
 			continue
 		case err != nil:
 			return err, false
-		case nb != nil:
-			continue // drain reads it, end of file included
 		case avail == 0:
 			return nil, false // end of file
 		}
@@ -191,48 +194,6 @@ func (s *session) splice(d *direction, src net.Conn, avail int) (int64, error) {
 	return n, err
 }
 
-// drain reads what the *tls.Conn src over nb has without waiting and
-// writes it on, until src would block (nil), reaches end of file (eof) or
-// fails.
-func (s *session) drain(d *direction, src net.Conn, nb *nbconn.Conn) (eof bool, err error) {
-	nb.SetNonblocking(true)
-	for {
-		err := s.fill(d, src)
-		switch {
-		case err == nil:
-		case errors.Is(err, nbconn.ErrWouldBlock):
-			return false, nil
-		case errors.Is(err, io.EOF):
-			return true, nil
-		default:
-			return false, err
-		}
-	}
-}
-
-// fill reads into a pooled buffer until it is full or src would block,
-// writes the bytes on, and returns the buffer before the caller waits. A
-// *tls.Conn returns a record per read, so records are gathered up to the
-// buffer's size and leave in one write.
-func (s *session) fill(d *direction, src net.Conn) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	n := 0
-	var err error
-	for n < len(buf) && err == nil {
-		var m int
-		m, err = src.Read(buf[n:])
-		n += m
-	}
-	if n > 0 {
-		if werr := s.forward(d, buf[:n]); werr != nil {
-			return werr
-		}
-	}
-	return err
-}
-
 // blockingStep blocks in a one-byte read of src (a conn that may buffer
 // out of sight) and then moves what else is ready.
 func (s *session) blockingStep(d *direction, src net.Conn) error {
@@ -266,7 +227,7 @@ func (s *session) burst(d *direction, src net.Conn, head []byte) error {
 // record are corked into a single write(2).
 func (s *session) forward(d *direction, p []byte) error {
 	d.n.Add(int64(len(p)))
-	s.touch()
+	d.last = s.touch()
 	var nb *nbconn.Conn
 	if len(p) > maxRecord {
 		if tc, ok := ioConn(d.dst).(*tls.Conn); ok {

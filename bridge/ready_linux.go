@@ -16,28 +16,19 @@ const readinessSupported = true
 // (0 at end of file). It uses the runtime's poller through RawConn.Read, so
 // closing the conn or a deadline ends the wait.
 func waitReadable(rc syscall.RawConn) (int, error) {
-	avail, _, err := readable(rc, true, true)
-	return avail, err
-}
-
-// awaitReadable is waitReadable for callers that read what is there
-// anyway: it reports 1 for a socket with bytes queued, without counting
-// them (one system call fewer).
-func awaitReadable(rc syscall.RawConn) (int, error) {
-	avail, _, err := readable(rc, true, false)
+	avail, _, err := readable(rc, true)
 	return avail, err
 }
 
 // peekReadable is waitReadable without the wait: ready reports whether the
 // socket had bytes or had reached end of file.
 func peekReadable(rc syscall.RawConn) (avail int, ready bool, err error) {
-	return readable(rc, false, true)
+	return readable(rc, false)
 }
 
 // readable peeks at the socket behind rc, waiting for it if wait is set;
-// with count set, avail is the number of bytes queued, else 1 when there
-// are any.
-func readable(rc syscall.RawConn, wait, count bool) (avail int, ready bool, err error) {
+// avail is the number of bytes queued.
+func readable(rc syscall.RawConn, wait bool) (avail int, ready bool, err error) {
 	var serr error
 	err = rc.Read(func(fd uintptr) bool {
 		var b [1]byte
@@ -62,10 +53,6 @@ func readable(rc syscall.RawConn, wait, count bool) (avail int, ready bool, err 
 				avail = 0 // end of file
 				return true
 			}
-			if !count {
-				avail = 1
-				return true
-			}
 			// SIOCINQ is FIONREAD: the bytes queued, as a C int (32 bits
 			// on every Linux; IoctlGetInt would read 64 on big-endian).
 			q, err := unix.IoctlGetUint32(int(fd), unix.SIOCINQ)
@@ -85,10 +72,11 @@ func readable(rc syscall.RawConn, wait, count bool) (avail int, ready bool, err 
 	return avail, ready, nil
 }
 
-// readOnce is the RawConn.Read callback of readSocket: one read(2) into a
-// pooled buffer, taken for the call only. It reports false, holding no
-// buffer, when nothing is queued, so the runtime waits for readability.
-func (d *direction) readOnce(fd uintptr) bool {
+// readFD is copyReady's RawConn.Read callback for a plain socket: one
+// read(2) into a pooled buffer, taken for the call only. It reports false,
+// holding no buffer, when nothing is queued, so the runtime waits for
+// readability.
+func (d *direction) readFD(fd uintptr) bool {
 	bp := bufPool.Get().(*[]byte)
 	for {
 		n, errno := syscall.Read(int(fd), *bp)

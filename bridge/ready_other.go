@@ -19,9 +19,5 @@ func peekReadable(rc syscall.RawConn) (int, bool, error) {
 	return 0, false, errors.ErrUnsupported
 }
 
-func awaitReadable(rc syscall.RawConn) (int, error) {
-	return 0, errors.ErrUnsupported
-}
-
-// readOnce is never called where readinessSupported is false.
-func (d *direction) readOnce(fd uintptr) bool { return true }
+// readFD is never called where readinessSupported is false.
+func (d *direction) readFD(fd uintptr) bool { return true }

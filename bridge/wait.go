@@ -34,27 +34,21 @@ func socketOf(src net.Conn) (sock net.Conn, nb *nbconn.Conn) {
 	return nil, nil
 }
 
-// await waits until sock is readable: for splice, it returns the bytes
-// queued (0 at end of file); for a *tls.Conn's socket, just found empty by
-// drain, any positive number. With a Poller it waits at most ParkAfter and
+// await waits until sock is readable, for splice, and returns the bytes
+// queued (0 at end of file). With a Poller it waits at most ParkAfter and
 // then returns errPark.
-func (s *session) await(d *direction, sock net.Conn, splice bool) (int, error) {
-	wait := awaitReadable
-	if splice {
-		wait = waitReadable
-	}
+func (s *session) await(d *direction, sock net.Conn) (int, error) {
 	if s.poller == nil || d.noPark {
-		return wait(d.rc)
+		return waitReadable(d.rc)
 	}
-	if splice { // under load bytes are queued already: no deadline to set
-		if avail, ready, err := peekReadable(d.rc); ready || err != nil {
-			return avail, err
-		}
+	// Under load bytes are queued already: no deadline to set.
+	if avail, ready, err := peekReadable(d.rc); ready || err != nil {
+		return avail, err
 	}
 	if err := sock.SetReadDeadline(time.Now().Add(s.parkAfter)); err != nil {
 		return 0, err
 	}
-	avail, err := wait(d.rc)
+	avail, err := waitReadable(d.rc)
 	if cerr := sock.SetReadDeadline(time.Time{}); err == nil {
 		err = cerr
 	}
@@ -85,47 +79,107 @@ func (s *session) park(d *direction) bool {
 	return true
 }
 
-// readSocket waits until the plain socket sock has bytes, reads them into
-// a pooled buffer and writes them on. The read happens inside the
-// runtime's readiness wait (RawConn.Read), so a wake-up costs one read(2),
-// and the buffer is taken only for a read that finds bytes: none is held
-// while waiting. With a Poller it waits at most ParkAfter, then returns
-// errPark.
-func (s *session) readSocket(d *direction, sock net.Conn) error {
-	if d.readFn == nil {
-		d.readFn = d.readOnce // one method value per direction, not per wait
+// copyReady copies d, flight by flight, until its source ends or fails or
+// the flow turns bulky: each flight is read inside the runtime's readiness
+// wait (RawConn.Read for a plain socket, nbconn.ReadReady under a
+// *tls.Conn) into a pooled buffer, and written on after it. A wait begins
+// with the read(2) that finds the socket empty, so a flight costs two
+// read(2)s and no readiness check, and no buffer is held while waiting. It
+// returns io.EOF at the source's end of file, nil when a plain flow that
+// may be spliced turned bulky (see spliceAfter), or the read's or the
+// write's error.
+//
+// With a Poller it parks the direction, returning errPark, once it has
+// read nothing for ParkAfter. The read deadline that tells is set lazily:
+// when the direction starts waiting here, and when it passes while the
+// direction was active, moved to ParkAfter after its last read; so a busy
+// session changes no deadline per flight.
+func (s *session) copyReady(d *direction, sock net.Conn, nb *nbconn.Conn) error {
+	if d.step == nil && d.stepFD == nil { // one closure per direction, not per wait
+		if nb != nil {
+			src := ioConn(d.src) // the *tls.Conn over nb: it stays
+			d.step = func() bool { return d.readTLS(src) }
+		} else {
+			d.stepFD = d.readFD
+		}
 	}
 	linger := s.poller != nil && !d.noPark
-	if linger {
-		if err := sock.SetReadDeadline(time.Now().Add(s.parkAfter)); err != nil {
-			return err
+	for {
+		if linger && !d.lingering {
+			if err := sock.SetReadDeadline(time.Now().Add(s.parkAfter)); err != nil {
+				return err
+			}
+			d.lingering, d.deadlined = true, true
 		}
-	}
-	err := d.rc.Read(d.readFn)
-	if linger {
-		if cerr := sock.SetReadDeadline(time.Time{}); err == nil {
-			err = cerr
+		var err error
+		if nb != nil {
+			err = nb.ReadReady(d.step)
+		} else {
+			err = d.rc.Read(d.stepFD)
 		}
-	}
-	bp := d.rbuf
-	d.rbuf = nil
-	if bp == nil { // the wait failed: closed, or the deadline passed
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if err != nil { // the wait failed: closed, or the deadline passed
+			if !linger || !errors.Is(err, os.ErrDeadlineExceeded) {
+				return err
+			}
+			if last := d.last + s.parkAfter; last > time.Since(s.start) {
+				// Active meanwhile: wait until ParkAfter after its last read.
+				if err := sock.SetReadDeadline(s.start.Add(last)); err != nil {
+					return err
+				}
+				continue
+			}
+			d.lingering = false // passed: the next wait here sets a new one
 			return errPark
 		}
-		return err
-	}
-	defer bufPool.Put(bp)
-	if d.rn == len(*bp) {
-		d.bulky = true // more may be queued: splice it (see spliceAfter)
-	}
-	if d.rn > 0 {
-		if werr := s.forward(d, (*bp)[:d.rn]); werr != nil {
-			return werr
+		if err := s.forwardRead(d); err != nil {
+			return err
+		}
+		if d.spliceable && d.filter == nil && d.isBulky() {
+			return nil
 		}
 	}
-	if err == nil {
-		err = d.rerr
+}
+
+// forwardRead writes on what the callback of copyReady read, puts its
+// buffer back, and returns the read's error (io.EOF at the end).
+func (s *session) forwardRead(d *direction) error {
+	bp, n, err := d.rbuf, d.rn, d.rerr
+	d.rbuf, d.rn, d.rerr = nil, 0, nil
+	if bp == nil {
+		return err
 	}
+	if n == len(*bp) {
+		d.bulky = true // more may be queued: splice it (see spliceAfter)
+	}
+	if n > 0 {
+		if werr := s.forward(d, (*bp)[:n]); werr != nil {
+			err = werr
+		}
+	}
+	bufPool.Put(bp)
 	return err
+}
+
+// readTLS is copyReady's nbconn.ReadReady callback for a *tls.Conn src: it
+// reads what src has into a pooled buffer, until the buffer is full or src
+// would block, and reports false, holding no buffer, when src had nothing.
+func (d *direction) readTLS(src net.Conn) bool {
+	bp := bufPool.Get().(*[]byte)
+	buf := *bp
+	n := 0
+	var err error
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = src.Read(buf[n:])
+		n += m
+	}
+	if n == 0 && errors.Is(err, nbconn.ErrWouldBlock) {
+		bufPool.Put(bp)
+		return false
+	}
+	if errors.Is(err, nbconn.ErrWouldBlock) {
+		err = nil
+	}
+	d.rbuf, d.rn, d.rerr = bp, n, err
+	return true
 }

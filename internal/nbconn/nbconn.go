@@ -48,6 +48,9 @@ type Conn struct {
 	rc       syscall.RawConn
 	nonblock atomic.Bool
 	drained  bool         // the last non-blocking read was short; owned by the reader
+	onFD     bool         // inside ReadReady's callback: Read reads fd directly; owned by the reader
+	fd       int          // the socket's descriptor while onFD
+	empty    bool         // inside ReadReady's callback: a read(2) found the socket empty
 	pre      []byte       // bytes read from the socket ahead of it, served first; owned by the reader
 	preLen   atomic.Int64 // len(pre), for Buffered
 
@@ -127,6 +130,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 && len(p) > 0 {
 		return c.readPrefix(p), nil
 	}
+	if c.onFD {
+		return c.readFD(p)
+	}
 	if !c.nonblock.Load() || len(p) == 0 {
 		return c.Conn.Read(p)
 	}
@@ -139,6 +145,65 @@ func (c *Conn) Read(p []byte) (int, error) {
 	case err != nil: // closed, or a deadline passed
 		return 0, c.opError(err)
 	case errno == syscall.EAGAIN:
+		return 0, ErrWouldBlock
+	case errno != nil:
+		return 0, c.opError(os.NewSyscallError("read", errno))
+	case n == 0:
+		return 0, io.EOF
+	}
+	c.drained = n < len(p)
+	return n, nil
+}
+
+// ReadReady calls step on the socket's RawConn.Read callback, where every
+// Read of c (through a *tls.Conn over it, say) is a non-blocking read(2)
+// of the descriptor, and each time step returns false, waits on Go's
+// poller until the socket is readable and calls it again. It returns when
+// step returns true, or with the wait's error: a read deadline that passed
+// (os.ErrDeadlineExceeded), or the socket closed.
+//
+// step returns false when a Read of c returned ErrWouldBlock and it has
+// nothing to show for the call. The wait is safe only after a read(2) that
+// found the socket empty, made after the runtime forgot its readiness as
+// the callback began; an ErrWouldBlock from a short read (see Read) is not
+// one, as an end of file may follow the bytes, so step is then called
+// again and its read asks the socket. A flight then costs the read(2) that
+// finds it and the one that finds the socket empty before the wait, where
+// a readiness check before each read costs one more. step runs with the
+// socket's read lock held: it must not close c, and a Close of c waits for
+// it. Only the conn's reader may call ReadReady.
+func (c *Conn) ReadReady(step func() bool) error {
+	err := c.rc.Read(func(fd uintptr) bool {
+		c.onFD, c.fd = true, int(fd)
+		for {
+			c.drained, c.empty = false, false
+			done := step()
+			if done || c.empty {
+				c.onFD, c.drained = false, false
+				return done
+			}
+		}
+	})
+	if err != nil {
+		return c.opError(err)
+	}
+	return nil
+}
+
+// readFD is Read inside ReadReady's callback: one read(2), ErrWouldBlock
+// when the socket is empty, and after a short read (no more bytes queued)
+// without asking it again.
+func (c *Conn) readFD(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.drained {
+		return 0, ErrWouldBlock
+	}
+	n, errno := readFD(c.fd, p)
+	switch {
+	case errno == syscall.EAGAIN:
+		c.empty = true
 		return 0, ErrWouldBlock
 	case errno != nil:
 		return 0, c.opError(os.NewSyscallError("read", errno))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -218,4 +219,59 @@ func TestTLSSafe(t *testing.T) {
 	require.NoError(t, probeTLS())
 	assert.True(t, TLSSafe())
 	assert.True(t, TLSSafe(), "the answer is kept")
+}
+
+// TestReadReady: step reads a *tls.Conn inside the socket's readiness
+// callback; it is called again when the socket becomes readable, each
+// flight whole; and an end of file right after half a record, which a
+// short read cannot tell from a socket merely drained, ends the wait with
+// an error instead of waiting for a flight that never comes.
+func TestReadReady(t *testing.T) {
+	ca, err := mailtest.GenerateCA("nbconn CA")
+	require.NoError(t, err)
+	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example")
+	require.NoError(t, err)
+	a, b := tcpPair(t)
+	nb := Wrap(a).(*Conn)
+	srv := tls.Server(nb, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
+	raw := &splitter{Conn: b}
+	cli := tls.Client(raw, &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example"})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.HandshakeContext(context.Background()) }()
+	require.NoError(t, cli.HandshakeContext(context.Background()))
+	require.NoError(t, <-errc)
+	defer srv.Close()
+	defer cli.Close()
+	require.NoError(t, nb.SetReadDeadline(time.Now().Add(5*time.Second))) // a hang fails
+
+	buf := make([]byte, 64)
+	var n, calls int
+	var rerr error
+	step := func() bool {
+		calls++
+		n, rerr = srv.Read(buf)
+		return n > 0 || !errors.Is(rerr, ErrWouldBlock)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond) // the first step finds nothing
+		cli.Write([]byte("flight"))
+	}()
+	require.NoError(t, nb.ReadReady(step))
+	require.NoError(t, rerr)
+	assert.Equal(t, "flight", string(buf[:n]))
+	assert.GreaterOrEqual(t, calls, 2, "called again once readable")
+
+	raw.hold = 7 // half a record, then the end of file
+	_, err = cli.Write([]byte("never whole"))
+	require.NoError(t, err)
+	require.NoError(t, b.(*net.TCPConn).CloseWrite())
+	time.Sleep(20 * time.Millisecond) // both queued before the step reads
+	require.NoError(t, nb.ReadReady(step))
+	assert.Zero(t, n)
+	require.Error(t, rerr)
+	assert.NotErrorIs(t, rerr, ErrWouldBlock)
+	assert.NotErrorIs(t, rerr, os.ErrDeadlineExceeded)
+
+	// Outside ReadReady, Read is as before: blocking by default.
+	assert.False(t, nb.onFD)
 }

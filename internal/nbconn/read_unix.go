@@ -18,3 +18,13 @@ func readNow(rc syscall.RawConn, p []byte) (n int, errno, err error) {
 	})
 	return n, errno, err
 }
+
+// readFD makes one read(2) of fd, retried on EINTR.
+func readFD(fd int, p []byte) (int, error) {
+	for {
+		n, errno := syscall.Read(fd, p)
+		if errno != syscall.EINTR {
+			return n, errno
+		}
+	}
+}
