@@ -53,23 +53,7 @@ func BenchmarkProxyIMAPS(b *testing.B) {
 	done := make(chan struct{})
 	go func() { p.Serve(ctx, l); close(done) }()
 	defer func() { l.Close(); cancel(); <-done }()
-	cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com", ClientSessionCache: nil}
-	b.ReportAllocs()
-	for b.Loop() {
-		c, err := tls.Dial("tcp", l.Addr().String(), cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r := bufio.NewReader(c)
-		if _, err := r.ReadString('\n'); err != nil {
-			b.Fatal(err)
-		}
-		c.Write([]byte("a NOOP\r\n"))
-		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "a OK") {
-			b.Fatal(line, err)
-		}
-		c.Close()
-	}
+	runIMAPS(b, l.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com"})
 }
 
 // BenchmarkTLSHandshakeBaseline is the same client against a bare
