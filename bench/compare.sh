@@ -233,7 +233,13 @@ bench() {
 	local name=$1 rep=$2 common
 	start "$name"
 	set_common() { common=(-insecure -sni mail.example.com -pid "$PIDS" -label "$name" -rep "$rep" -d "$DUR" -c "$CONC" -n "$IDLE" -hold "$HOLD"); }
-	printf '%s %s rep %s: %s\n' "$(date +%T)" "$name" "$rep" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg.log"
+	# The hypervisor's steal time since the previous run started (a shared
+	# host's other guests): runs with much of it are slower for every proxy.
+	local steal
+	steal=$(awk '/^cpu /{print $9}' /proc/stat)
+	printf '%s %s rep %s: %s; steal %ss\n' "$(date +%T)" "$name" "$rep" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+		"$(((steal - ${LAST_STEAL:-$steal}) / $(getconf CLK_TCK)))" >>"$OUT/loadavg.log"
+	LAST_STEAL=$steal
 	log "$name rep $rep (pids $PIDS, load $(cut -d' ' -f1 /proc/loadavg))"
 	set_common
 	"$MB" "${common[@]}" -addr "127.0.0.1:${IMAPS[$name]}" -proto imap -tests idle,full,resumed,login,rtt,seq,bulk1,bulk16 \
@@ -329,7 +335,7 @@ main() {
 	# Ratios are the gateway's; a run without it takes its first target.
 	[[ " $TARGETS " == *" gateway "* ]] || base=${targets[0]}
 	"$MB" summarize -base "$base" -floor "${floor_us%% *}" "$OUT"/*.json | tee "$OUT/summary.md"
-	echo "load average during the runs (1, 5, 15 min):" && cat "$OUT/loadavg.log"
+	echo "load average during the runs (1, 5, 15 min) and the host's steal time since the run before:" && cat "$OUT/loadavg.log"
 	log "results in $OUT"
 }
 
