@@ -3,12 +3,11 @@ package mailedge_test
 import (
 	"bufio"
 	"crypto/tls"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/mailedge/mailedge/internal/gofloor"
 	"github.com/mailedge/mailedge/mailtest"
 )
 
@@ -60,28 +59,9 @@ func BenchmarkGoFloorIMAPS(b *testing.B) {
 			if err != nil {
 				return
 			}
-			wg.Go(func() { floorRelay(c, be) })
+			wg.Go(func() { gofloor.Relay(c, be) })
 		}
 	})
 	defer func() { l.Close(); wg.Wait() }()
 	runIMAPS(b, l.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example.com"})
-}
-
-// floorRelay is bench/gofloor's relay.
-func floorRelay(c net.Conn, backend string) {
-	defer c.Close()
-	b, err := net.Dial("tcp", backend)
-	if err != nil {
-		return
-	}
-	defer b.Close()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(b, c)
-		b.(*net.TCPConn).CloseWrite()
-		close(done)
-	}()
-	io.Copy(c, b)
-	c.(*tls.Conn).CloseWrite()
-	<-done
 }

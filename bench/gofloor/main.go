@@ -15,10 +15,10 @@ package main
 import (
 	"crypto/tls"
 	"flag"
-	"io"
 	"log"
-	"net"
 	"strings"
+
+	"github.com/mailedge/mailedge/internal/gofloor"
 )
 
 func main() {
@@ -56,29 +56,9 @@ func main() {
 				if err != nil {
 					log.Fatal(err)
 				}
-				go relay(c, backend)
+				go gofloor.Relay(c, backend)
 			}
 		}()
 	}
 	select {} // the accept loops run until the process is killed
-}
-
-// relay copies between the client and a new connection to backend until
-// both directions end.
-func relay(c net.Conn, backend string) {
-	defer c.Close()
-	b, err := net.Dial("tcp", backend)
-	if err != nil {
-		return
-	}
-	defer b.Close()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(b, c)
-		b.(*net.TCPConn).CloseWrite()
-		close(done)
-	}()
-	io.Copy(c, b)
-	c.(*tls.Conn).CloseWrite()
-	<-done
 }

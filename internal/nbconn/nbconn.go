@@ -141,9 +141,17 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, ErrWouldBlock
 	}
 	n, errno, err := readNow(c.rc, p)
-	switch {
-	case err != nil: // closed, or a deadline passed
+	if err != nil { // closed, or a deadline passed
 		return 0, c.opError(err)
+	}
+	return c.result(n, errno, len(p))
+}
+
+// result is Read's answer for one read(2) of up to asked bytes that
+// returned n and errno: ErrWouldBlock when the socket was empty, io.EOF
+// at its end, and after a short read it notes that the socket is drained.
+func (c *Conn) result(n int, errno error, asked int) (int, error) {
+	switch {
 	case errno == syscall.EAGAIN:
 		return 0, ErrWouldBlock
 	case errno != nil:
@@ -151,7 +159,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	}
-	c.drained = n < len(p)
+	c.drained = n < asked
 	return n, nil
 }
 
@@ -201,17 +209,8 @@ func (c *Conn) readFD(p []byte) (int, error) {
 		return 0, ErrWouldBlock
 	}
 	n, errno := readFD(c.fd, p)
-	switch {
-	case errno == syscall.EAGAIN:
-		c.empty = true
-		return 0, ErrWouldBlock
-	case errno != nil:
-		return 0, c.opError(os.NewSyscallError("read", errno))
-	case n == 0:
-		return 0, io.EOF
-	}
-	c.drained = n < len(p)
-	return n, nil
+	c.empty = errno == syscall.EAGAIN
+	return c.result(n, errno, len(p))
 }
 
 // readPrefix serves p from the prefix; see WrapPrefix.
