@@ -104,6 +104,14 @@ func (s *session) copyReady(d *direction, sock net.Conn, nb *nbconn.Conn) error 
 		}
 	}
 	linger := s.poller != nil && !d.noPark
+	if !linger && d.deadlined {
+		// The Poller refused d after an earlier wait here set the read
+		// deadline: d waits on this goroutine now, with no deadline to meet.
+		if err := sock.SetReadDeadline(time.Time{}); err != nil {
+			return err
+		}
+		d.lingering, d.deadlined = false, false
+	}
 	for {
 		if linger && !d.lingering {
 			if err := sock.SetReadDeadline(time.Now().Add(s.parkAfter)); err != nil {
