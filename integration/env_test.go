@@ -9,6 +9,7 @@ import (
 	osuser "os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/mailedge/mailedge/mailtest"
 )
@@ -158,10 +159,19 @@ func (e *env) startServers(o owner) error {
 		return err
 	}
 	sasl := filepath.Join(e.dovecot.Dir, "run", "auth-client")
-	if e.postfix, err = newPostfix(filepath.Join(e.dir, "postfix"), e.home, be[0], be[1], sasl, o); err != nil {
-		return err
+	// Postfix's ports are free when picked but bound only later, and a
+	// parallel test's outgoing connection may take one as its source port
+	// meanwhile: its master then fails with "Address already in use"; pick
+	// new ports and try again.
+	for attempt := 1; ; attempt++ {
+		if e.postfix, err = newPostfix(filepath.Join(e.dir, "postfix"), e.home, be[0], be[1], sasl, o); err != nil {
+			return err
+		}
+		err = e.postfix.start()
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "Address already in use") {
+			return err
+		}
 	}
-	return e.postfix.start()
 }
 
 // stop tears everything down, gateway first; safe on a partial env.

@@ -240,7 +240,7 @@ func TestRequestHeaders(t *testing.T) {
 				// service to judge.
 				"Auth-SSL-Subject: " + leaf.Cert.Subject.String(),
 				"Auth-SSL-Issuer: " + leaf.Cert.Issuer.String(),
-				"Auth-SSL-Serial: " + strings.ToUpper(leaf.Cert.SerialNumber.Text(16)),
+				"Auth-SSL-Serial: " + serialHex,
 				"Auth-SSL-Fingerprint: " + fmt.Sprintf("%x", sha1.Sum(leaf.Cert.Raw)),
 				"Auth-User: u",
 				"Client-IP: 192.0.2.1",
