@@ -86,30 +86,37 @@ func TestNonblockingPlain(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 }
 
-// TestNonblockingTLS: under a *tls.Conn, a record that arrives in pieces
-// yields ErrWouldBlock until it is whole, then its plaintext; crypto/tls
-// keeps the connection usable throughout, and close_notify reads as EOF.
-func TestNonblockingTLS(t *testing.T) {
+// tlsPair returns a handshaken TLS connection over TCP: the server side
+// over a Conn, the client side writing through a splitter, so that a test
+// can cut its records; both are closed when the test ends.
+func tlsPair(t *testing.T) (nb *Conn, srv, cli *tls.Conn, raw *splitter) {
+	t.Helper()
 	ca, err := mailtest.GenerateCA("nbconn CA")
 	require.NoError(t, err)
 	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example")
 	require.NoError(t, err)
 	a, b := tcpPair(t)
-	nb := Wrap(a).(*Conn)
-	srv := tls.Server(nb, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
-	// The client writes through a pipe we control, to split records.
-	raw := &splitter{Conn: b}
-	cli := tls.Client(raw, &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example"})
+	nb = Wrap(a).(*Conn)
+	srv = tls.Server(nb, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
+	raw = &splitter{Conn: b}
+	cli = tls.Client(raw, &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example"})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.HandshakeContext(context.Background()) }()
 	require.NoError(t, cli.HandshakeContext(context.Background()))
 	require.NoError(t, <-errc)
-	defer srv.Close()
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+	return nb, srv, cli, raw
+}
+
+// TestNonblockingTLS: under a *tls.Conn, a record that arrives in pieces
+// yields ErrWouldBlock until it is whole, then its plaintext; crypto/tls
+// keeps the connection usable throughout, and close_notify reads as EOF.
+func TestNonblockingTLS(t *testing.T) {
+	nb, srv, cli, raw := tlsPair(t)
 
 	nb.SetNonblocking(true)
 	buf := make([]byte, 32<<10)
-	_, err = srv.Read(buf)
+	_, err := srv.Read(buf)
 	require.ErrorIs(t, err, ErrWouldBlock)
 
 	raw.hold = 7 // the record's first 7 bytes now, the rest later
@@ -227,21 +234,7 @@ func TestTLSSafe(t *testing.T) {
 // short read cannot tell from a socket merely drained, ends the wait with
 // an error instead of waiting for a flight that never comes.
 func TestReadReady(t *testing.T) {
-	ca, err := mailtest.GenerateCA("nbconn CA")
-	require.NoError(t, err)
-	leaf, err := ca.Issue(mailtest.CertOptions{}, "mail.example")
-	require.NoError(t, err)
-	a, b := tcpPair(t)
-	nb := Wrap(a).(*Conn)
-	srv := tls.Server(nb, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
-	raw := &splitter{Conn: b}
-	cli := tls.Client(raw, &tls.Config{RootCAs: ca.Pool(), ServerName: "mail.example"})
-	errc := make(chan error, 1)
-	go func() { errc <- srv.HandshakeContext(context.Background()) }()
-	require.NoError(t, cli.HandshakeContext(context.Background()))
-	require.NoError(t, <-errc)
-	defer srv.Close()
-	defer cli.Close()
+	nb, srv, cli, raw := tlsPair(t)
 	require.NoError(t, nb.SetReadDeadline(time.Now().Add(5*time.Second))) // a hang fails
 
 	buf := make([]byte, 64)
@@ -262,9 +255,9 @@ func TestReadReady(t *testing.T) {
 	assert.GreaterOrEqual(t, calls, 2, "called again once readable")
 
 	raw.hold = 7 // half a record, then the end of file
-	_, err = cli.Write([]byte("never whole"))
+	_, err := cli.Write([]byte("never whole"))
 	require.NoError(t, err)
-	require.NoError(t, b.(*net.TCPConn).CloseWrite())
+	require.NoError(t, raw.Conn.(*net.TCPConn).CloseWrite())
 	time.Sleep(20 * time.Millisecond) // both queued before the step reads
 	require.NoError(t, nb.ReadReady(step))
 	assert.Zero(t, n)
