@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailedge/mailedge/internal/testnet"
 )
 
 // gateway is examples/gateway running as a child process.
@@ -108,7 +110,7 @@ func startGateway(e *env) (*gateway, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build ./examples/gateway: %w\n%s", err, out)
 	}
-	ports, err := freePorts(gatewayIP, len(listenerSpecs))
+	ports, err := testnet.FreePorts(gatewayIP, len(listenerSpecs))
 	if err != nil {
 		return nil, err
 	}

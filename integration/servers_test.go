@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/mailedge/mailedge/internal/testnet"
 )
 
 // The account every server knows.
@@ -42,7 +44,7 @@ type dovecot struct {
 
 func newDovecot(name, dir, home, certFile, keyFile string, o owner) (*dovecot, error) {
 	d := &dovecot{Name: name, Dir: dir, Home: home, CertFile: certFile, KeyFile: keyFile, UID: o.UID, GID: o.GID}
-	ports, err := freePorts("127.0.0.1", 4)
+	ports, err := testnet.FreePorts("127.0.0.1", 4)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +114,7 @@ type postfix struct {
 
 func newPostfix(dir, home, certFile, keyFile, saslPath string, o owner) (*postfix, error) {
 	p := &postfix{Dir: dir, Home: home, CertFile: certFile, KeyFile: keyFile, SASLPath: saslPath, UID: o.UID, GID: o.GID}
-	ports, err := freePorts("127.0.0.1", 4)
+	ports, err := testnet.FreePorts("127.0.0.1", 4)
 	if err != nil {
 		return nil, err
 	}
@@ -214,26 +216,6 @@ func firstLine(addr string) (string, error) {
 	c.SetDeadline(time.Now().Add(2 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return strings.TrimRight(line, "\r\n"), err
-}
-
-// freePorts returns n distinct free TCP ports on host.
-func freePorts(host string, n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // tail returns the last n lines of the file at path, for error messages.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -17,7 +18,7 @@ import (
 // while a session runs on it; the session goes on, new logins routed
 // there are refused (temporarily) until it is undrained.
 func TestAdminDrain(t *testing.T) {
-	metricsAddr := freePort(t)
+	metricsAddr := testnet.FreeAddr(t)
 	d := startDemoGateway(t, io.Discard, true, "-metrics", metricsAddr)
 	base := "http://" + metricsAddr
 	pools := func() map[string]adminMember {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -34,7 +35,7 @@ func probe(t *testing.T, addr, path string) (int, string) {
 // not retry closes the listener; here the test closes it), both turn 503
 // and name that listener only.
 func TestHealthAndReadiness(t *testing.T) {
-	metricsAddr := freePort(t)
+	metricsAddr := testnet.FreeAddr(t)
 	d := startDemoGateway(t, io.Discard, true, "-metrics", metricsAddr)
 
 	for _, path := range []string{"/healthz", "/readyz"} {
@@ -89,7 +90,7 @@ func TestHealthAndReadiness(t *testing.T) {
 // grace period; the probes stop with the gateway.
 func TestReadinessDuringShutdown(t *testing.T) {
 	mx, cert := demoMX(t)
-	metricsAddr := freePort(t)
+	metricsAddr := testnet.FreeAddr(t)
 	o, err := parseFlags([]string{"-cert", cert, "-metrics", metricsAddr,
 		"-listen", "smtp=127.0.0.1:0,proto=smtp,tls=starttls,mode=allow,pool=mx",
 		"-backend", "mx=" + mx + ",probe=none"}, io.Discard)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/mailedge/mailedge/auth"
 	"github.com/mailedge/mailedge/internal/pop3client"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/mailtest"
 	"github.com/mailedge/mailedge/starttls"
 )
@@ -144,7 +145,7 @@ func converse(t *testing.T, conn net.Conn, steps ...step) {
 // logged with the user and without the password, and counted.
 func TestDemoWrongPassword(t *testing.T) {
 	logs := &syncBuffer{}
-	metricsAddr := freePort(t)
+	metricsAddr := testnet.FreeAddr(t)
 	d := startDemoGateway(t, logs, true, "-metrics", metricsAddr)
 	plain := base64.StdEncoding.EncodeToString([]byte("\x00bob@example.net\x00not-the-password"))
 	t.Run("refusals", func(t *testing.T) { // returns when its parallel subtests are done
@@ -204,7 +205,7 @@ func waitMetrics(t *testing.T, addr string, want ...string) {
 // the other rate-limit refusals.
 func TestLoginLockout(t *testing.T) {
 	logs := &syncBuffer{}
-	metricsAddr := freePort(t)
+	metricsAddr := testnet.FreeAddr(t)
 	d := startDemoGateway(t, logs, true, "-metrics", metricsAddr, "-limits", "loginfailures=1,lockout=1m")
 	conn, err := tls.Dial("tcp", d.addrs["imaps"], clientTLS(d.roots, "mail.example.com"))
 	require.NoError(t, err)

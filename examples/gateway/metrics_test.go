@@ -11,23 +11,16 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // The Prometheus endpoint reports sessions by outcome, handshakes by TLS
 // version and SNI match, failures by reason, backend health and
 // certificate expiry.
 func TestMetrics(t *testing.T) {
-	metricsAddr := freePort(t)
+	metricsAddr := testnet.FreeAddr(t)
 	addrs, roots := demoGatewayWith(t, "-metrics", metricsAddr)
 
 	c, err := imapclient.DialTLS(addrs["imaps"], &imapclient.Options{TLSConfig: clientTLS(roots, "mail.example.net")})

@@ -52,7 +52,7 @@ func startProcess(t *testing.T, name string, args ...string) *process {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
-	p := &process{name: name, addrs: make(map[string]string), metrics: freePort(t),
+	p := &process{name: name, addrs: make(map[string]string), metrics: testnet.FreeAddr(t),
 		stderr: new(syncBuffer), read: make(chan struct{})}
 	p.cmd = exec.Command(exe, append(args, "-metrics", p.metrics)...)
 	p.cmd.Env = append(os.Environ(), gatewayMainEnv+"=1")

@@ -79,7 +79,9 @@ func TestReloadConfiguration(t *testing.T) {
 	alpha, beta := start("alpha"), start("beta")
 	dir := t.TempDir()
 	cert := testCertFlag(t, dir)
-	keep, gone, added := freePort(t), freePort(t), freePort(t)
+	ports, err := testnet.FreePorts("127.0.0.1", 3)
+	require.NoError(t, err)
+	keep, gone, added := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
 	conf := filepath.Join(dir, "gateway.conf")
 	write := func(lines ...string) {
 		require.NoError(t, os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600))

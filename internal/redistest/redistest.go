@@ -8,7 +8,6 @@ package redistest
 import (
 	"bytes"
 	"context"
-	"net"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -51,12 +50,11 @@ func Need(t testing.TB) string {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := Need(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := testnet.FreePorts("127.0.0.1", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := ports[0]
 	r := &Server{t: t, bin: bin, dir: t.TempDir(), port: port, Addr: "127.0.0.1:" + strconv.Itoa(port)}
 	t.Cleanup(r.Kill)
 	r.Start()

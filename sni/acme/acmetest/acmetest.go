@@ -121,31 +121,25 @@ func lookBin(name string) (string, error) {
 	return "", fmt.Errorf("%s not found", name)
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // Start starts pebble-challtestsrv and pebble for the test; both are
 // killed when it ends.
 func Start(t testing.TB, opt Options) *Pebble {
 	t.Helper()
 	pebbleBin, challBin := Need(t)
 	dir := t.TempDir()
+	ports, err := testnet.FreePorts("127.0.0.1", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
 	p := &Pebble{
 		t: t, bin: pebbleBin,
-		HTTPPort:  freePort(t),
-		DNSAddr:   "127.0.0.1:" + strconv.Itoa(freePort(t)),
-		mgmt:      "127.0.0.1:" + strconv.Itoa(freePort(t)),
-		challMgmt: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		HTTPPort:  ports[0],
+		DNSAddr:   addr(1),
+		mgmt:      addr(2),
+		challMgmt: addr(3),
 	}
-	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	listen := addr(4)
 	p.Directory = "https://" + listen + "/dir"
 
 	ca, err := mailtest.GenerateCA("acmetest pebble HTTPS CA")
@@ -178,7 +172,7 @@ func Start(t testing.TB, opt Options) *Pebble {
 		"certificate":             certFile,
 		"privateKey":              keyFile,
 		"httpPort":                p.HTTPPort,
-		"tlsPort":                 freePort(t), // TLS-ALPN-01 is never offered by the clients under test
+		"tlsPort":                 ports[5], // TLS-ALPN-01 is never offered by the clients under test
 		"keyAlgorithm":            "ecdsa",
 		"retryAfter":              map[string]int{"authz": 1, "order": 1},
 		"profiles": map[string]any{
