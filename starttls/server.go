@@ -276,8 +276,10 @@ func (s *Server) handshake(conn net.Conn) (*Session, error) {
 // into the encrypted session. The deadline is the caller's.
 func (s *Server) tlsHandshake(conn net.Conn) (*Session, error) {
 	// nbconn lets the bridge later read the session without blocking, so
-	// an idle session needs no goroutine parked inside crypto/tls.
-	tc := tls.Server(nbconn.Wrap(conn), s.TLSConfig)
+	// an idle session needs no goroutine parked inside crypto/tls; its
+	// server side serves a long ClientHello in short records, so that an
+	// idle session does not keep a ClientHello-sized read buffer.
+	tc := tls.Server(nbconn.WrapServer(conn), s.TLSConfig)
 	if err := tc.Handshake(); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@
 package nbconn
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -49,10 +50,13 @@ type Conn struct {
 	nonblock atomic.Bool
 	drained  bool         // the last non-blocking read was short; owned by the reader
 	onFD     bool         // inside ReadReady's callback: Read reads fd directly; owned by the reader
-	fd       int          // the socket's descriptor while onFD
 	empty    bool         // inside ReadReady's callback: a read(2) found the socket empty
+	split    bool         // a Conn of WrapServer before its first Read; owned by the reader
+	fd       int          // the socket's descriptor while onFD
 	pre      []byte       // bytes read from the socket ahead of it, served first; owned by the reader
 	preLen   atomic.Int64 // len(pre), for Buffered
+	fragLeft int32        // bytes of pre that are re-framed records, served one per Read; owned by the reader
+	recLeft  int32        // bytes left of the re-framed record being served; owned by the reader
 
 	wmu    sync.Mutex
 	corked bool
@@ -127,6 +131,9 @@ func (c *Conn) SetNonblocking(on bool) {
 // that arrived meanwhile are found by the caller's readiness wait, which
 // looks before it waits).
 func (c *Conn) Read(p []byte) (int, error) {
+	if c.split {
+		return c.readFirst(p)
+	}
 	if len(c.pre) > 0 && len(p) > 0 {
 		return c.readPrefix(p), nil
 	}
@@ -213,9 +220,20 @@ func (c *Conn) readFD(p []byte) (int, error) {
 	return c.result(n, errno, len(p))
 }
 
-// readPrefix serves p from the prefix; see WrapPrefix.
+// readPrefix serves p from the prefix; see WrapPrefix. Records that
+// WrapServer re-framed are served one per call.
 func (c *Conn) readPrefix(p []byte) int {
+	if c.fragLeft > 0 {
+		if c.recLeft == 0 {
+			c.recLeft = recordHeaderLen + int32(binary.BigEndian.Uint16(c.pre[3:5]))
+		}
+		p = p[:min(len(p), int(c.recLeft))]
+	}
 	n := copy(p, c.pre)
+	if c.fragLeft > 0 {
+		c.recLeft -= int32(n)
+		c.fragLeft -= int32(n)
+	}
 	c.pre = c.pre[n:]
 	if len(c.pre) == 0 {
 		c.pre = nil // let the array go
