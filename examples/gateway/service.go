@@ -28,7 +28,9 @@ func newService(name string, p *mailedge.Proxy, log *slog.Logger, m *metrics) *s
 	s := &service{name: name, proxy: p, log: log, m: m}
 	p.OnSession = s.finish
 	p.OnLimited = func(err error) { m.limited(name, err) }
-	p.OnEvent = func(e mailedge.Event) { m.stage(name, e) }
+	if m != nil { // without -metrics no one reads the stages: the Proxy skips their clock reads
+		p.OnEvent = func(e mailedge.Event) { m.stage(name, e) }
+	}
 	return s
 }
 
