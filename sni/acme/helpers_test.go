@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailedge/mailedge/internal/testnet"
 	"github.com/mailedge/mailedge/sni"
 	"github.com/mailedge/mailedge/sni/acme"
 	"github.com/mailedge/mailedge/sni/acme/acmetest"
@@ -124,32 +125,12 @@ func runManager(t *testing.T, m *acme.Manager) {
 // its handshake and is closed. It stops when the test ends.
 func serveTLS(t *testing.T, cfg *tls.Config) string {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				_ = c.(*tls.Conn).Handshake()
-				_, _ = io.Copy(io.Discard, c) // until the client closes
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
+	return testnet.Serve(t, func(c net.Conn) {
+		tc := tls.Server(c, cfg)
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = tc.Handshake()
+		_, _ = io.Copy(io.Discard, tc) // until the client closes
 	})
-	return ln.Addr().String()
 }
 
 // handshake connects to addr as a mail client would, with SNI name and the
