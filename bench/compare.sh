@@ -48,7 +48,7 @@
 # CONC (concurrency), OUT (results folder), TARGETS (subset, space-separated),
 # PORT_SHIFT (subtracted from every port, so that two runs can share the
 # machine for a functional check; never for numbers), BASE (a git revision: adds the target gateway-base, the gateway built at
-# that revision, on implicit TLS only, for an A/B of a change in one run).
+# that revision with the gateway's listeners, for an A/B of a change in one run).
 # The runs are interleaved (A B C ... A B C ...), each proxy freshly started
 # for its run, and the summary gives medians, min–max and gateway/peer
 # ratios. Needs root for apt-get if the peers are missing. Not run by CI.
@@ -74,8 +74,8 @@ BACKEND_IMAP=127.0.0.1:$((31143 - S)) BACKEND_SMTP=127.0.0.1:$((31025 - S)) BACK
 BACKEND_AUTH=127.0.0.1:$((31180 - S)) REDIS_PORT=$((31379 - S)) BACKEND_IMAPS=127.0.0.1:$((31993 - S)) TENANT=mail.tenant.example
 declare -A IMAPS=([gateway]=30993 [haproxy]=29993 [nginx-stream]=28993 [nginx-mail]=27993 [stunnel]=26993 [gateway-base]=25993 [gateway-login]=24993 [gateway-redis]=23993 [gofloor]=22993)
 declare -A SMTPS=([gateway]=30465 [haproxy]=29465 [nginx-stream]=28465 [stunnel]=26465 [gateway-base]=25465 [gofloor]=22465)
-declare -A PASS=([gateway]=30992 [haproxy]=29992 [nginx-stream]=28992)
-declare -A RSAP=([gateway]=30994 [haproxy]=29994 [nginx-stream]=28994 [gofloor]=22994)
+declare -A PASS=([gateway]=30992 [haproxy]=29992 [nginx-stream]=28992 [gateway-base]=25992)
+declare -A RSAP=([gateway]=30994 [haproxy]=29994 [nginx-stream]=28994 [gofloor]=22994 [gateway-base]=25994)
 for k in "${!IMAPS[@]}"; do IMAPS[$k]=$((IMAPS[$k] - S)); done
 for k in "${!SMTPS[@]}"; do SMTPS[$k]=$((SMTPS[$k] - S)); done
 for k in "${!PASS[@]}"; do PASS[$k]=$((PASS[$k] - S)); done
@@ -146,31 +146,49 @@ wait_port() {
 	return 1
 }
 
+# gateway_args NAME: sets GWARGS to the gateway's flags with NAME's ports
+# (gateway and gateway-base; they never run at the same time, so they
+# share the STARTTLS and POP3 ports).
+gateway_args() {
+	GWARGS=(-cert "$DIR/cert.pem,$DIR/key.pem,default" -cert "$DIR/rsa-cert.pem,$DIR/rsa-key.pem" -log-level error -watch 0
+		-listen "imaps=127.0.0.1:${IMAPS[$1]},proto=imap,tls=implicit,pool=imap"
+		-listen "rsa=127.0.0.1:${RSAP[$1]},proto=imap,tls=implicit,pool=imap"
+		-listen "imap=127.0.0.1:$GW_IMAP,proto=imap,tls=starttls,pool=imap"
+		-listen "smtps=127.0.0.1:${SMTPS[$1]},proto=smtp,tls=implicit,pool=smtp"
+		-listen "submission=127.0.0.1:$GW_SUBMISSION,proto=smtp,tls=starttls,pool=smtp"
+		-listen "pop3s=127.0.0.1:$GW_POP3S,proto=pop3,tls=implicit,pool=pop3"
+		-listen "pop3=127.0.0.1:$GW_POP3,proto=pop3,tls=starttls,pool=pop3"
+		-listen "pass=127.0.0.1:${PASS[$1]},proto=imap,tls=implicit,pool=imap"
+		-passthrough "pass:$TENANT=tenant" -backend "tenant=$BACKEND_IMAPS,security=passthrough,probe=none"
+		-backend "imap=$BACKEND_IMAP,probe=none" -backend "smtp=$BACKEND_SMTP,probe=none"
+		-backend "pop3=$BACKEND_POP3,probe=none")
+}
+
 PROXY_PID=
 # start NAME: starts the proxy in the foreground of a background job and
 # sets PROXY_PID (the process, or nginx's master) and PIDS (what to watch).
 start() {
 	case $1 in
 	gateway)
-		"$DIR/gateway" -cert "$DIR/cert.pem,$DIR/key.pem,default" -cert "$DIR/rsa-cert.pem,$DIR/rsa-key.pem" -log-level error -watch 0 \
-			-listen "imaps=127.0.0.1:${IMAPS[gateway]},proto=imap,tls=implicit,pool=imap" \
-			-listen "rsa=127.0.0.1:${RSAP[gateway]},proto=imap,tls=implicit,pool=imap" \
-			-listen "imap=127.0.0.1:$GW_IMAP,proto=imap,tls=starttls,pool=imap" \
-			-listen "smtps=127.0.0.1:${SMTPS[gateway]},proto=smtp,tls=implicit,pool=smtp" \
-			-listen "submission=127.0.0.1:$GW_SUBMISSION,proto=smtp,tls=starttls,pool=smtp" \
-			-listen "pop3s=127.0.0.1:$GW_POP3S,proto=pop3,tls=implicit,pool=pop3" \
-			-listen "pop3=127.0.0.1:$GW_POP3,proto=pop3,tls=starttls,pool=pop3" \
-			-listen "pass=127.0.0.1:${PASS[gateway]},proto=imap,tls=implicit,pool=imap" \
-			-passthrough "pass:$TENANT=tenant" -backend "tenant=$BACKEND_IMAPS,security=passthrough,probe=none" \
-			-backend "imap=$BACKEND_IMAP,probe=none" -backend "smtp=$BACKEND_SMTP,probe=none" \
-			-backend "pop3=$BACKEND_POP3,probe=none" >"$DIR/gateway.log" 2>&1 &
+		gateway_args "$1"
+		"$DIR/gateway" "${GWARGS[@]}" >"$DIR/gateway.log" 2>&1 &
 		;;
 	gateway-base)
-		"$DIR/gateway-base" -cert "$DIR/cert.pem,$DIR/key.pem,default" -log-level error -watch 0 \
-			-listen "imaps=127.0.0.1:${IMAPS[$1]},proto=imap,tls=implicit,pool=imap" \
-			-listen "smtps=127.0.0.1:${SMTPS[$1]},proto=smtp,tls=implicit,pool=smtp" \
-			-backend "imap=$BACKEND_IMAP,probe=none" -backend "smtp=$BACKEND_SMTP,probe=none" \
-			>"$DIR/gateway-base.log" 2>&1 &
+		# The same listeners as gateway, so that an A/B compares code and
+		# not configuration; a revision that lacks one of its flags runs
+		# implicit-TLS IMAP and SMTP only, without the rows of the others.
+		gateway_args "$1"
+		"$DIR/gateway-base" "${GWARGS[@]}" >"$DIR/gateway-base.log" 2>&1 &
+		sleep 0.5
+		if ! kill -0 $! 2>/dev/null; then
+			log "gateway-base at $BASE refused gateway's flags ($(head -1 "$DIR/gateway-base.log")): implicit-TLS IMAP and SMTP only"
+			unset "PASS[gateway-base]" "RSAP[gateway-base]"
+			"$DIR/gateway-base" -cert "$DIR/cert.pem,$DIR/key.pem,default" -log-level error -watch 0 \
+				-listen "imaps=127.0.0.1:${IMAPS[$1]},proto=imap,tls=implicit,pool=imap" \
+				-listen "smtps=127.0.0.1:${SMTPS[$1]},proto=smtp,tls=implicit,pool=smtp" \
+				-backend "imap=$BACKEND_IMAP,probe=none" -backend "smtp=$BACKEND_SMTP,probe=none" \
+				>"$DIR/gateway-base.log" 2>&1 &
+		fi
 		;;
 	gateway-login)
 		# The login at the edge, routed by the auth_http responder nginx
